@@ -1,0 +1,147 @@
+"""ModelSpec: the one declaration of a model.
+
+A ModelSpec feeds three consumers, so they can never disagree:
+
+* the local runtime (which engine, which file, which tensor names),
+* the Triton model repository writer (config.pbtxt for the embedded and production flavours),
+* input validation, before anything is sent anywhere.
+
+Shapes are per row: the batch dimension is implicit (Triton's convention when ``max_batch_size>0``);
+``-1`` marks a variable dimension.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import InputMismatch
+
+# numpy dtype name -> (Triton config enum, Triton wire datatype)
+_TRITON_TYPES = {
+    "bool": ("TYPE_BOOL", "BOOL"),
+    "uint8": ("TYPE_UINT8", "UINT8"),
+    "int8": ("TYPE_INT8", "INT8"),
+    "int32": ("TYPE_INT32", "INT32"),
+    "int64": ("TYPE_INT64", "INT64"),
+    "float16": ("TYPE_FP16", "FP16"),
+    "float32": ("TYPE_FP32", "FP32"),
+    "float64": ("TYPE_FP64", "FP64"),
+}
+WIRE_TO_NUMPY = {wire: np.dtype(name) for name, (_, wire) in _TRITON_TYPES.items()}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _TRITON_TYPES:
+            raise ValueError(f"tensor {self.name!r}: unsupported dtype {self.dtype!r}")
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+    @property
+    def triton_config_type(self) -> str:
+        return _TRITON_TYPES[self.dtype][0]
+
+    @property
+    def wire_dtype(self) -> str:
+        return _TRITON_TYPES[self.dtype][1]
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes per batch row (variable dims counted as 1)."""
+        return int(np.prod([max(d, 1) for d in self.shape])) * self.numpy_dtype.itemsize
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything hepinfer knows about one model, independent of where it runs."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int
+    engine: str  # "onnxruntime" | "xgboost": what runs it locally and in the embedded server
+    artefact: str  # file name of the built model inside its version folder
+    description: str = ""
+    version: int = 1
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.inputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.outputs)
+
+    def input(self, name: str) -> TensorSpec:
+        for t in self.inputs:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    @property
+    def row_bytes(self) -> int:
+        return sum(t.row_bytes for t in self.inputs)
+
+    def validate(self, inputs: Mapping[str, np.ndarray]) -> int:
+        """Check names, rank, shape and dtype of a batch; return the batch size.
+
+        Validation is strict on dtype (no silent float64 -> float32 cast): a silent cast hides the
+        mistake of feeding the wrong array.  The message names the tensor and both shapes/dtypes.
+        """
+        return validate_tensors(self.name, self.inputs, inputs)
+
+
+def validate_tensors(model: str, expected: tuple[TensorSpec, ...], inputs: Mapping[str, np.ndarray]) -> int:
+    if not isinstance(inputs, Mapping):
+        raise InputMismatch(
+            f"model {model!r}: inputs must be a dict of numpy arrays keyed by "
+            f"{[t.name for t in expected]}, got {type(inputs).__name__}"
+        )
+    names = {t.name for t in expected}
+    missing = [n for n in names if n not in inputs]
+    extra = [n for n in inputs if n not in names]
+    if missing or extra:
+        raise InputMismatch(
+            f"model {model!r}: expected input tensors {sorted(names)}"
+            + (f"; missing {sorted(missing)}" if missing else "")
+            + (f"; unexpected {sorted(extra)}" if extra else "")
+        )
+    batch = None
+    for t in expected:
+        arr = inputs[t.name]
+        if not isinstance(arr, np.ndarray):
+            raise InputMismatch(
+                f"model {model!r}, tensor {t.name!r}: expected a numpy array, got {type(arr).__name__}"
+            )
+        want = "(N, " + ", ".join(str(d) for d in t.shape) + ")"
+        if arr.ndim != len(t.shape) + 1 or any(
+            d != -1 and d != a for d, a in zip(t.shape, arr.shape[1:])
+        ):
+            raise InputMismatch(
+                f"model {model!r}, tensor {t.name!r}: expected shape {want}, got {tuple(arr.shape)}"
+            )
+        if arr.dtype != t.numpy_dtype:
+            raise InputMismatch(
+                f"model {model!r}, tensor {t.name!r}: expected dtype {t.dtype}, got {arr.dtype}"
+                f" (convert with .astype(np.{t.dtype}))"
+            )
+        if batch is None:
+            batch = arr.shape[0]
+        elif arr.shape[0] != batch:
+            raise InputMismatch(
+                f"model {model!r}, tensor {t.name!r}: batch size {arr.shape[0]} differs from "
+                f"{batch} of tensor {expected[0].name!r}"
+            )
+    return int(batch or 0)

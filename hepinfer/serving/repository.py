@@ -1,0 +1,149 @@
+"""Triton model repositories written from the ModelSpecs.
+
+Two flavours of the same models:
+
+* ``embedded``: what ``hepinfer serve`` runs on the tritonserver binary of the nvidia-pytriton wheel,
+  which has only the python backend.  Each model is ``backend: "python"`` with hepinfer's model.py,
+  the shared engine module and the artefact (symlinked from the cache by default).
+* ``production``: for a GPU site running NVIDIA's container.  Networks use
+  ``platform: "onnxruntime_onnx"`` (optionally with the TensorRT execution accelerator), the BDT uses
+  the FIL backend (``backend: "fil"``, ``model_type: "xgboost_json"``, ``predict_proba``).
+
+config.pbtxt is produced with protobuf text_format from the ModelConfig message that tritonclient
+ships, and parsed back (:func:`read_config`) to validate it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ArtefactMissing, ConfigError
+from ..models import SPECS, get_spec
+from ..models.spec import ModelSpec
+
+FLAVOURS = ("embedded", "production")
+_HERE = Path(__file__).resolve().parent
+ENGINE_MODULE = _HERE.parent / "runtime" / "engines.py"
+MODEL_PY = _HERE / "triton_model.py"
+
+
+def _pb():
+    from tritonclient.grpc import model_config_pb2
+
+    return model_config_pb2
+
+
+@dataclass(frozen=True)
+class RepositoryOptions:
+    """How the models are served.  The defaults are the embedded server's."""
+
+    flavour: str = "embedded"
+    models: tuple[str, ...] = tuple(SPECS)
+    instances: int = 1  # instance_group count per model
+    gpu: bool = False  # production: KIND_GPU instances
+    dynamic_batching: bool = True
+    max_queue_delay_us: int = 100  # dynamic batcher's wait for more requests
+    threads: int = 1  # embedded: engine threads per instance
+    tensorrt: bool = False  # production: TensorRT accelerator for the ONNX models
+    link_artefacts: bool = True  # embedded: symlink the cached artefacts instead of copying
+    max_batch_size: dict = field(default_factory=dict)  # per-model override
+
+    def __post_init__(self) -> None:
+        if self.flavour not in FLAVOURS:
+            raise ConfigError(f"repository flavour must be one of {FLAVOURS}, got {self.flavour!r}")
+        if self.instances < 1:
+            raise ConfigError(f"instances must be >= 1, got {self.instances}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0, got {self.threads}")
+        for m in self.models:
+            get_spec(m)
+
+
+def model_config(spec: ModelSpec, options: RepositoryOptions):
+    """The ModelConfig protobuf message of ``spec`` in the chosen flavour."""
+    pb = _pb()
+    cfg = pb.ModelConfig(name=spec.name, max_batch_size=options.max_batch_size.get(spec.name, spec.max_batch_size))
+    for t in spec.inputs:
+        cfg.input.add(name=t.name, data_type=pb.DataType.Value(t.triton_config_type), dims=list(t.shape))
+    for t in spec.outputs:
+        cfg.output.add(name=t.name, data_type=pb.DataType.Value(t.triton_config_type), dims=list(t.shape))
+    kind = pb.ModelInstanceGroup.KIND_GPU if options.gpu and options.flavour == "production" else pb.ModelInstanceGroup.KIND_CPU
+    cfg.instance_group.add(kind=kind, count=options.instances)
+    if options.dynamic_batching:
+        cfg.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
+    cfg.version_policy.specific.versions.append(spec.version)
+
+    def param(key: str, value: str) -> None:
+        cfg.parameters[key].string_value = value
+
+    if options.flavour == "embedded":
+        cfg.backend = "python"
+        param("engine", spec.engine)
+        param("artefact", spec.artefact)
+        param("threads", str(options.threads))
+    elif spec.engine == "onnxruntime":
+        cfg.platform = "onnxruntime_onnx"
+        cfg.default_model_filename = spec.artefact
+        if options.tensorrt:
+            acc = cfg.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+            acc.parameters["precision_mode"] = "FP16"
+    elif spec.engine == "xgboost":
+        cfg.backend = "fil"
+        param("model_type", "xgboost_json")
+        param("output_class", "true")
+        param("predict_proba", "true")
+        param("storage_type", "AUTO")
+    else:  # pragma: no cover - every declared engine is handled above
+        raise ConfigError(f"model {spec.name!r}: no production backend for engine {spec.engine!r}")
+    return cfg
+
+
+def render_config(spec: ModelSpec, options: RepositoryOptions) -> str:
+    from google.protobuf import text_format
+
+    return text_format.MessageToString(model_config(spec, options))
+
+
+def read_config(path: str | Path):
+    """Parse a config.pbtxt with Triton's ModelConfig protobuf; a syntax error names the file."""
+    from google.protobuf import text_format
+
+    path = Path(path)
+    try:
+        return text_format.Parse(path.read_text(), _pb().ModelConfig())
+    except text_format.ParseError as err:
+        raise ConfigError(f"{path}: not a valid Triton model config: {err}") from err
+
+
+def write_repository(out: str | Path, options: RepositoryOptions | None = None) -> Path:
+    """Write a model repository for ``options.models`` into ``out``; return ``out``.
+
+    Artefacts must have been built (``hepinfer models build``).
+    """
+    from ..models.build import artefact_path
+
+    options = options or RepositoryOptions()
+    out = Path(out)
+    for name in options.models:
+        spec = get_spec(name)
+        src = artefact_path(name)
+        if not src.exists():
+            raise ArtefactMissing(f"model {name!r}: artefact {src} not built yet; run `hepinfer models build`")
+        model_dir = out / spec.name
+        version_dir = model_dir / str(spec.version)
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        version_dir.mkdir(parents=True)
+        (model_dir / "config.pbtxt").write_text(render_config(spec, options))
+        target = version_dir / spec.artefact
+        if options.flavour == "embedded":
+            shutil.copyfile(MODEL_PY, version_dir / "model.py")
+            shutil.copyfile(ENGINE_MODULE, version_dir / "hepinfer_engines.py")
+        if options.flavour == "embedded" and options.link_artefacts:
+            target.symlink_to(src)
+        else:
+            shutil.copyfile(src, target)
+        read_config(model_dir / "config.pbtxt")  # parse back: fail here, not in the server
+    return out

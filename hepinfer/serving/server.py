@@ -1,0 +1,301 @@
+"""The embedded Triton server: the real ``tritonserver`` binary on loopback, started and stopped by PID.
+
+``hepinfer.serve(...)`` is a context manager; ``hepinfer serve`` is the CLI around it.  Choices:
+
+* listens on 127.0.0.1 unless a host is given explicitly (then a warning says it is exposed);
+* free ports are chosen by the OS (ports linger for a few seconds after a stop); on a lost race the
+  start is retried with new ports;
+* ``--model-control-mode=explicit`` with ``--load-model`` for each model;
+* the model-repository, shared-memory, trace and logging protocols are restricted to requests that
+  carry the header ``hepinfer-admin-token: <random token>``, which only this launcher knows
+  (:attr:`EmbeddedServer.admin_token`): clients can infer but not load or unload models;
+* the process runs in its own process group; stop sends SIGTERM to the group, then SIGKILL after
+  ``stop_timeout_s``, so no python-backend stub outlives it;
+* the server log goes to ``<run dir>/tritonserver.log``; its path is in every startup error.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import warnings
+import weakref
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .. import paths
+from ..errors import ConfigError, ServerError
+from ..models import SPECS, get_spec
+from .environment import ServerEnvironment, ensure_server_env
+from .repository import RepositoryOptions, write_repository
+
+ADMIN_HEADER = "hepinfer-admin-token"
+RESTRICTED = "model-repository,shared-memory,trace,logging"
+_LIVE: "weakref.WeakSet[EmbeddedServer]" = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    models: tuple[str, ...] = tuple(SPECS)
+    host: str = "127.0.0.1"
+    grpc_port: int = 0  # 0: a free port chosen at start
+    http_port: int = 0
+    metrics_port: int = 0
+    repository: Path | None = None  # None: written fresh into the run directory
+    instances: int = 1
+    threads: int = 1
+    dynamic_batching: bool = True
+    max_queue_delay_us: int = 100
+    startup_timeout_s: float = 120.0
+    stop_timeout_s: float = 10.0
+    log_verbose: int = 0
+    extra_args: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(get_spec(m).name for m in self.models))
+        if not self.models:
+            raise ConfigError("the server needs at least one model")
+        for name in ("grpc_port", "http_port", "metrics_port"):
+            port = getattr(self, name)
+            if not 0 <= port < 65536:
+                raise ConfigError(f"{name} must be in 0..65535, got {port}")
+
+
+def _free_ports(host: str, n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class EmbeddedServer:
+    """A tritonserver process serving hepinfer's models.  Use :func:`serve` or ``with EmbeddedServer(...)``."""
+
+    def __init__(self, options: ServerOptions | None = None, **kwargs):
+        self.options = replace(options or ServerOptions(), **kwargs) if kwargs else (options or ServerOptions())
+        self.admin_token = secrets.token_urlsafe(24)
+        self.process: subprocess.Popen | None = None
+        self.run_dir: Path | None = None
+        self.repository: Path | None = None
+        self.ports: dict[str, int] = {}
+        self.startup_seconds: float | None = None
+        self.environment: ServerEnvironment | None = None
+
+    # -- addresses -------------------------------------------------------------------------------
+    @property
+    def _host_for_url(self) -> str:
+        h = self.options.host
+        return f"[{h}]" if ":" in h else h
+
+    @property
+    def url(self) -> str:
+        """gRPC URL (what hepinfer.Scorer and tritonclient.grpc take)."""
+        return f"grpc://{self._host_for_url}:{self.ports['grpc']}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self._host_for_url}:{self.ports['http']}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self._host_for_url}:{self.ports['metrics']}/metrics"
+
+    @property
+    def log_path(self) -> Path | None:
+        return self.run_dir / "tritonserver.log" if self.run_dir else None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def _command(self, env: ServerEnvironment) -> list[str]:
+        o = self.options
+        restricted = f"{RESTRICTED}:{ADMIN_HEADER}={self.admin_token}"
+        cmd = [
+            str(env.tritonserver),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={env.backend_dir}",
+            "--model-control-mode=explicit",
+            *[f"--load-model={m}" for m in o.models],
+            f"--grpc-address={o.host}", f"--grpc-port={self.ports['grpc']}",
+            f"--http-address={o.host}", f"--http-port={self.ports['http']}",
+            f"--metrics-address={o.host}", f"--metrics-port={self.ports['metrics']}",
+            "--allow-gpu-metrics=false",
+            "--strict-readiness=true",
+            "--exit-on-error=true",
+            "--disable-auto-complete-config",
+            "--pinned-memory-pool-byte-size=0",
+            f"--grpc-restricted-protocol={restricted}",
+            f"--http-restricted-api={restricted}",
+            f"--log-verbose={o.log_verbose}",
+            *o.extra_args,
+        ]
+        return cmd
+
+    def start(self) -> "EmbeddedServer":
+        if self.process is not None:
+            raise ServerError("server already started")
+        o = self.options
+        if o.host not in ("127.0.0.1", "localhost", "::1"):
+            warnings.warn(
+                f"the embedded Triton server listens on {o.host}: reachable from other machines; "
+                "inference is open to anyone who can reach it",
+                stacklevel=2,
+            )
+        self.environment = ensure_server_env()
+        paths.runs_dir().mkdir(parents=True, exist_ok=True)
+        self.run_dir = Path(
+            __import__("tempfile").mkdtemp(prefix=time.strftime("serve-%Y%m%d-%H%M%S-"), dir=paths.runs_dir())
+        )
+        if o.repository is not None:
+            self.repository = Path(o.repository)
+            if not self.repository.is_dir():
+                raise ConfigError(f"model repository {self.repository} does not exist")
+        else:
+            self.repository = write_repository(
+                self.run_dir / "repository",
+                RepositoryOptions(
+                    flavour="embedded", models=o.models, instances=o.instances, threads=o.threads,
+                    dynamic_batching=o.dynamic_batching, max_queue_delay_us=o.max_queue_delay_us,
+                ),
+            )
+        fixed = {"grpc": o.grpc_port, "http": o.http_port, "metrics": o.metrics_port}
+        for attempt in range(3):
+            free = iter(_free_ports(o.host, 3))
+            self.ports = {k: (v or next(free)) for k, v in fixed.items()}
+            try:
+                self._launch()
+                return self
+            except ServerError:
+                lost_race = self._log_tail().lower().count("address already in use")
+                self.stop()
+                if not lost_race or attempt == 2 or all(fixed.values()):
+                    raise
+        return self  # pragma: no cover
+
+    def _launch(self) -> None:
+        env = self.environment
+        assert env is not None and self.log_path is not None
+        t0 = time.perf_counter()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self._command(env), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env.process_env(), cwd=self.run_dir, start_new_session=True,
+            )
+        _LIVE.add(self)
+        deadline = t0 + self.options.startup_timeout_s
+        ready = f"{self.http_url}/v2/health/ready"
+        while True:
+            if self.process.poll() is not None:
+                raise ServerError(
+                    f"tritonserver exited with code {self.process.returncode} during startup; "
+                    f"log: {self.log_path}\n{self._log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(ready, timeout=1.0) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.perf_counter() > deadline:
+                raise ServerError(
+                    f"tritonserver not ready after {self.options.startup_timeout_s:.0f} s; log: {self.log_path}\n"
+                    + self._log_tail()
+                )
+            time.sleep(0.05)
+        self.startup_seconds = time.perf_counter() - t0
+
+    def _log_tail(self, lines: int = 25) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except (OSError, AttributeError):
+            return ""
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM the server's process group, SIGKILL what is left after ``stop_timeout_s``."""
+        proc, self.process = self.process, None
+        _LIVE.discard(self)
+        if proc is None:
+            return
+        pgid = proc.pid  # start_new_session: the group id is the server's pid
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=self.options.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(pgid, signal.SIGKILL)  # stubs or a hung server
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+    def __enter__(self) -> "EmbeddedServer":
+        return self if self.process is not None else self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __del__(self) -> None:
+        if getattr(self, "process", None) is not None:
+            self.stop()
+
+    def __repr__(self) -> str:
+        state = f"running pid={self.pid} url={self.url}" if self.is_running() else "stopped"
+        return f"<EmbeddedServer {state} models={list(self.options.models)}>"
+
+    def _repr_html_(self) -> str:
+        state = "running" if self.is_running() else "stopped"
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>"
+            for k, v in (
+                ("state", state), ("gRPC", self.url if self.ports else "-"),
+                ("HTTP", self.http_url if self.ports else "-"), ("models", ", ".join(self.options.models)),
+                ("log", self.log_path or "-"),
+            )
+        )
+        return f"<table><caption>hepinfer embedded Triton server</caption>{rows}</table>"
+
+
+def serve(models=None, **kwargs) -> EmbeddedServer:
+    """Start the embedded Triton server and return it (also a context manager that stops it).
+
+    ``serve()`` serves all declared models on free loopback ports; keyword arguments are
+    :class:`ServerOptions` fields.
+    """
+    if models is not None:
+        kwargs["models"] = (models,) if isinstance(models, str) else tuple(models)
+    return EmbeddedServer(ServerOptions(**kwargs)).start()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_LIVE):
+        server.stop()

@@ -1,0 +1,58 @@
+"""Triton python-backend model, copied into the embedded repository as ``<model>/1/model.py``.
+
+It runs inside tritonserver's python stub (the server's own environment, numpy<2), not in the
+analysis process.  It evaluates the model with ``hepinfer_engines.py`` (a copy of
+hepinfer/runtime/engines.py placed beside it), so the embedded server runs exactly the code of the
+local runtime.  Requests gathered by the dynamic batcher are concatenated into one engine call and
+split back; a failure answers every request of the batch with the error text.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        here = os.path.join(args["model_repository"], args["model_version"])
+        if here not in sys.path:
+            sys.path.insert(0, here)
+        from hepinfer_engines import load_engine
+
+        self.input_names = [t["name"] for t in config["input"]]
+        self.output_names = [t["name"] for t in config["output"]]
+        self.engine = load_engine(
+            params["engine"],
+            os.path.join(here, params["artefact"]),
+            self.input_names,
+            self.output_names,
+            int(params.get("threads", "1")),
+        )
+
+    def execute(self, requests):
+        batches = [
+            {n: pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in self.input_names} for r in requests
+        ]
+        sizes = [len(b[self.input_names[0]]) for b in batches]
+        try:
+            merged = batches[0] if len(batches) == 1 else {
+                n: np.concatenate([b[n] for b in batches]) for n in self.input_names
+            }
+            out = self.engine.run(merged)
+        except Exception as err:  # answer each request instead of crashing the stub
+            message = f"{type(err).__name__}: {err}"
+            return [pb_utils.InferenceResponse(error=pb_utils.TritonError(message)) for _ in requests]
+        responses = []
+        start = 0
+        for size in sizes:
+            tensors = [
+                pb_utils.Tensor(n, np.ascontiguousarray(out[n][start:start + size])) for n in self.output_names
+            ]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            start += size
+        return responses
