@@ -1,0 +1,31 @@
+"""hepinfer: ML inference for collider analyses, locally or as a service on NVIDIA Triton.
+
+Heavy dependencies (onnxruntime, tritonclient, torch) are imported on first use, not here.
+"""
+
+from __future__ import annotations
+
+from .config import InferenceConfig
+from .errors import (
+    ArtefactMissing, ConfigError, HepinferError, InferenceTimeout, InputMismatch, ModelNotFound, ServerError,
+    ServerUnavailable,
+)
+from .models import SPECS, ModelSpec, TensorSpec, get_spec
+from .scorer import Scorer
+from .urls import TritonUrl
+
+__version__ = "0.1.0"
+
+
+def serve(models=None, **kwargs):
+    """Start the embedded Triton server (see :func:`hepinfer.serving.server.serve`)."""
+    from .serving.server import serve as _serve
+
+    return _serve(models, **kwargs)
+
+
+__all__ = [
+    "ArtefactMissing", "ConfigError", "HepinferError", "InferenceConfig", "InferenceTimeout", "InputMismatch",
+    "ModelNotFound", "ModelSpec", "SPECS", "Scorer", "ServerError", "ServerUnavailable", "TensorSpec", "TritonUrl",
+    "__version__", "get_spec", "serve",
+]

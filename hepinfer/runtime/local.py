@@ -1,0 +1,76 @@
+"""LocalRuntime: the model evaluated in this process with onnxruntime or xgboost.
+
+One engine (session / booster) per model, artefact and thread count per process, created on first
+use and shared by every LocalRuntime of the process (sessions are thread-safe for inference).  The
+engine is dropped on pickling and rebuilt in the receiving process.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import ArtefactMissing
+from ..models import get_spec
+from . import empty_outputs
+from .engines import load_engine
+
+_ENGINES: dict = {}
+_LOCK = threading.Lock()
+
+
+class LocalRuntime:
+    def __init__(self, model, *, threads: int = 1, artefact: str | Path | None = None):
+        self.spec = get_spec(model)
+        self.threads = int(threads)
+        self._artefact = Path(artefact) if artefact else None
+
+    @property
+    def artefact(self) -> Path:
+        if self._artefact is not None:
+            return self._artefact
+        from ..models.build import artefact_path
+
+        return artefact_path(self.spec.name)
+
+    def _engine(self):
+        key = (os.getpid(), str(self.artefact), self.threads)
+        engine = _ENGINES.get(key)
+        if engine is None:
+            with _LOCK:
+                engine = _ENGINES.get(key)
+                if engine is None:
+                    if not self.artefact.exists():
+                        raise ArtefactMissing(
+                            f"model {self.spec.name!r}: artefact {self.artefact} not built; run `hepinfer models build`"
+                        )
+                    engine = load_engine(
+                        self.spec.engine, str(self.artefact), self.spec.input_names, self.spec.output_names, self.threads
+                    )
+                    _ENGINES[key] = engine
+        return engine
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = self.spec.validate(inputs)
+        if n == 0:
+            return empty_outputs(self.spec)
+        return self._engine().run(dict(inputs))
+
+    def close(self) -> None:
+        """Nothing to release per runtime: engines are per process and shared."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __dask_tokenize__(self):
+        return ("hepinfer.LocalRuntime", self.spec.name, str(self.artefact), self.threads)
+
+    def __repr__(self) -> str:
+        return f"LocalRuntime({self.spec.name!r}, threads={self.threads})"

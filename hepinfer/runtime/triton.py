@@ -1,0 +1,277 @@
+"""TritonRuntime: a model evaluated by a Triton server through tritonclient (gRPC, or HTTP).
+
+* The tritonclient client is created lazily, one per process and thread (Triton clients are not
+  thread-safe), and is never pickled: ``__getstate__`` drops it, ``__dask_tokenize__`` names the
+  runtime by its settings.
+* Inputs are validated against the ModelSpec and against the server's own model metadata before
+  anything is sent; errors name the tensor and both shapes / dtypes.
+* A batch is split at the server's ``max_batch_size`` and so that one request stays under
+  ``max_request_bytes``; the last piece is sent as it is (never padded by repeating rows).
+* tritonclient / gRPC errors are converted at this boundary: refused connection ->
+  ServerUnavailable, deadline -> InferenceTimeout, unknown or unready model -> ModelNotFound.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Mapping
+
+import numpy as np
+
+from ..config import InferenceConfig
+from ..errors import (
+    ConfigError, HepinferError, InferenceTimeout, InputMismatch, ModelNotFound, ServerError, ServerUnavailable,
+)
+from ..models import get_spec
+from ..models.spec import WIRE_TO_NUMPY
+from ..urls import TritonUrl
+from . import empty_outputs, split_rows
+
+
+def _modules(protocol: str):
+    if protocol == "grpc":
+        import tritonclient.grpc as mod
+    else:
+        import tritonclient.http as mod
+    return mod
+
+
+class TritonRuntime:
+    def __init__(
+        self,
+        model,
+        url: str | TritonUrl | None = None,
+        *,
+        config: InferenceConfig | None = None,
+        model_name: str | None = None,
+        model_version: str | None = None,
+    ):
+        self.spec = get_spec(model)
+        config = config or InferenceConfig(mode="remote")
+        if url is not None:
+            config = config.replace(url=str(url))
+        self.config = config
+        self.url = config.triton_url
+        self.model_name = model_name or self.url.model or self.spec.name
+        self.model_version = str(model_version or self.url.version or "")
+        if self.config.use_ssl and self.url.protocol == "http" and self.config.private_key and not self.config.certificate_chain:
+            raise ConfigError("a TLS client key needs its certificate_chain too")
+        self._init_local_state()
+
+    def _init_local_state(self) -> None:
+        self._tls = threading.local()
+        self._meta = None
+        self._meta_lock = threading.Lock()
+
+    # -- pickling / dask -------------------------------------------------------------------------
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for key in ("_tls", "_meta", "_meta_lock"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._init_local_state()
+
+    def __dask_tokenize__(self):
+        return ("hepinfer.TritonRuntime", self.spec.name, str(self.url), self.model_name, self.model_version,
+                self.config.use_ssl)
+
+    def __repr__(self) -> str:
+        return f"TritonRuntime({self.spec.name!r}, url={str(self.url)!r}, model_name={self.model_name!r})"
+
+    # -- client ----------------------------------------------------------------------------------
+    @property
+    def client(self):
+        """This process' and thread's tritonclient client (created on first use)."""
+        pid = os.getpid()
+        held = getattr(self._tls, "held", None)
+        if held is None or held[0] != pid:
+            held = (pid, self._make_client())
+            self._tls.held = held
+        return held[1]
+
+    def _make_client(self):
+        cfg = self.config
+        mod = _modules(self.url.protocol)
+        try:
+            if self.url.protocol == "grpc":
+                return mod.InferenceServerClient(
+                    url=self.url.address, ssl=cfg.use_ssl, root_certificates=cfg.root_certificates,
+                    private_key=cfg.private_key, certificate_chain=cfg.certificate_chain,
+                )
+            ssl_options = {}
+            if cfg.root_certificates:
+                ssl_options["ca_certs"] = cfg.root_certificates
+            if cfg.certificate_chain:
+                ssl_options["certfile"] = cfg.certificate_chain
+            if cfg.private_key:
+                ssl_options["keyfile"] = cfg.private_key
+            return mod.InferenceServerClient(
+                url=self.url.address, ssl=cfg.use_ssl, ssl_options=ssl_options or None,
+                connection_timeout=cfg.timeout_s, network_timeout=cfg.timeout_s,
+            )
+        except Exception as err:  # noqa: BLE001 - converted at the boundary
+            raise self._convert(err, "connecting") from err
+
+    def close(self) -> None:
+        held = getattr(self._tls, "held", None)
+        if held is not None:
+            self._tls.held = None
+            try:
+                held[1].close()
+            except Exception:  # noqa: BLE001 - closing a dead channel must not raise
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- errors ----------------------------------------------------------------------------------
+    def _convert(self, err: BaseException, action: str) -> HepinferError:
+        if isinstance(err, HepinferError):
+            return err
+        where = f"Triton at {self.url} (model {self.model_name!r})"
+        text = str(err)
+        status = ""
+        try:
+            from tritonclient.utils import InferenceServerException
+
+            if isinstance(err, InferenceServerException):
+                status = str(err.status() or "")
+                text = err.message() or text
+        except ImportError:  # pragma: no cover
+            pass
+        low = (status + " " + text).lower()
+        if "deadline" in low or isinstance(err, TimeoutError) or "timed out" in low or "timeout" in type(err).__name__.lower():
+            return InferenceTimeout(f"{action}: no answer from {where} within {self.config.timeout_s:g} s ({text})")
+        if "unavailable" in low or "connect" in low or "refused" in low or isinstance(err, ConnectionError):
+            return ServerUnavailable(
+                f"{action}: cannot reach the Triton server at {self.url}: {text.strip()}. "
+                "Start one with `hepinfer serve` (or hepinfer.serve()), or check the URL"
+            )
+        if "unknown model" in low or "not found" in low or "not ready" in low:
+            return ModelNotFound(f"model {self.model_name!r} is not loaded on the Triton server at {self.url}: {text}")
+        return ServerError(f"{action} on {where} failed: {status} {text}".strip())
+
+    # -- metadata ----------------------------------------------------------------------------------
+    def is_ready(self, timeout_s: float | None = None) -> bool:
+        """True when the server answers and the model is ready; raises ServerUnavailable when unreachable."""
+        kw = {"client_timeout": timeout_s or self.config.probe_timeout_s} if self.url.protocol == "grpc" else {}
+        try:
+            return bool(self.client.is_model_ready(self.model_name, self.model_version,
+                                                   headers=self.config.headers or None, **kw))
+        except Exception as err:  # noqa: BLE001
+            raise self._convert(err, "readiness probe") from err
+
+    def metadata(self) -> dict:
+        """The server's view of the model: inputs/outputs (name -> (numpy dtype, shape)) and max_batch_size."""
+        if self._meta is None:
+            with self._meta_lock:
+                if self._meta is None:
+                    self._meta = self._fetch_metadata()
+        return self._meta
+
+    def _fetch_metadata(self) -> dict:
+        if not self.is_ready():
+            raise ModelNotFound(
+                f"model {self.model_name!r} (version {self.model_version or 'latest'}) is not ready on the Triton "
+                f"server at {self.url}: it is not loaded, or still loading"
+            )
+        headers = self.config.headers or None
+        try:
+            if self.url.protocol == "grpc":
+                meta = self.client.get_model_metadata(self.model_name, self.model_version, headers=headers, as_json=True)
+                config = self.client.get_model_config(self.model_name, self.model_version, headers=headers, as_json=True)
+                config = config.get("config", config)
+            else:
+                meta = self.client.get_model_metadata(self.model_name, self.model_version, headers=headers)
+                config = self.client.get_model_config(self.model_name, self.model_version, headers=headers)
+        except Exception as err:  # noqa: BLE001
+            raise self._convert(err, "reading model metadata") from err
+
+        def tensors(items):
+            return {
+                t["name"]: (WIRE_TO_NUMPY.get(t["datatype"]), t["datatype"], tuple(int(d) for d in t["shape"]))
+                for t in items
+            }
+
+        return {
+            "inputs": tensors(meta.get("inputs", [])),
+            "outputs": tensors(meta.get("outputs", [])),
+            "max_batch_size": int(config.get("max_batch_size", 0) or 0),
+        }
+
+    def validate_against_server(self, inputs: Mapping[str, np.ndarray]) -> None:
+        meta = self.metadata()
+        server = meta["inputs"]
+        if set(server) != set(inputs):
+            raise InputMismatch(
+                f"model {self.model_name!r} on {self.url} expects input tensors {sorted(server)}, got {sorted(inputs)}"
+            )
+        batched = meta["max_batch_size"] > 0
+        for name, (dtype, wire, shape) in server.items():
+            arr = inputs[name]
+            row_shape = shape[1:] if batched else shape
+            got = arr.shape[1:] if batched else arr.shape
+            if len(row_shape) != len(got) or any(d != -1 and d != g for d, g in zip(row_shape, got)):
+                raise InputMismatch(
+                    f"model {self.model_name!r} on {self.url}, tensor {name!r}: server expects shape {shape}, "
+                    f"got {tuple(arr.shape)}"
+                )
+            if dtype is None or arr.dtype != dtype:
+                raise InputMismatch(
+                    f"model {self.model_name!r} on {self.url}, tensor {name!r}: server expects {wire}, got {arr.dtype}"
+                )
+
+    def rows_per_request(self, inputs: Mapping[str, np.ndarray]) -> int:
+        row_bytes = max(1, sum(int(a[:1].nbytes) for a in inputs.values()))
+        by_size = max(1, self.config.max_request_bytes // row_bytes)
+        max_batch = self.metadata()["max_batch_size"]
+        return min(by_size, max_batch) if max_batch > 0 else by_size
+
+    # -- inference -------------------------------------------------------------------------------
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = self.spec.validate(inputs)
+        if n == 0:
+            return empty_outputs(self.spec)
+        self.validate_against_server(inputs)
+        step = self.rows_per_request(inputs)
+        pieces = [self._request({k: v[s] for k, v in inputs.items()}) for s in split_rows(n, step)]
+        if len(pieces) == 1:
+            return pieces[0]
+        return {name: np.concatenate([p[name] for p in pieces]) for name in self.spec.output_names}
+
+    def _request(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        mod = _modules(self.url.protocol)
+        meta = self.metadata()
+        rows = len(next(iter(batch.values())))
+        try:
+            infer_inputs = []
+            for name, arr in batch.items():
+                inp = mod.InferInput(name, list(arr.shape), meta["inputs"][name][1])
+                inp.set_data_from_numpy(np.ascontiguousarray(arr))
+                infer_inputs.append(inp)
+            outputs = [mod.InferRequestedOutput(n) for n in self.spec.output_names]
+            kw = {"client_timeout": self.config.timeout_s} if self.url.protocol == "grpc" else {}
+            result = self.client.infer(
+                self.model_name, infer_inputs, model_version=self.model_version, outputs=outputs,
+                headers=self.config.headers or None, **kw,
+            )
+        except Exception as err:  # noqa: BLE001
+            raise self._convert(err, f"inference of {rows} rows") from err
+        out = {}
+        for name in self.spec.output_names:
+            arr = result.as_numpy(name)
+            if arr is None or len(arr) != rows:
+                raise ServerError(
+                    f"model {self.model_name!r} on {self.url}: output {name!r} has "
+                    f"{'no data' if arr is None else len(arr)} rows for {rows} sent (a server with numpy>=2 in "
+                    "its python backend returns empty outputs)"
+                )
+            out[name] = arr
+        return out
