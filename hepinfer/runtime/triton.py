@@ -147,6 +147,8 @@ class TritonRuntime:
         except ImportError:  # pragma: no cover
             pass
         low = (status + " " + text).lower()
+        if "restricted" in low:
+            return ServerError(f"{action}: the endpoint is restricted on {where}; it needs the server's admin token ({text})")
         if "deadline" in low or isinstance(err, TimeoutError) or "timed out" in low or "timeout" in type(err).__name__.lower():
             return InferenceTimeout(f"{action}: no answer from {where} within {self.config.timeout_s:g} s ({text})")
         if "unavailable" in low or "connect" in low or "refused" in low or isinstance(err, ConnectionError):

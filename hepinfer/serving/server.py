@@ -9,8 +9,9 @@
 * the model-repository, shared-memory, trace and logging protocols are restricted to requests that
   carry the header ``hepinfer-admin-token: <random token>``, which only this launcher knows
   (:attr:`EmbeddedServer.admin_token`): clients can infer but not load or unload models;
-* the process runs in its own process group; stop sends SIGTERM to the group, then SIGKILL after
-  ``stop_timeout_s``, so no python-backend stub outlives it;
+* the process runs in its own process group; stop sends SIGTERM to the group (tritonserver lets
+  in-flight requests finish for ``exit_timeout_s``), then SIGKILL after ``stop_timeout_s``, so no
+  python-backend stub outlives it;
 * the server log goes to ``<run dir>/tritonserver.log``; its path is in every startup error.
 """
 
@@ -36,6 +37,15 @@ from .environment import ServerEnvironment, ensure_server_env
 from .repository import RepositoryOptions, write_repository
 
 ADMIN_HEADER = "hepinfer-admin-token"
+# Lines of the server log that mean the start has failed even though the process lives on (a
+# python stub that cannot start leaves tritonserver waiting instead of exiting).
+FATAL_LOG_LINES = (
+    "Failed to preinitialize Python stub",
+    "failed to load",
+    "error: creating server",
+    "Failed to initialize",
+    "error while loading shared libraries",
+)
 RESTRICTED = "model-repository,shared-memory,trace,logging"
 _LIVE: "weakref.WeakSet[EmbeddedServer]" = weakref.WeakSet()
 
@@ -53,7 +63,9 @@ class ServerOptions:
     dynamic_batching: bool = True
     max_queue_delay_us: int = 100
     startup_timeout_s: float = 120.0
-    stop_timeout_s: float = 10.0
+    exit_timeout_s: int = 5  # in-flight requests get this long after SIGTERM (open keep-alive
+    # connections would otherwise hold tritonserver for its default 30 s)
+    stop_timeout_s: float = 15.0  # then SIGKILL
     log_verbose: int = 0
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
@@ -121,6 +133,12 @@ class EmbeddedServer:
     def metrics_url(self) -> str:
         return f"http://{self._host_for_url}:{self.ports['metrics']}/metrics"
 
+    def admin_headers(self, protocol: str = "grpc") -> dict[str, str]:
+        """Headers that open the restricted endpoints (Triton prefixes gRPC ones with
+        ``triton-grpc-protocol-``)."""
+        key = f"triton-grpc-protocol-{ADMIN_HEADER}" if protocol == "grpc" else ADMIN_HEADER
+        return {key: self.admin_token}
+
     @property
     def log_path(self) -> Path | None:
         return self.run_dir / "tritonserver.log" if self.run_dir else None
@@ -145,6 +163,7 @@ class EmbeddedServer:
             "--allow-gpu-metrics=false",
             "--strict-readiness=true",
             "--exit-on-error=true",
+            f"--exit-timeout-secs={o.exit_timeout_s}",
             "--disable-auto-complete-config",
             "--pinned-memory-pool-byte-size=0",
             f"--grpc-restricted-protocol={restricted}",
@@ -207,7 +226,13 @@ class EmbeddedServer:
         _LIVE.add(self)
         deadline = t0 + self.options.startup_timeout_s
         ready = f"{self.http_url}/v2/health/ready"
+        log_offset = 0
         while True:
+            log_offset, fatal = self._scan_log(log_offset)
+            if fatal:
+                raise ServerError(
+                    f"tritonserver failed to start ({fatal.strip()[:300]}); log: {self.log_path}\n{self._log_tail()}"
+                )
             if self.process.poll() is not None:
                 raise ServerError(
                     f"tritonserver exited with code {self.process.returncode} during startup; "
@@ -226,6 +251,20 @@ class EmbeddedServer:
                 )
             time.sleep(0.05)
         self.startup_seconds = time.perf_counter() - t0
+
+    def _scan_log(self, offset: int) -> tuple[int, str | None]:
+        """Read the log from ``offset``; return the new offset and the first fatal line, if any."""
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+        except OSError:
+            return offset, None
+        complete = chunk.rfind(b"\n") + 1  # only whole lines; the rest is read next time
+        for line in chunk[:complete].decode(errors="replace").splitlines():
+            if any(marker in line for marker in FATAL_LOG_LINES):
+                return offset + complete, line
+        return offset + complete, None
 
     def _log_tail(self, lines: int = 25) -> str:
         try:

@@ -1,0 +1,190 @@
+"""The ``hepinfer`` command.
+
+    hepinfer setup                      build the model artefacts and the server environment
+    hepinfer demo [--jets N]            main job: local vs embedded-Triton scores, agreement, jets/s
+    hepinfer serve [--models ...]       run the embedded Triton server until SIGINT / SIGTERM
+    hepinfer models build|list          build the artefacts into $HEPINFER_HOME / list the ModelSpecs
+    hepinfer repo build --flavour embedded|production OUT
+    hepinfer server setup               create the server's numpy<2 environment
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+
+from .errors import HepinferError
+from .models import SPECS
+
+
+def _models(text: str | None) -> tuple[str, ...]:
+    if not text or text == "all":
+        return tuple(SPECS)
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+def cmd_setup(args) -> int:
+    from .models.build import build_all
+    from .serving.environment import ensure_server_env
+
+    build_all(_models(args.models), force=args.force)
+    ensure_server_env()
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import compare, format_table
+
+    rows = compare(_models(args.models), jets=args.jets, url=args.url, chunk=args.chunk, seed=args.seed)
+    print()
+    print(format_table(rows))
+    bad = [r.model for r in rows if not r.agree]
+    if bad:
+        print(f"\nlocal and remote scores DISAGREE for {', '.join(bad)}", file=sys.stderr)
+        return 1
+    print("\nlocal and remote scores agree to 1e-5 for every model")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .serving.server import serve
+
+    opts = dict(
+        models=_models(args.models), host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
+        metrics_port=args.metrics_port, instances=args.instances, threads=args.threads,
+        dynamic_batching=not args.no_dynamic_batching, max_queue_delay_us=args.max_queue_delay_us,
+    )
+    if args.repository:
+        opts["repository"] = args.repository
+    stop = {"signal": None}
+
+    def handler(signum, _frame):
+        stop["signal"] = signum
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        from .models.build import build_all
+
+        if not args.repository:
+            build_all(opts["models"])
+        with serve(**opts) as server:
+            print(f"hepinfer: Triton ready in {server.startup_seconds:.2f} s (pid {server.pid})", flush=True)
+            print(f"  gRPC    {server.url}", flush=True)
+            print(f"  HTTP    {server.http_url}", flush=True)
+            print(f"  metrics {server.metrics_url}", flush=True)
+            print(f"  models  {', '.join(server.options.models)}; log {server.log_path}", flush=True)
+            print(server.url, flush=True)
+            while stop["signal"] is None and server.is_running():
+                time.sleep(0.2)
+            if stop["signal"] is None:
+                print(f"hepinfer: tritonserver exited unexpectedly; log {server.log_path}", file=sys.stderr)
+                return 1
+        print("hepinfer: server stopped", flush=True)
+        return 0
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def cmd_models(args) -> int:
+    if args.action == "list":
+        for spec in SPECS.values():
+            ins = ", ".join(f"{t.name}{tuple(['N', *t.shape])} {t.dtype}" for t in spec.inputs)
+            outs = ", ".join(f"{t.name}{tuple(['N', *t.shape])}" for t in spec.outputs)
+            print(f"{spec.name}: {spec.description}\n  inputs: {ins}\n  outputs: {outs}\n"
+                  f"  max batch {spec.max_batch_size}, engine {spec.engine}")
+        return 0
+    from .models.build import build_all
+
+    build_all(_models(args.models), force=args.force)
+    return 0
+
+
+def cmd_repo(args) -> int:
+    from .serving.repository import RepositoryOptions, write_repository
+
+    opts = RepositoryOptions(
+        flavour=args.flavour, models=_models(args.models), instances=args.instances, gpu=args.gpu,
+        dynamic_batching=not args.no_dynamic_batching, max_queue_delay_us=args.max_queue_delay_us,
+        tensorrt=args.tensorrt, link_artefacts=False,
+    )
+    out = write_repository(args.out, opts)
+    print(f"wrote {args.flavour} repository with {', '.join(opts.models)} to {out}")
+    return 0
+
+
+def cmd_server(args) -> int:
+    from .serving.environment import ensure_server_env
+
+    env = ensure_server_env()
+    print(env.tritonserver)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hepinfer", description="ML inference for collider analyses, local or on Triton")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("setup", help="build model artefacts and the server environment")
+    s.add_argument("--models", default="all")
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(func=cmd_setup)
+
+    s = sub.add_parser("demo", help="main job: score the same jets locally and on Triton, compare")
+    s.add_argument("--models", default="all", help="comma-separated, default all")
+    s.add_argument("--jets", type=int, default=2000)
+    s.add_argument("--chunk", type=int, default=256, help="jets per scoring call")
+    s.add_argument("--url", default=None, help="use this server instead of starting the embedded one")
+    s.add_argument("--seed", type=int, default=1)
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("serve", help="run the embedded Triton server (foreground)")
+    s.add_argument("--models", default="all")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--grpc-port", type=int, default=0, help="0 = a free port")
+    s.add_argument("--http-port", type=int, default=0)
+    s.add_argument("--metrics-port", type=int, default=0)
+    s.add_argument("--repository", default=None, help="serve this repository instead of writing one")
+    s.add_argument("--instances", type=int, default=1)
+    s.add_argument("--threads", type=int, default=1, help="engine threads per instance")
+    s.add_argument("--no-dynamic-batching", action="store_true")
+    s.add_argument("--max-queue-delay-us", type=int, default=100)
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("models", help="build or list the models")
+    s.add_argument("action", choices=("build", "list"))
+    s.add_argument("--models", default="all")
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("repo", help="write a Triton model repository")
+    s.add_argument("action", choices=("build",))
+    s.add_argument("out")
+    s.add_argument("--flavour", choices=("embedded", "production"), default="embedded")
+    s.add_argument("--models", default="all")
+    s.add_argument("--instances", type=int, default=1)
+    s.add_argument("--gpu", action="store_true", help="production: KIND_GPU instances")
+    s.add_argument("--tensorrt", action="store_true", help="production: TensorRT accelerator for ONNX models")
+    s.add_argument("--no-dynamic-batching", action="store_true")
+    s.add_argument("--max-queue-delay-us", type=int, default=100)
+    s.set_defaults(func=cmd_repo)
+
+    s = sub.add_parser("server", help="manage the server environment")
+    s.add_argument("action", choices=("setup",))
+    s.set_defaults(func=cmd_server)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HepinferError as err:
+        print(f"hepinfer: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

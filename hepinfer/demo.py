@@ -1,0 +1,89 @@
+"""The main job for now: score the same jets locally and on the embedded Triton server, with each
+model, and report agreement and jets/s of both paths.
+
+Jets are toy jets (hepinfer.toy) until the event generator and input builders exist.  Both paths
+get one CPU thread (local: onnxruntime/xgboost with 1 thread; remote: one server instance with
+1 thread), and jets are sent in chunks of ``chunk`` jets, as an analysis would.  The first chunk
+of each path is a warm-up and is not timed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import InferenceConfig
+from .models import SPECS, get_spec
+from .scorer import Scorer
+from .toy import toy_inputs
+
+TOLERANCE = 1e-5
+
+
+@dataclass
+class Comparison:
+    model: str
+    jets: int
+    local_jets_per_s: float
+    remote_jets_per_s: float
+    max_abs_diff: float
+
+    @property
+    def agree(self) -> bool:
+        return self.max_abs_diff <= TOLERANCE
+
+
+def _timed(scorer: Scorer, inputs: dict, chunk: int) -> tuple[dict, float]:
+    n = len(next(iter(inputs.values())))
+    warm = {k: v[: min(chunk, n)] for k, v in inputs.items()}
+    scorer(warm)
+    t0 = time.perf_counter()
+    parts = [scorer({k: v[s:s + chunk] for k, v in inputs.items()}) for s in range(0, n, chunk)]
+    elapsed = time.perf_counter() - t0
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, elapsed
+
+
+def compare(models=None, *, jets: int = 2000, url: str | None = None, chunk: int = 256, seed: int = 1,
+            log=print) -> list[Comparison]:
+    from .models.build import build_all
+
+    models = [get_spec(m).name for m in (models or SPECS)]
+    build_all(models, log=log)
+    results = []
+    with contextlib.ExitStack() as stack:
+        if url is None:
+            from .serving.server import serve
+
+            log("starting the embedded Triton server ...")
+            server = stack.enter_context(serve(models))
+            log(f"server ready in {server.startup_seconds:.2f} s at {server.url} (log {server.log_path})")
+            url = server.url
+        for name in models:
+            n = jets if name != "resnet50" else min(jets, 500)  # ResNet50 is ~100x slower per jet
+            inputs = toy_inputs(name, n, seed=seed)
+            local = Scorer(name, config=InferenceConfig(mode="local", threads=1))
+            remote = stack.enter_context(Scorer(name, config=InferenceConfig(mode="remote", url=url)))
+            out_local, t_local = _timed(local, inputs, chunk)
+            out_remote, t_remote = _timed(remote, inputs, chunk)
+            diff = max(float(np.abs(out_local[k] - out_remote[k]).max()) for k in out_local)
+            row = Comparison(name, n, n / t_local, n / t_remote, diff)
+            results.append(row)
+            log(f"{name}: {n} jets, local {row.local_jets_per_s:,.0f} jets/s, remote {row.remote_jets_per_s:,.0f} "
+                f"jets/s, max |local - remote| = {diff:.2e}")
+    return results
+
+
+def format_table(rows: list[Comparison]) -> str:
+    lines = [
+        "| model | jets | local jets/s | remote jets/s | remote/local | max abs diff | agree (<=1e-5) |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.model} | {r.jets} | {r.local_jets_per_s:,.0f} | {r.remote_jets_per_s:,.0f} | "
+            f"{r.remote_jets_per_s / r.local_jets_per_s:.2f} | {r.max_abs_diff:.1e} | {'yes' if r.agree else 'NO'} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,113 @@
+"""The networks as built: ONNX agrees with torch, and ParticleNet's masking and pooling behave as the
+published architecture requires (padding is invisible, particle order does not matter)."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from hepinfer.models import get_spec
+from hepinfer.models.build import artefact_path, manifest_path
+from hepinfer.runtime.local import LocalRuntime
+from hepinfer.toy import toy_inputs
+
+
+@pytest.fixture(scope="module")
+def particlenet(artefacts):
+    return LocalRuntime("particlenet")
+
+
+def test_manifests_record_onnx_agreement(artefacts):
+    for model in ("particlenet", "resnet50"):
+        info = json.loads(manifest_path(model).read_text())
+        assert info["onnx_vs_torch_max_abs_diff"] < 1e-4
+        assert info["sha256"] and info["bytes"] == artefact_path(model).stat().st_size
+
+
+def test_particlenet_torch_vs_onnxruntime(artefacts):
+    torch = pytest.importorskip("torch")
+    from hepinfer.models.particlenet import ParticleNet
+
+    net = ParticleNet(num_features=15).eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):  # non-trivial BN statistics
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    import tempfile
+    import warnings
+
+    x = toy_inputs("particlenet", 16, seed=3)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = f"{tmp}/pn.onnx"
+        names = ["points", "features", "mask"]
+        torch.onnx.export(net, tuple(torch.from_numpy(x[n]) for n in names), path, input_names=names,
+                          output_names=["softmax"], dynamic_axes={n: {0: "b"} for n in names + ["softmax"]},
+                          opset_version=17, dynamo=False)
+        got = LocalRuntime("particlenet", artefact=path).infer(toy_inputs("particlenet", 33, seed=4))["softmax"]
+    with torch.no_grad():
+        want = net(*[torch.from_numpy(toy_inputs("particlenet", 33, seed=4)[n]) for n in names]).numpy()
+    assert np.abs(got - want).max() < 1e-4
+
+
+def test_padding_is_invisible(particlenet):
+    x = toy_inputs("particlenet", 8, seed=5)
+    x["mask"][:, :, 40:] = 0  # keep 40 real particles at most
+    x["points"] *= x["mask"]
+    x["features"] *= x["mask"]
+    base = particlenet.infer(x)["softmax"]
+    noisy = {k: v.copy() for k, v in x.items()}
+    pad = noisy["mask"] == 0
+    rng = np.random.default_rng(0)
+    noisy["points"] = np.where(pad, rng.normal(size=noisy["points"].shape), noisy["points"]).astype(np.float32)
+    noisy["features"] = np.where(pad, rng.normal(size=noisy["features"].shape), noisy["features"]).astype(np.float32)
+    assert np.abs(particlenet.infer(noisy)["softmax"] - base).max() < 1e-5
+
+
+def test_particle_order_does_not_matter(particlenet):
+    x = toy_inputs("particlenet", 4, seed=6)
+    x["mask"][:] = 1  # all slots real, so any permutation keeps padding at the end
+    perm = np.random.default_rng(1).permutation(100)
+    shuffled = {k: np.ascontiguousarray(v[:, :, perm]) for k, v in x.items()}
+    assert np.abs(particlenet.infer(shuffled)["softmax"] - particlenet.infer(x)["softmax"]).max() < 1e-5
+
+
+def test_scores_are_probabilities_and_depend_on_input(artefacts):
+    for model in ("particlenet", "resnet50", "bdt"):
+        rt = LocalRuntime(model)
+        out = next(iter(rt.infer(toy_inputs(model, 64, seed=9)).values()))
+        assert out.shape == (64, 2) and out.dtype == np.float32
+        assert np.allclose(out.sum(axis=1), 1.0, atol=1e-5)
+        assert out[:, 1].std() > 1e-3, f"{model}: scores do not depend on the input"
+
+
+def test_empty_batch_and_engine_shared_per_process(artefacts):
+    a, b = LocalRuntime("bdt"), LocalRuntime("bdt")
+    empty = {"input__0": np.zeros((0, 20), np.float32)}
+    assert a.infer(empty)["output__0"].shape == (0, 2)
+    assert a._engine() is b._engine()
+    c = pickle.loads(pickle.dumps(a))
+    assert np.array_equal(c.infer(toy_inputs("bdt", 5))["output__0"], a.infer(toy_inputs("bdt", 5))["output__0"])
+
+
+def test_missing_artefact_says_how_to_build(tmp_path):
+    from hepinfer import ArtefactMissing
+
+    rt = LocalRuntime("bdt", artefact=tmp_path / "none.json")
+    with pytest.raises(ArtefactMissing, match="hepinfer models build"):
+        rt.infer(toy_inputs("bdt", 2))
+
+
+def test_resnet50_architecture():
+    torch = pytest.importorskip("torch")
+    from hepinfer.models.resnet import Bottleneck, resnet50
+
+    net = resnet50()
+    assert [len(stage) for stage in net.stages] == [3, 4, 6, 3]
+    assert all(isinstance(b, Bottleneck) for stage in net.stages for b in stage)
+    n_params = sum(p.numel() for p in net.parameters())
+    assert 23.4e6 < n_params < 23.6e6  # ResNet50 with a 2-class head
+    spec = get_spec("resnet50")
+    out = net.eval()(torch.zeros(2, *spec.input("images").shape))
+    assert tuple(out.shape) == (2, 2)

@@ -1,0 +1,190 @@
+"""Integration tests against the real tritonserver binary (one embedded server per test session)."""
+
+import pickle
+import threading
+
+import numpy as np
+import pytest
+
+import hepinfer
+from hepinfer import InferenceConfig, InputMismatch, ModelNotFound, Scorer, ServerUnavailable
+from hepinfer.models import SPECS
+from hepinfer.runtime.triton import TritonRuntime
+from hepinfer.serving.server import _free_ports
+from hepinfer.toy import toy_inputs
+
+pytestmark = pytest.mark.triton
+
+
+def _stats(server, model):
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(server.url.split("://")[1])
+    stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
+    return int(stats.get("inference_count", 0)), int(stats["inference_stats"]["success"].get("count", 0))
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.parametrize("model", list(SPECS))
+def test_local_and_remote_agree(server, model, protocol):
+    x = toy_inputs(model, 100 if model != "resnet50" else 40, seed=11)
+    url = server.url if protocol == "grpc" else server.http_url
+    local = Scorer(model, mode="local")(x)
+    remote = Scorer(model, mode="remote", url=url)(x)
+    for name in local:
+        assert remote[name].shape == local[name].shape
+        assert np.abs(remote[name] - local[name]).max() <= 1e-5
+
+
+def test_plain_tritonclient_can_infer(server):
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(server.url.split("://")[1])
+    assert client.is_server_ready()
+    x = toy_inputs("particlenet", 5, seed=2)
+    inputs = []
+    for name, arr in x.items():
+        inp = grpcclient.InferInput(name, list(arr.shape), "FP32")
+        inp.set_data_from_numpy(arr)
+        inputs.append(inp)
+    got = client.infer("particlenet", inputs).as_numpy("softmax")
+    assert got.shape == (5, 2)
+    assert np.abs(got - Scorer("particlenet")(x)["softmax"]).max() <= 1e-5
+
+
+def test_coffea_style_url(server):
+    port = server.url.rsplit(":", 1)[1]
+    x = toy_inputs("bdt", 10, seed=3)
+    out = Scorer("bdt", mode="remote", url=f"triton+grpc://127.0.0.1:{port}/bdt/1")(x)
+    assert np.abs(out["output__0"] - Scorer("bdt")(x)["output__0"]).max() <= 1e-5
+
+
+def test_batches_split_at_max_batch_size_without_padding(server):
+    n = 2 * SPECS["bdt"].max_batch_size + 17  # 4096 + 4096 + 17
+    x = toy_inputs("bdt", n, seed=4)
+    count0, requests0 = _stats(server, "bdt")
+    out = Scorer("bdt", mode="remote", url=server.url)(x)
+    count1, requests1 = _stats(server, "bdt")
+    assert out["output__0"].shape == (n, 2)
+    assert requests1 - requests0 == 3
+    assert count1 - count0 == n  # every row sent exactly once: no padding, no repeats
+    assert np.abs(out["output__0"] - Scorer("bdt")(x)["output__0"]).max() <= 1e-5
+
+
+def test_batches_split_at_request_size(server):
+    x = toy_inputs("resnet50", 10, seed=5)  # 48 KiB per image
+    cfg = InferenceConfig(mode="remote", url=server.url, max_request_bytes=3 * 49152)
+    _, before = _stats(server, "resnet50")
+    out = Scorer("resnet50", config=cfg)(x)
+    _, after = _stats(server, "resnet50")
+    assert after - before == 4  # 3 + 3 + 3 + 1
+    assert np.abs(out["softmax"] - Scorer("resnet50")(x)["softmax"]).max() <= 1e-5
+
+
+def test_empty_batch_is_not_sent(server):
+    _, before = _stats(server, "bdt")
+    out = Scorer("bdt", mode="remote", url=server.url)({"input__0": np.zeros((0, 20), np.float32)})
+    assert out["output__0"].shape == (0, 2)
+    assert _stats(server, "bdt")[1] == before
+
+
+def test_unreachable_server_is_named():
+    (port,) = _free_ports("127.0.0.1", 1)
+    url = f"grpc://127.0.0.1:{port}"
+    with pytest.raises(ServerUnavailable) as info:
+        Scorer("bdt", mode="remote", url=url, timeout_s=5)(toy_inputs("bdt", 3))
+    assert url in str(info.value) and "hepinfer serve" in str(info.value)
+    with pytest.raises(ServerUnavailable):
+        Scorer("bdt", mode="remote", url=f"http://127.0.0.1:{port}")(toy_inputs("bdt", 3))
+
+
+def test_model_not_on_server(server):
+    port = server.url.rsplit(":", 1)[1]
+    rt = TritonRuntime("bdt", f"grpc://127.0.0.1:{port}", model_name="not_there")
+    with pytest.raises(ModelNotFound, match="'not_there' .*not ready"):
+        rt.infer(toy_inputs("bdt", 3))
+
+
+def test_server_metadata_mismatch_names_tensor(server):
+    # The server's bdt model is asked to score with particlenet's spec view of the inputs: the
+    # server metadata check must name the tensor before anything is sent.
+    rt = TritonRuntime("particlenet", server.url, model_name="bdt")
+    with pytest.raises(InputMismatch, match=r"model 'bdt' on .*expects input tensors \['input__0'\]"):
+        rt.infer(toy_inputs("particlenet", 2))
+    rt = TritonRuntime("bdt", server.url)
+    x = toy_inputs("bdt", 2)
+    with pytest.raises(InputMismatch, match=r"'input__0'.*\(N, 20\).*\(2, 19\)"):
+        rt.infer({"input__0": x["input__0"][:, :19]})
+
+
+def test_clients_per_thread_and_never_pickled(server):
+    rt = TritonRuntime("bdt", server.url)
+    x = toy_inputs("bdt", 64, seed=8)
+    want = Scorer("bdt")(x)["output__0"]
+    clients, errors = set(), []
+
+    def work():
+        try:
+            for _ in range(5):
+                assert np.abs(rt.infer(x)["output__0"] - want).max() <= 1e-5
+            clients.add(id(rt.client))
+        except Exception as err:  # noqa: BLE001
+            errors.append(err)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(clients) == 4
+    state = rt.__getstate__()
+    assert "_tls" not in state and "_meta" not in state
+    clone = pickle.loads(pickle.dumps(rt))
+    assert np.abs(clone.infer(x)["output__0"] - want).max() <= 1e-5
+
+
+def test_auto_uses_the_server_when_it_answers(server):
+    scorer = Scorer("bdt", mode="auto", url=server.url)
+    scorer(toy_inputs("bdt", 4))
+    assert scorer.mode_used == "remote" and scorer.stats["remote_calls"] == 1
+
+
+def test_auto_without_server_scores_locally():
+    (port,) = _free_ports("127.0.0.1", 1)
+    scorer = Scorer("bdt", mode="auto", url=f"grpc://127.0.0.1:{port}", probe_timeout_s=1)
+    x = toy_inputs("bdt", 4)
+    assert np.array_equal(scorer(x)["output__0"], Scorer("bdt")(x)["output__0"])
+    assert scorer.mode_used == "local"
+
+
+def test_clients_cannot_load_or_unload_models(server):
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(server.url.split("://")[1])
+    with pytest.raises(InferenceServerException, match="(?i)restricted|unauthenticated|permission"):
+        client.unload_model("bdt")
+    with pytest.raises(InferenceServerException):
+        client.load_model("bdt")
+    assert client.is_model_ready("bdt")
+    # the launcher's token opens the endpoint (loading an already loaded model is a no-op)
+    client.load_model("bdt", headers=server.admin_headers("grpc"))
+    assert client.is_model_ready("bdt")
+
+
+def test_http_model_control_is_restricted_too(server):
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    client = httpclient.InferenceServerClient(server.http_url.split("://")[1])
+    with pytest.raises(InferenceServerException, match="(?i)restricted|forbidden|permission"):
+        client.unload_model("bdt")
+    assert client.is_model_ready("bdt")
+    client.load_model("bdt", headers=server.admin_headers("http"))
+    assert client.is_model_ready("bdt")
+
+
+def test_serve_returns_handle_with_urls(server):
+    assert server.is_running() and server.url.startswith("grpc://127.0.0.1:")
+    assert "running" in repr(server) and "tritonserver.log" in str(server.log_path)
+    assert isinstance(server, hepinfer.serving.server.EmbeddedServer)
