@@ -46,6 +46,21 @@ def _timed(scorer: Scorer, inputs: dict, chunk: int) -> tuple[dict, float]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, elapsed
 
 
+def call_overhead_ms(url: str, calls: int = 200) -> float:
+    """Median round trip of a one-row BDT request through hepinfer's remote Scorer (ms): the fixed
+    cost of one call to the server (client, gRPC, server, python backend; the BDT itself is ~µs)."""
+    scorer = Scorer("bdt", config=InferenceConfig(mode="remote", url=url))
+    x = toy_inputs("bdt", 1, seed=0)
+    scorer(x)
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        scorer(x)
+        times.append(time.perf_counter() - t0)
+    scorer.close()
+    return float(np.median(times) * 1e3)
+
+
 def compare(models=None, *, jets: int = 2000, url: str | None = None, chunk: int = 256, seed: int = 1,
             log=print) -> list[Comparison]:
     from .models.build import build_all
@@ -61,6 +76,8 @@ def compare(models=None, *, jets: int = 2000, url: str | None = None, chunk: int
             server = stack.enter_context(serve(models))
             log(f"server ready in {server.startup_seconds:.2f} s at {server.url} (log {server.log_path})")
             url = server.url
+        if "bdt" in models:
+            log(f"per-call overhead (1-row bdt request, median of 200): {call_overhead_ms(url):.2f} ms")
         for name in models:
             n = jets if name != "resnet50" else min(jets, 500)  # ResNet50 is ~100x slower per jet
             inputs = toy_inputs(name, n, seed=seed)

@@ -33,6 +33,7 @@ from pathlib import Path
 from .. import paths
 from ..errors import ConfigError, ServerError
 from ..models import SPECS, get_spec
+from ..urls import TritonUrl
 from .environment import ServerEnvironment, ensure_server_env
 from .repository import RepositoryOptions, write_repository
 
@@ -67,12 +68,20 @@ class ServerOptions:
     # connections would otherwise hold tritonserver for its default 30 s)
     stop_timeout_s: float = 15.0  # then SIGKILL
     log_verbose: int = 0
+    tls_cert: Path | None = None  # PEM server certificate: gRPC over TLS (Triton's HTTP has no TLS)
+    tls_key: Path | None = None
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(get_spec(m).name for m in self.models))
         if not self.models:
             raise ConfigError("the server needs at least one model")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert and tls_key go together")
+        for name in ("tls_cert", "tls_key"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"{name}: file {path} does not exist")
         for name in ("grpc_port", "http_port", "metrics_port"):
             port = getattr(self, name)
             if not 0 <= port < 65536:
@@ -122,8 +131,9 @@ class EmbeddedServer:
 
     @property
     def url(self) -> str:
-        """gRPC URL (what hepinfer.Scorer and tritonclient.grpc take)."""
-        return f"grpc://{self._host_for_url}:{self.ports['grpc']}"
+        """gRPC URL (what hepinfer.Scorer and tritonclient.grpc take); ``grpcs://`` with TLS."""
+        scheme = "grpcs" if self.options.tls_cert else "grpc"
+        return f"{scheme}://{self._host_for_url}:{self.ports['grpc']}"
 
     @property
     def http_url(self) -> str:
@@ -171,13 +181,15 @@ class EmbeddedServer:
             f"--log-verbose={o.log_verbose}",
             *o.extra_args,
         ]
+        if o.tls_cert:
+            cmd += ["--grpc-use-ssl=true", f"--grpc-server-cert={o.tls_cert}", f"--grpc-server-key={o.tls_key}"]
         return cmd
 
     def start(self) -> "EmbeddedServer":
         if self.process is not None:
             raise ServerError("server already started")
         o = self.options
-        if o.host not in ("127.0.0.1", "localhost", "::1"):
+        if not TritonUrl.parse(f"grpc://{self._host_for_url}:1").is_loopback:
             warnings.warn(
                 f"the embedded Triton server listens on {o.host}: reachable from other machines; "
                 "inference is open to anyone who can reach it",
