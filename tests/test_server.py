@@ -54,6 +54,11 @@ def test_stop_leaves_no_process_and_frees_ports(artefacts):
     assert _group_members(pgid) == []
     assert _wait_ports_free(ports)
     assert not server.is_running()
+    # the proof that the ports are free: a new server listens on exactly the same ones
+    grpc_port, http_port, metrics_port = (server.ports[k] for k in ("grpc", "http", "metrics"))
+    with hepinfer.serve(["bdt"], grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port) as again:
+        assert again.url == server.url
+        assert Scorer("bdt", mode="remote", url=again.url)(toy_inputs("bdt", 2))["output__0"].shape == (2, 2)
 
 
 def test_startup_failure_names_the_log(tmp_path, artefacts):
