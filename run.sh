@@ -12,10 +12,16 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)
 PY
 
+pip_install() {  # quiet; the full log is shown only when pip fails
+  .venv/bin/python -m pip install --disable-pip-version-check "$@" > .venv/pip.log 2>&1 \
+    || { cat .venv/pip.log >&2; echo "run.sh: pip install $* failed (log above, also in .venv/pip.log)" >&2; exit 1; }
+}
+
 setup() {
   if [ ! -x .venv/bin/python ]; then "$PYTHON" -m venv .venv; fi
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+  echo "run.sh: installing hepinfer[dev] into .venv ..."
+  pip_install --upgrade pip
+  pip_install -e '.[dev]'
   .venv/bin/hepinfer setup
 }
 

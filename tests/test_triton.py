@@ -188,3 +188,34 @@ def test_serve_returns_handle_with_urls(server):
     assert server.is_running() and server.url.startswith("grpc://127.0.0.1:")
     assert "running" in repr(server) and "tritonserver.log" in str(server.log_path)
     assert isinstance(server, hepinfer.serving.server.EmbeddedServer)
+
+
+def test_client_only_install_scores_remotely(server):
+    """A user with only the base install (no onnxruntime, xgboost, torch) scores remotely, and local
+    mode tells them which extra to install."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+BLOCKED = ("onnxruntime", "xgboost", "torch")
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Block())
+import numpy as np, hepinfer
+x = {{"input__0": np.ones((3, 20), np.float32)}}
+print(hepinfer.Scorer("bdt", mode="remote", url={server.url!r})(x)["output__0"].shape)
+try:
+    hepinfer.Scorer("bdt", mode="local")(x)
+except hepinfer.ConfigError as err:
+    print("local:", err)
+print(sorted(m for m in BLOCKED if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "(3, 2)"
+    assert "pip install 'hepinfer[local]'" in lines[1] and "xgboost" in lines[1]
+    assert lines[2] == "[]"

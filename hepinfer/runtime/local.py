@@ -14,7 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import ArtefactMissing
+from ..errors import ArtefactMissing, ConfigError
 from ..models import get_spec
 from . import empty_outputs
 from .engines import load_engine
@@ -48,9 +48,16 @@ class LocalRuntime:
                         raise ArtefactMissing(
                             f"model {self.spec.name!r}: artefact {self.artefact} not built; run `hepinfer models build`"
                         )
-                    engine = load_engine(
-                        self.spec.engine, str(self.artefact), self.spec.input_names, self.spec.output_names, self.threads
-                    )
+                    try:
+                        engine = load_engine(
+                            self.spec.engine, str(self.artefact), self.spec.input_names, self.spec.output_names,
+                            self.threads,
+                        )
+                    except ImportError as err:
+                        raise ConfigError(
+                            f"local inference of {self.spec.name!r} needs {err.name or self.spec.engine}, which is "
+                            "not installed: pip install 'hepinfer[local]' (or use mode='remote')"
+                        ) from err
                     _ENGINES[key] = engine
         return engine
 
