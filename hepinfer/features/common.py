@@ -1,0 +1,97 @@
+"""Shared helpers of the input builders: flattening jets across events, kinematics, link tables.
+
+Builders take ``jets`` (records with pt, eta, phi, mass, ...) and ``constituents`` (records with
+pt, eta, phi, mass, charge, pdgId, d0, dz), nested one level deeper than the jets.  Both may be
+per event (events x jets [x particles]) or already flat (jets [x particles]); every builder returns
+one row per jet in event order, so scores go back with ``ak.unflatten(scores, ak.num(jets))``.
+"""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+
+from ..errors import InputMismatch
+
+CONSTITUENT_FIELDS = ("pt", "eta", "phi", "mass", "charge", "pdgId", "d0", "dz")
+
+
+def plain(array) -> ak.Array:
+    """The array without its behaviours.  coffea's jets are Lorentz vectors, whose ``tau2``
+    property (proper time squared = mass^2) shadows NanoAOD's N-subjettiness field ``tau2``."""
+    if isinstance(array, ak.Array):
+        return ak.Array(array.layout)
+    return ak.Array(array)
+
+
+def flat_jets(jets, constituents):
+    """(jets, constituents) with the event axis removed when present; checks they line up."""
+    jets = plain(jets)
+    constituents = plain(constituents)
+    if jets.ndim == 2:
+        jets = ak.flatten(jets, axis=1)
+    if constituents.ndim == 3:
+        constituents = ak.flatten(constituents, axis=1)
+    if jets.ndim != 1 or constituents.ndim != 2:
+        raise InputMismatch(
+            f"expected jets (events x jets or jets) and constituents one level deeper; got dimensions "
+            f"{jets.ndim} and {constituents.ndim}"
+        )
+    if len(jets) != len(constituents):
+        raise InputMismatch(f"{len(jets)} jets but constituents for {len(constituents)} jets")
+    return jets, constituents
+
+
+def require_fields(array, fields, what: str) -> None:
+    missing = [f for f in fields if f not in ak.fields(array)]
+    if missing:
+        raise InputMismatch(f"{what} lack the fields {missing} (have {sorted(ak.fields(array))})")
+
+
+def delta_phi(a, b):
+    return (a - b + np.pi) % (2 * np.pi) - np.pi
+
+
+def energy(pt, eta, mass):
+    return np.sqrt((pt * np.cosh(eta)) ** 2 + mass**2)
+
+
+def safe_log(x):
+    """log(x) for x > 0, 0 elsewhere (padding and empty inputs never give -inf)."""
+    return np.log(ak.where(x > 0, x, 1.0))
+
+
+def safe_ratio(num, den):
+    """num / den, 0 where den is 0 (documented policy: no NaN or inf leaves a builder)."""
+    return ak.where(den != 0, num / ak.where(den != 0, den, 1.0), 0.0)
+
+
+def pad_to_numpy(jagged, length: int, fill: float = 0.0, dtype=np.float32) -> np.ndarray:
+    """(N, var) -> (N, length): the first ``length`` entries, zero padded."""
+    padded = ak.fill_none(ak.pad_none(jagged, length, axis=1, clip=True), fill)
+    return ak.to_numpy(padded).astype(dtype, copy=False).reshape(len(jagged), length)
+
+
+def link_constituents(events):
+    """Constituents of each fat jet from a PFNano ``FatJetPFCands`` table (real CMS PFNano too).
+
+    ``events`` has ``FatJet``, ``PFCands`` and ``FatJetPFCands`` (jetIdx, pFCandsIdx) collections,
+    as uproot/awkward records.  Returns events x jets x particles; jets without entries in the table
+    get no constituents.
+    """
+    for name in ("FatJet", "PFCands", "FatJetPFCands"):
+        if name not in ak.fields(events):
+            raise InputMismatch(f"events lack the {name!r} collection needed to link fat-jet constituents")
+    link = events.FatJetPFCands
+    n_jets = ak.num(events.FatJet, axis=1)
+    order = ak.argsort(link.jetIdx, axis=1, stable=True)
+    link = link[order]
+    cands = events.PFCands[link.pFCandsIdx]
+    offsets = np.concatenate([[0], np.cumsum(ak.to_numpy(n_jets))[:-1]]) if len(n_jets) else np.zeros(0, np.int64)
+    global_jet = ak.to_numpy(ak.flatten(link.jetIdx + offsets)).astype(np.int64)
+    total = int(ak.sum(n_jets))
+    if len(global_jet) and (global_jet.max() >= total or global_jet.min() < 0):
+        raise InputMismatch("FatJetPFCands_jetIdx points outside the FatJet collection")
+    counts = np.bincount(global_jet, minlength=total)
+    per_jet = ak.unflatten(ak.flatten(cands), counts)
+    return ak.unflatten(per_jet, n_jets)
