@@ -24,6 +24,9 @@ from ..toy import toy_inputs
 from . import SPECS, get_spec
 
 ONNX_TOLERANCE = 1e-4
+# Trained artefacts small enough to ship (ParticleNet, BDT): copied into the cache by `build`.
+TRAINED_DIR = Path(__file__).resolve().parent / "trained"
+CARD = "model_card.md"
 
 
 def artefact_path(model: str) -> Path:
@@ -39,6 +42,43 @@ def is_built(model: str) -> bool:
     return artefact_path(model).exists() and manifest_path(model).exists()
 
 
+def manifest(model: str) -> dict:
+    """The manifest of the artefact in the cache ({} when none)."""
+    try:
+        return json.loads(manifest_path(model).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def is_trained(model: str) -> bool:
+    return manifest(model).get("weights") == "trained"
+
+
+def weights_note(model: str) -> str:
+    """'trained' or a warning that scores come from an untrained network."""
+    return "trained" if is_trained(model) else "UNTRAINED (random weights): scores carry no physics meaning"
+
+
+def shipped(model: str) -> Path | None:
+    """The committed trained artefact of ``model``, if hepinfer ships one."""
+    spec = get_spec(model)
+    path = TRAINED_DIR / spec.name / spec.artefact
+    return path if path.exists() else None
+
+
+def _install_shipped(model: str) -> Path:
+    import shutil
+
+    spec = get_spec(model)
+    src = TRAINED_DIR / spec.name
+    dst = paths.artefact_dir(spec.name, spec.version)
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in (spec.artefact, "manifest.json", CARD):
+        if (src / name).exists():
+            shutil.copyfile(src / name, dst / name)
+    return dst / spec.artefact
+
+
 def _torch():
     try:
         import torch
@@ -49,7 +89,7 @@ def _torch():
     return torch
 
 
-def _network(name: str):
+def network(name: str):
     spec = get_spec(name)
     if name == "particlenet":
         from .particlenet import ParticleNet
@@ -66,7 +106,7 @@ def _build_network(name: str, out: Path, seed: int) -> dict:
     torch = _torch()
     spec = get_spec(name)
     torch.manual_seed(seed)
-    net = _network(name)
+    net = network(name)
     # Calibrate batch-norm statistics on toy inputs (cumulative average).
     for m in net.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -77,7 +117,23 @@ def _build_network(name: str, out: Path, seed: int) -> dict:
             batch = toy_inputs(name, 64, seed=seed + 1000 + i)
             net(*[torch.from_numpy(batch[n]) for n in spec.input_names])
     net.eval()
-    example = toy_inputs(name, 4, seed=seed)
+    diff = export_onnx(net, name, out, toy_inputs(name, 4, seed=seed), toy_inputs(name, 32, seed=seed + 7))
+    import onnxruntime as ort
+
+    return {
+        "torch_version": torch.__version__,
+        "onnxruntime_version": ort.__version__,
+        "onnx_vs_torch_max_abs_diff": diff,
+        "parameters": int(sum(p.numel() for p in net.parameters())),
+    }
+
+
+def export_onnx(net, model: str, out: Path, example: dict, check: dict) -> float:
+    """Export ``net`` (eval mode, CPU) to ONNX with a dynamic batch axis; return max |ORT - torch|
+    on ``check`` and raise when it exceeds ONNX_TOLERANCE."""
+    torch = _torch()
+    spec = get_spec(model)
+    net = net.eval().cpu()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -92,21 +148,15 @@ def _build_network(name: str, out: Path, seed: int) -> dict:
         )
     import onnxruntime as ort
 
-    check = toy_inputs(name, 32, seed=seed + 7)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    got = session.run(list(spec.output_names), check)
+    got = session.run(list(spec.output_names), {n: check[n] for n in spec.input_names})
     with torch.no_grad():
         want = net(*[torch.from_numpy(check[n]) for n in spec.input_names])
     want = [want] if isinstance(want, torch.Tensor) else list(want)
     diff = max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want))
     if diff > ONNX_TOLERANCE:
-        raise HepinferError(f"{name}: onnxruntime differs from torch by {diff:.3g} > {ONNX_TOLERANCE}")
-    return {
-        "torch_version": torch.__version__,
-        "onnxruntime_version": ort.__version__,
-        "onnx_vs_torch_max_abs_diff": diff,
-        "parameters": int(sum(p.numel() for p in net.parameters())),
-    }
+        raise HepinferError(f"{model}: onnxruntime differs from torch by {diff:.3g} > {ONNX_TOLERANCE}")
+    return diff
 
 
 def _build_bdt(out: Path, seed: int) -> dict:
@@ -130,6 +180,15 @@ def build(model: str, *, seed: int = 20261122, force: bool = False) -> Path:
     """Build one model's artefact (skipped when present unless ``force``); return its path."""
     spec = get_spec(model)
     out = artefact_path(spec.name)
+    if shipped(spec.name) is not None:
+        # the shipped trained weights replace random ones, never the user's own training
+        ours = json.loads((TRAINED_DIR / spec.name / "manifest.json").read_text()).get("sha256")
+        cached = manifest(spec.name)
+        if force or not is_built(spec.name) or (cached.get("weights") != "trained") or (
+            cached.get("source") == "shipped" and cached.get("sha256") != ours
+        ):
+            return _install_shipped(spec.name)
+        return out
     if is_built(spec.name) and not force:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -140,8 +199,9 @@ def build(model: str, *, seed: int = 20261122, force: bool = False) -> Path:
     info.update(
         model=spec.name,
         seed=seed,
-        weights="random (seeded), batch-norm calibrated on toy inputs" if spec.engine != "xgboost"
-        else "trained on seeded toy data",
+        weights="random",
+        detail="seeded random weights, batch-norm calibrated on toy inputs" if spec.engine != "xgboost"
+        else "trained on seeded toy data (no physics)",
         sha256=hashlib.sha256(out.read_bytes()).hexdigest(),
         bytes=out.stat().st_size,
         build_seconds=round(time.perf_counter() - t0, 2),
@@ -153,11 +213,12 @@ def build(model: str, *, seed: int = 20261122, force: bool = False) -> Path:
 def build_all(models=None, *, force: bool = False, log=print) -> list[Path]:
     built = []
     for name in models or SPECS:
-        if is_built(name) and not force:
-            log(f"{name}: present at {artefact_path(name)}")
-        else:
-            log(f"{name}: building ...")
-            build(name, force=force)
-            log(f"{name}: built {artefact_path(name)} ({json.loads(manifest_path(name).read_text())['bytes'] / 1e6:.1f} MB)")
+        before = manifest(name).get("sha256")
+        if not is_built(name) and shipped(name) is None:
+            log(f"{name}: building (no trained weights shipped; `hepinfer train {name}` trains it) ...")
+        build(name, force=force)
+        state = "installed" if manifest(name).get("sha256") != before else "present"
+        log(f"{name}: {state} at {artefact_path(name)} ({manifest(name).get('bytes', 0) / 1e6:.1f} MB, "
+            f"{weights_note(name)})")
         built.append(artefact_path(name))
     return built

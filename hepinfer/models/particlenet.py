@@ -86,6 +86,10 @@ class ParticleNet(nn.Module):
         )
 
     def forward(self, points: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (what is exported and served)."""
+        return torch.softmax(self.logits(points, features, mask), dim=1)
+
+    def logits(self, points: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         mask = (mask != 0).to(features.dtype)
         points = points * mask
         features = features * mask
@@ -99,4 +103,4 @@ class ParticleNet(nn.Module):
             outputs.append(fts)
         fused = self.fusion(torch.cat(outputs, dim=1)) * mask
         pooled = fused.sum(dim=-1) / counts
-        return torch.softmax(self.fc(pooled), dim=1)
+        return self.fc(pooled)

@@ -57,8 +57,11 @@ class ResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.stages(self.stem(images))).flatten(1)
-        return torch.softmax(self.fc(x), dim=1)
+        """Class probabilities (what is exported and served)."""
+        return torch.softmax(self.logits(images), dim=1)
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.stages(self.stem(images))).flatten(1))
 
 
 def resnet50(in_channels: int = 3, num_classes: int = 2) -> ResNet:
