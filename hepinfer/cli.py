@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 import time
@@ -37,7 +38,8 @@ def cmd_setup(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import compare, format_table
 
-    rows = compare(_models(args.models), jets=args.jets, url=args.url, chunk=args.chunk, seed=args.seed)
+    rows = compare(_models(args.models), jets=args.jets, url=args.url, chunk=args.chunk, seed=args.seed,
+                   events=args.events, toy=args.toy)
     print()
     print(format_table(rows))
     bad = [r.model for r in rows if not r.agree]
@@ -142,9 +144,9 @@ def cmd_train(args) -> int:
 
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                              device=args.device, max_minutes=args.max_minutes, progress=not args.no_progress)
-    command = "hepinfer " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("hepinfer") else ""
+    command = "hepinfer " + " ".join(shlex.quote(a) for a in (args.argv or sys.argv[1:]))
     train(args.model, args.sample, settings=settings, bdt_settings=BDTSettings(seed=args.seed),
-          test=args.test, out_dir=args.out, max_jets=args.max_jets, command=command or f"hepinfer train {args.model} ...")
+          test=args.test, out_dir=args.out, max_jets=args.max_jets, command=command)
     return 0
 
 
@@ -170,7 +172,9 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="main job: score the same jets locally and on Triton, compare")
     s.add_argument("--models", default="all", help="comma-separated, default all")
-    s.add_argument("--jets", type=int, default=2000)
+    s.add_argument("--events", type=int, default=400, help="generated ttbar and QCD events each")
+    s.add_argument("--toy", action="store_true", help="score toy arrays instead of generated jets")
+    s.add_argument("--jets", type=int, default=2000, help="with --toy: jets per model")
     s.add_argument("--chunk", type=int, default=256, help="jets per scoring call")
     s.add_argument("--url", default=None, help="use this server instead of starting the embedded one")
     s.add_argument("--seed", type=int, default=1)
@@ -250,6 +254,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else None
     try:
         return args.func(args)
     except HepinferError as err:

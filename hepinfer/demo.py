@@ -1,7 +1,9 @@
 """The main job for now: score the same jets locally and on the embedded Triton server, with each
-model, and report agreement and jets/s of both paths.
+model, and report agreement, jets/s of both paths and each model's AUC on those jets.
 
-Jets are toy jets (hepinfer.toy) until the event generator and input builders exist.  Both paths
+Jets are generated: ``events`` ttbar and QCD events each (Pythia + FastJet, seeds 7001 / 7002, never
+used in training), cached in $HEPINFER_HOME/samples; the fat jets of the tagging window go through
+hepinfer.features.  ``toy=True`` uses hepinfer.toy's arrays instead (no generator needed).  Both paths
 get one CPU thread (local: onnxruntime/xgboost with 1 thread; remote: one server instance with
 1 thread), and jets are sent in chunks of ``chunk`` jets, as an analysis would.  The first chunk
 of each path is a warm-up and is not timed.
@@ -30,6 +32,8 @@ class Comparison:
     local_jets_per_s: float
     remote_jets_per_s: float
     max_abs_diff: float
+    weights: str = "trained"
+    auc: float | None = None
 
     @property
     def agree(self) -> bool:
@@ -44,6 +48,10 @@ def _timed(scorer: Scorer, inputs: dict, chunk: int) -> tuple[dict, float]:
     parts = [scorer({k: v[s:s + chunk] for k, v in inputs.items()}) for s in range(0, n, chunk)]
     elapsed = time.perf_counter() - t0
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, elapsed
+
+
+def spec_output(name: str) -> str:
+    return get_spec(name).output_names[0]
 
 
 def call_overhead_ms(url: str, calls: int = 200) -> float:
@@ -61,12 +69,34 @@ def call_overhead_ms(url: str, calls: int = 200) -> float:
     return float(np.median(times) * 1e3)
 
 
+DEMO_SEEDS = {"ttbar": 7001, "qcd": 7002}
+
+
+def demo_sample(events: int, log=print):
+    """Generated ttbar + QCD events for the demo (cached); returns the selected, labelled jets."""
+    from . import paths
+    from .data.generate import generate
+    from .training.dataset import load_jets
+
+    files = []
+    for process, seed in DEMO_SEEDS.items():
+        path = paths.home() / "samples" / f"demo_{process}_{seed}_{events}.root"
+        if not path.exists():
+            log(f"generating {events} {process} events (seed {seed}) -> {path}")
+            generate(process, events, seed, path, progress=False)
+        files.append(path)
+    return load_jets(files, balance=False)
+
+
 def compare(models=None, *, jets: int = 2000, url: str | None = None, chunk: int = 256, seed: int = 1,
-            log=print) -> list[Comparison]:
+            events: int = 400, toy: bool = False, log=print) -> list[Comparison]:
     from .models.build import build_all
 
     models = [get_spec(m).name for m in (models or SPECS)]
     build_all(models, log=log)
+    sample = None if toy else demo_sample(events, log=log)
+    if sample is not None:
+        log(f"{len(sample)} fat jets in the tagging window ({sample.counts()['top']} top, {sample.counts()['qcd']} QCD)")
     results = []
     with contextlib.ExitStack() as stack:
         if url is None:
@@ -79,14 +109,26 @@ def compare(models=None, *, jets: int = 2000, url: str | None = None, chunk: int
         if "bdt" in models:
             log(f"per-call overhead (1-row bdt request, median of 200): {call_overhead_ms(url):.2f} ms")
         for name in models:
-            n = jets if name != "resnet50" else min(jets, 500)  # ResNet50 is ~100x slower per jet
-            inputs = toy_inputs(name, n, seed=seed)
+            if sample is None:
+                n = jets if name != "resnet50" else min(jets, 500)
+                inputs = toy_inputs(name, n, seed=seed)
+            else:
+                from .training import build_chunked
+
+                inputs = build_chunked(name, sample)
+                n = len(sample)
             local = Scorer(name, config=InferenceConfig(mode="local", threads=1))
             remote = stack.enter_context(Scorer(name, config=InferenceConfig(mode="remote", url=url)))
             out_local, t_local = _timed(local, inputs, chunk)
             out_remote, t_remote = _timed(remote, inputs, chunk)
             diff = max(float(np.abs(out_local[k] - out_remote[k]).max()) for k in out_local)
-            row = Comparison(name, n, n / t_local, n / t_remote, diff)
+            from .models.build import is_trained
+
+            row = Comparison(name, n, n / t_local, n / t_remote, diff, "trained" if is_trained(name) else "UNTRAINED")
+            if sample is not None:
+                from .training.metrics import auc
+
+                row.auc = auc(sample.labels, out_local[spec_output(name)][:, 1])
             results.append(row)
             log(f"{name}: {n} jets, local {row.local_jets_per_s:,.0f} jets/s, remote {row.remote_jets_per_s:,.0f} "
                 f"jets/s, max |local - remote| = {diff:.2e}")
@@ -95,12 +137,16 @@ def compare(models=None, *, jets: int = 2000, url: str | None = None, chunk: int
 
 def format_table(rows: list[Comparison]) -> str:
     lines = [
-        "| model | jets | local jets/s | remote jets/s | remote/local | max abs diff | agree (<=1e-5) |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| model | weights | jets | AUC | local jets/s | remote jets/s | remote/local | max abs diff | agree (<=1e-5) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.model} | {r.jets} | {r.local_jets_per_s:,.0f} | {r.remote_jets_per_s:,.0f} | "
+            f"| {r.model} | {r.weights} | {r.jets} | {'-' if r.auc is None else f'{r.auc:.4f}'} | {r.local_jets_per_s:,.0f} | {r.remote_jets_per_s:,.0f} | "
             f"{r.remote_jets_per_s / r.local_jets_per_s:.2f} | {r.max_abs_diff:.1e} | {'yes' if r.agree else 'NO'} |"
         )
+    if any(r.weights != "trained" for r in rows):
+        lines.append("")
+        lines += [f"{r.model}: scores come from an UNTRAINED network (random weights); `hepinfer train {r.model}` "
+                  "trains it" for r in rows if r.weights != "trained"]
     return "\n".join(lines)

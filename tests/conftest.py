@@ -24,3 +24,29 @@ def artefacts():
 def server(artefacts):
     with hepinfer.serve() as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory):
+    """A small fresh sample from the real generator (seeds never used for the shipped training):
+    {"ttbar": path, "qcd": path}."""
+    from hepinfer.data.generate import generate
+
+    out = tmp_path_factory.mktemp("generated")
+    return {
+        "ttbar": generate("ttbar", 150, 11, out / "ttbar_11.root", progress=False),
+        "qcd": generate("qcd", 150, 12, out / "qcd_12.root", progress=False),
+    }
+
+
+@pytest.fixture(scope="session")
+def pfnano_events(generated):
+    """coffea NanoEvents (eager, PFNanoAODSchema) of the generated ttbar file."""
+    import warnings
+
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # coffea warns about PFNano tables we do not write
+        return NanoEventsFactory.from_root({str(generated["ttbar"]): "Events"}, schemaclass=PFNanoAODSchema,
+                                           mode="eager").events()

@@ -219,3 +219,16 @@ print(sorted(m for m in BLOCKED if m in sys.modules))
     assert lines[0] == "(3, 2)"
     assert "pip install 'hepinfer[local]'" in lines[1] and "xgboost" in lines[1]
     assert lines[2] == "[]"
+
+
+@pytest.mark.slow
+def test_main_job_scores_generated_jets_locally_and_remotely(server, tmp_path, monkeypatch):
+    from hepinfer.demo import compare, format_table
+
+    rows = compare(["bdt", "particlenet"], events=60, url=server.url, log=lambda *a: None)
+    assert [r.model for r in rows] == ["bdt", "particlenet"]
+    for r in rows:
+        assert r.agree and r.jets > 10 and r.local_jets_per_s > 0 and r.remote_jets_per_s > 0
+        assert r.weights == "trained" and 0.5 < r.auc <= 1.0
+    table = format_table(rows)
+    assert "| bdt | trained |" in table and "UNTRAINED" not in table

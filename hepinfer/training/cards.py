@@ -48,6 +48,7 @@ Pythia 8.317 (pythia8mc) + FastJet, 13 TeV, pT-hat in [500, 700] GeV; ttbar with
 
 ## Training
 Command: `{command}`
+(`tools/train_shipped.sh` regenerates the samples and reruns the training of the shipped artefacts.)
 
 ```json
 {json.dumps({"settings": settings, "result": {k: v for k, v in training.items() if k != "epochs"}}, indent=2)}
