@@ -180,3 +180,34 @@ def test_builders_on_random_jagged_input(data):
     assert img.shape == (len(counts), 3, 64, 64) and (img[:, 2].sum(axis=(1, 2)) <= counts).all()
     x = bdt_inputs(jets, constituents)["input__0"]
     assert x.shape == (len(counts), 20) and np.isfinite(x).all()
+
+
+@pytest.mark.slow
+def test_builders_per_partition_on_dask_awkward(generated, pfnano_events):
+    """In coffea's dask mode the builders run per partition; while dask-awkward traces the graph
+    they touch exactly the columns they read, so only those are loaded."""
+    import warnings
+
+    import dask_awkward as dak
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    def real_particles(jets, cons):
+        x = particlenet_inputs(jets, cons)
+        if ak.backend(jets) == "typetracer":
+            return ak.Array(ak.Array([[1.0]]).layout.to_typetracer(forget_length=True))
+        return ak.unflatten(x["mask"].sum(axis=(1, 2)), ak.num(jets))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        events = NanoEventsFactory.from_root(
+            {str(generated["ttbar"]): {"object_path": "Events", "steps": [[0, 50], [50, 100], [100, 150]]}},
+            schemaclass=PFNanoAODSchema, mode="dask",
+        ).events()
+        out = dak.map_partitions(real_particles, events.FatJet, events.FatJet.constituents.pf)
+        columns = set(next(iter(dak.report_necessary_columns(out).values())))
+        got = out.compute()
+    assert out.npartitions == 3
+    want = real_particles(pfnano_events.FatJet, pfnano_events.FatJet.constituents.pf)
+    assert got.tolist() == want.tolist()
+    assert {"PFCands_d0", "PFCands_pdgId", "FatJet_pt"} <= columns
+    assert not any(c.startswith(("Jet_", "GenPart_")) for c in columns) and "FatJet_tau2" not in columns

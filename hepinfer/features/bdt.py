@@ -21,13 +21,22 @@ import awkward as ak
 import numpy as np
 
 from ..models import BDT_FEATURES
-from .common import delta_phi, flat_jets, require_fields, safe_ratio
+from .common import (
+    delta_phi,
+    flat_jets,
+    is_typetracer,
+    require_fields,
+    safe_ratio,
+    typetracer_placeholder,
+)
 
 JET_FIELDS = ("pt", "eta", "phi", "mass", "msoftdrop", "tau1", "tau2", "tau3", "tau4", "n2b1", "n3b1")
 
 
 def bdt_inputs(jets, constituents) -> dict[str, np.ndarray]:
     """``{"input__0": (N, 20)}`` float32."""
+    if is_typetracer(jets, constituents):
+        return typetracer_placeholder("bdt", jets, JET_FIELDS + ("nConstituents",), constituents, ("pt", "eta", "phi", "charge"))
     jets, constituents = flat_jets(jets, constituents)
     require_fields(jets, JET_FIELDS, "jets")
     require_fields(constituents, ("pt", "eta", "phi", "charge"), "constituents")

@@ -12,13 +12,21 @@ import awkward as ak
 import numpy as np
 
 from ..models import JET_IMAGE_CHANNELS, JET_IMAGE_PIXELS
-from .common import delta_phi, flat_jets, require_fields
+from .common import (
+    delta_phi,
+    flat_jets,
+    is_typetracer,
+    require_fields,
+    typetracer_placeholder,
+)
 
 HALF_WIDTH = 0.8
 
 
 def jet_images(jets, constituents, pixels: int = JET_IMAGE_PIXELS, half_width: float = HALF_WIDTH) -> dict[str, np.ndarray]:
     """``{"images": (N, 3, pixels, pixels)}`` float32."""
+    if is_typetracer(jets, constituents):
+        return typetracer_placeholder("resnet50", jets, ("pt", "eta", "phi"), constituents, ("pt", "eta", "phi", "charge"))
     jets, constituents = flat_jets(jets, constituents)
     require_fields(jets, ("pt", "eta", "phi"), "jets")
     require_fields(constituents, ("pt", "eta", "phi", "charge"), "constituents")

@@ -20,7 +20,16 @@ import awkward as ak
 import numpy as np
 
 from ..models import PARTICLENET_FEATURES, PARTICLENET_MAX_PARTICLES
-from .common import delta_phi, energy, flat_jets, pad_to_numpy, require_fields, safe_log
+from .common import (
+    delta_phi,
+    energy,
+    flat_jets,
+    is_typetracer,
+    pad_to_numpy,
+    require_fields,
+    safe_log,
+    typetracer_placeholder,
+)
 
 JET_FIELDS = ("pt", "eta", "phi", "mass")
 PARTICLE_FIELDS = ("pt", "eta", "phi", "mass", "charge", "pdgId", "d0", "dz")
@@ -61,6 +70,8 @@ def particle_features(jets, constituents) -> dict:
 
 def particlenet_inputs(jets, constituents, max_particles: int = PARTICLENET_MAX_PARTICLES) -> dict[str, np.ndarray]:
     """``{"points": (N,2,P), "features": (N,15,P), "mask": (N,1,P)}`` float32 for N jets."""
+    if is_typetracer(jets, constituents):
+        return typetracer_placeholder("particlenet", jets, JET_FIELDS, constituents, PARTICLE_FIELDS)
     jets, constituents = flat_jets(jets, constituents)
     feats = particle_features(jets, constituents)
     n = len(jets)
