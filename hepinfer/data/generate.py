@@ -187,6 +187,88 @@ def _top_matched(jet_eta, jet_phi, ev, chosen, mother) -> bool:
     return False
 
 
+def _visible_particles(ev) -> np.ndarray:
+    """(n, 9): px, py, pz, E, pdgId, charge, x, y, z (mm) of the visible final-state particles."""
+    rows = []
+    for i in range(ev.size()):
+        p = ev[i]
+        if p.isFinal() and abs(p.id()) not in INVISIBLE and abs(p.eta()) < PARTICLE_ETA_MAX:
+            rows.append((p.px(), p.py(), p.pz(), p.e(), p.id(), p.charge(), p.xProd(), p.yProd(), p.zProd()))
+    return np.array(rows, dtype=np.float64).reshape(-1, 9)
+
+
+def _fat_jet_row(j, kin, fastjet, label: int):
+    """One FatJet row and the particle indices of its constituents, hardest first."""
+    pt, eta, phi = kin
+    cons = list(j.constituents())
+    idx = np.array([c.user_index() for c in cons], dtype=np.int64)
+    idx = idx[np.argsort(-pt[idx], kind="stable")]
+    cpt, ceta, cphi = pt[idx], eta[idx], phi[idx]
+    taus = [sub.nsubjettiness(cpt, ceta, cphi, *sub.exclusive_axes(cons, n, fastjet)) for n in (1, 2, 3, 4)]
+    n2, n3 = sub.energy_correlation_ratios(cpt, ceta, cphi, j.pt())
+    mass = np.sqrt(j.m2()) if j.m2() > 0 else 0.0
+    row = (j.pt(), j.eta(), j.phi_std(), mass, sub.soft_drop_mass(cons, fastjet), *taus, n2, n3, min(len(idx), 255), label)
+    return row, idx
+
+
+def _impact_parameters(arr: np.ndarray, used: np.ndarray):
+    """Straight-line d0 (signed, transverse) and dz of the production vertices, in cm."""
+    x, y, z = arr[used, 6], arr[used, 7], arr[used, 8]
+    px, py, pz = arr[used, 0], arr[used, 1], arr[used, 2]
+    pt = np.hypot(px, py)
+    safe = np.where(pt > 0, pt, 1.0)
+    d0 = np.where(pt > 0, (x * py - y * px) / safe, 0.0)
+    dz = z - np.where(pt > 0, (x * px + y * py) / safe * pz / safe, 0.0)
+    return d0 / 10.0, dz / 10.0  # mm -> cm
+
+
+def _record_event(ev, process, fastjet, ak8, ak4, pf, fat, jets, links, gen) -> None:
+    arr = _visible_particles(ev)
+    pt, eta, phi, mass = _kinematics(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])
+    pseudo = []
+    for k in range(len(arr)):
+        pj = fastjet.PseudoJet(*arr[k, :4])
+        pj.set_user_index(k)
+        pseudo.append(pj)
+    cs8 = fastjet.ClusterSequence(pseudo, ak8)
+    fat_jets = [j for j in fastjet.sorted_by_pt(cs8.inclusive_jets(FATJET_PT_MIN)) if abs(j.eta()) < FATJET_ETA_MAX]
+    cs4 = fastjet.ClusterSequence(pseudo, ak4)
+    small_jets = [j for j in fastjet.sorted_by_pt(cs4.inclusive_jets(JET_PT_MIN)) if abs(j.eta()) < JET_ETA_MAX]
+
+    chosen, mother = _gen_particles(ev, process)
+    rows, members = [], []
+    for j in fat_jets:
+        label = 0 if process == "qcd" else (1 if _top_matched(j.eta(), j.phi_std(), ev, chosen, mother) else -1)
+        row, idx = _fat_jet_row(j, (pt, eta, phi), fastjet, label)
+        rows.append(row)
+        members.append(idx)
+    fr = np.array(rows, dtype=np.float64).reshape(-1, len(FATJET_FIELDS))
+    fat.add(len(fr), **{f: fr[:, c] for c, f in enumerate(FATJET_FIELDS)})
+
+    # PF candidates: the union of the fat jets' constituents, ordered by pT
+    used = np.unique(np.concatenate(members)) if members else np.zeros(0, np.int64)
+    used = used[np.argsort(-pt[used], kind="stable")]
+    d0, dz = _impact_parameters(arr, used)
+    pf.add(len(used), pt=pt[used], eta=eta[used], phi=phi[used], mass=mass[used], charge=arr[used, 5],
+           pdgId=arr[used, 4], d0=d0, dz=dz)
+    position = {int(k): n for n, k in enumerate(used)}
+    jet_idx = np.concatenate([np.full(len(m), n) for n, m in enumerate(members)]) if members else np.zeros(0)
+    cand_idx = np.array([position[int(k)] for m in members for k in m], dtype=np.int64)
+    links.add(len(cand_idx), jetIdx=jet_idx, pFCandsIdx=cand_idx)
+
+    jr = np.array([(j.pt(), j.eta(), j.phi_std(), np.sqrt(max(j.m2(), 0.0)), min(len(j.constituents()), 255))
+                   for j in small_jets], dtype=np.float64).reshape(-1, len(JET_FIELDS))
+    jets.add(len(jr), **{f: jr[:, c] for c, f in enumerate(JET_FIELDS)})
+
+    gr = []
+    for i in chosen:
+        p = ev[i]
+        flags = (1 << 7) | ((1 << 13) if p.iBotCopyId() == i else 0)  # isHardProcess, isLastCopy
+        gr.append((p.pT(), p.eta() if p.pT() > 0 else 0.0, p.phi(), p.m(), p.id(), abs(p.status()), mother[i], flags))
+    g = np.array(gr, dtype=np.float64).reshape(-1, len(GEN_FIELDS))
+    gen.add(len(g), **{f: g[:, c] for c, f in enumerate(GEN_FIELDS)})
+
+
 def generate(process: str, events: int, seed: int, output: str | Path, *, progress: bool = True) -> Path:
     """Generate ``events`` events of ``process`` with ``seed`` and write them to ``output``."""
     import awkward as ak
@@ -216,72 +298,7 @@ def generate(process: str, events: int, seed: int, output: str | Path, *, progre
             if failures > 100 + events // 10:
                 raise HepinferError(f"Pythia failed {failures} times generating {process!r}")
             continue
-        ev = pythia.event
-        rows = []
-        for i in range(ev.size()):
-            p = ev[i]
-            if p.isFinal() and abs(p.id()) not in INVISIBLE and abs(p.eta()) < PARTICLE_ETA_MAX:
-                rows.append((p.px(), p.py(), p.pz(), p.e(), p.id(), p.charge(), p.xProd(), p.yProd(), p.zProd()))
-        arr = np.array(rows, dtype=np.float64).reshape(-1, 9)
-        px, py, pz, e = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
-        pt, eta, phi, mass = _kinematics(px, py, pz, e)
-        pseudo = []
-        for k in range(len(arr)):
-            pj = fastjet.PseudoJet(px[k], py[k], pz[k], e[k])
-            pj.set_user_index(k)
-            pseudo.append(pj)
-        cs8 = fastjet.ClusterSequence(pseudo, ak8)
-        fjs = [j for j in fastjet.sorted_by_pt(cs8.inclusive_jets(FATJET_PT_MIN)) if abs(j.eta()) < FATJET_ETA_MAX]
-        cs4 = fastjet.ClusterSequence(pseudo, ak4)
-        js = [j for j in fastjet.sorted_by_pt(cs4.inclusive_jets(JET_PT_MIN)) if abs(j.eta()) < JET_ETA_MAX]
-
-        chosen, mother = _gen_particles(ev, process)
-        fat_rows, members = [], []
-        for j in fjs:
-            cons = list(j.constituents())
-            idx = np.array([c.user_index() for c in cons], dtype=np.int64)
-            idx = idx[np.argsort(-pt[idx], kind="stable")]
-            members.append(idx)
-            cpt, ceta, cphi = pt[idx], eta[idx], phi[idx]
-            taus = []
-            for n in (1, 2, 3, 4):
-                ae, ap = sub.exclusive_axes(cons, n, fastjet)
-                taus.append(sub.nsubjettiness(cpt, ceta, cphi, ae, ap))
-            n2, n3 = sub.energy_correlation_ratios(cpt, ceta, cphi, j.pt())
-            if process == "qcd":
-                label = 0
-            else:
-                label = 1 if _top_matched(j.eta(), j.phi_std(), ev, chosen, mother) else -1
-            jm2 = j.m2()
-            fat_rows.append((j.pt(), j.eta(), j.phi_std(), np.sqrt(jm2) if jm2 > 0 else 0.0,
-                             sub.soft_drop_mass(cons, fastjet), *taus, n2, n3, min(len(idx), 255), label))
-        # PF candidates: the union of the fat jets' constituents, ordered by pT
-        used = np.unique(np.concatenate(members)) if members else np.zeros(0, np.int64)
-        used = used[np.argsort(-pt[used], kind="stable")]
-        position = {int(k): n for n, k in enumerate(used)}
-        xp, yp, zp = arr[used, 6], arr[used, 7], arr[used, 8]
-        upx, upy, upz, upt = px[used], py[used], pz[used], pt[used]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            d0 = np.where(upt > 0, (xp * upy - yp * upx) / np.where(upt > 0, upt, 1), 0.0) / 10.0  # mm -> cm
-            dz = (zp - np.where(upt > 0, (xp * upx + yp * upy) / np.where(upt > 0, upt, 1), 0.0)
-                  * np.where(upt > 0, upz / np.where(upt > 0, upt, 1), 0.0)) / 10.0
-        pf.add(len(used), pt=upt, eta=eta[used], phi=phi[used], mass=mass[used], charge=arr[used, 5],
-               pdgId=arr[used, 4], d0=d0, dz=dz)
-        fr = np.array(fat_rows, dtype=np.float64).reshape(-1, len(FATJET_FIELDS))
-        fat.add(len(fr), **{f: fr[:, c] for c, f in enumerate(FATJET_FIELDS)})
-        jet_idx = np.concatenate([np.full(len(m), n) for n, m in enumerate(members)]) if members else np.zeros(0)
-        cand_idx = np.array([position[int(k)] for m in members for k in m], dtype=np.int64)
-        links.add(len(cand_idx), jetIdx=jet_idx, pFCandsIdx=cand_idx)
-        jr = np.array([(j.pt(), j.eta(), j.phi_std(), np.sqrt(max(j.m2(), 0.0)), min(len(j.constituents()), 255))
-                       for j in js], dtype=np.float64).reshape(-1, len(JET_FIELDS))
-        jets.add(len(jr), **{f: jr[:, c] for c, f in enumerate(JET_FIELDS)})
-        gr = []
-        for i in chosen:
-            p = ev[i]
-            flags = (1 << 7) | ((1 << 13) if p.iBotCopyId() == i else 0)  # isHardProcess, isLastCopy
-            gr.append((p.pT(), p.eta() if p.pT() > 0 else 0.0, p.phi(), p.m(), p.id(), abs(p.status()), mother[i], flags))
-        g = np.array(gr, dtype=np.float64).reshape(-1, len(GEN_FIELDS))
-        gen.add(len(g), **{f: g[:, c] for c, f in enumerate(GEN_FIELDS)})
+        _record_event(pythia.event, process, fastjet, ak8, ak4, pf, fat, jets, links, gen)
         done += 1
         if bar is not None:
             bar.update(1)
