@@ -24,12 +24,15 @@ def toy_inputs(model: str, n_jets: int, seed: int = 0) -> dict[str, np.ndarray]:
     if spec.name == "resnet50":
         c, h, w = spec.input("images").shape
         images = np.zeros((n_jets, c, h, w), dtype=np.float32)
-        n_part = rng.integers(1, 80, size=n_jets)
-        for i, n in enumerate(n_part):  # scatter particles around the centre
+        n_part = rng.integers(1, 100, size=n_jets)
+        for i, n in enumerate(n_part):  # particles around the centre, as hepinfer.features.jet_images bins them
             ys = np.clip(rng.normal(h / 2, h / 8, n).astype(int), 0, h - 1)
             xs = np.clip(rng.normal(w / 2, w / 8, n).astype(int), 0, w - 1)
-            ch = rng.integers(0, c, n)
-            np.add.at(images[i], (ch, ys, xs), rng.exponential(0.05, n).astype(np.float32))
+            frac = rng.dirichlet(np.full(n, 0.3)).astype(np.float32)  # pT fractions summing to 1
+            charged = rng.random(n) < 0.6
+            np.add.at(images[i, 0], (ys[charged], xs[charged]), frac[charged])
+            np.add.at(images[i, 1], (ys[~charged], xs[~charged]), frac[~charged])
+            np.add.at(images[i, 2], (ys, xs), 1.0)
         return {"images": images}
     if spec.name == "bdt":
         (t,) = spec.inputs

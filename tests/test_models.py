@@ -73,11 +73,15 @@ def test_particle_order_does_not_matter(particlenet):
     assert np.abs(particlenet.infer(shuffled)["softmax"] - particlenet.infer(x)["softmax"]).max() < 1e-5
 
 
-def test_scores_are_probabilities_and_depend_on_input(artefacts):
+def test_scores_are_probabilities_and_depend_on_input(artefacts, pfnano_events):
+    from hepinfer.features import build_inputs
+
+    fat = pfnano_events.FatJet
+    n = int(sum(len(j) for j in fat))
     for model in ("particlenet", "resnet50", "bdt"):
         rt = LocalRuntime(model)
-        out = next(iter(rt.infer(toy_inputs(model, 64, seed=9)).values()))
-        assert out.shape == (64, 2) and out.dtype == np.float32
+        out = next(iter(rt.infer(build_inputs(model, fat, fat.constituents.pf)).values()))
+        assert out.shape == (n, 2) and out.dtype == np.float32
         assert np.allclose(out.sum(axis=1), 1.0, atol=1e-5)
         assert out[:, 1].std() > 1e-3, f"{model}: scores do not depend on the input"
 

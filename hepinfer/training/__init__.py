@@ -128,6 +128,7 @@ def train(model: str, samples, *, settings: TrainSettings | None = None, bdt_set
         "settings": used_settings,
         "training": info,
         "metrics": evaluation,
+        **({"onnx_vs_torch_max_abs_diff": info["onnx_vs_torch_max_abs_diff"]} if "onnx_vs_torch_max_abs_diff" in info else {}),
         "versions": _versions(),
         "sha256": hashlib.sha256(artefact.read_bytes()).hexdigest(),
         "bytes": artefact.stat().st_size,
