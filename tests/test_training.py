@@ -125,3 +125,15 @@ def test_shipped_models_separate_top_from_qcd_on_fresh_events(generated, artefac
     result = evaluate(model, [str(generated["ttbar"]), str(generated["qcd"])], log=lambda *a: None)
     assert result["jets"]["top"] > 30 and result["jets"]["qcd"] > 30
     assert result["auc"] > 0.9
+
+
+def test_untrained_networks_are_labelled(tmp_path, monkeypatch):
+    from hepinfer.demo import Comparison, format_table
+
+    monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
+    build_mod.manifest_path("resnet50").parent.mkdir(parents=True)
+    build_mod.manifest_path("resnet50").write_text(json.dumps({"weights": "random"}))
+    assert not build_mod.is_trained("resnet50")
+    assert "UNTRAINED" in build_mod.weights_note("resnet50")
+    table = format_table([Comparison("resnet50", 10, 1.0, 1.0, 0.0, "UNTRAINED", 0.5)])
+    assert "| resnet50 | UNTRAINED |" in table and "scores come from an UNTRAINED network" in table

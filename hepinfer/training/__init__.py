@@ -80,6 +80,12 @@ def evaluate(model: str, samples, *, artefact=None, mode: str = "local", url: st
     if plot:
         metrics_mod.plot_roc({spec.name: (data.labels, scores)}, plot, title=f"{spec.name}: top vs QCD")
         result["plot"] = str(plot)
+    if artefact is None and mode == "local":
+        from ..models.build import is_trained, weights_note
+
+        result["weights"] = "trained" if is_trained(spec.name) else "untrained"
+        if not is_trained(spec.name):
+            log(f"{spec.name}: {weights_note(spec.name)}")
     log(f"{spec.name}: AUC {result['auc']:.4f}, 1/eps_B {result['rejection_at_30']:.0f} at eps_S=30%, "
         f"{result['rejection_at_50']:.0f} at eps_S=50% ({result['jets']['top']} top, {result['jets']['qcd']} QCD jets)")
     return result
