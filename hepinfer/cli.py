@@ -6,6 +6,9 @@
     hepinfer models build|list          build the artefacts into $HEPINFER_HOME / list the ModelSpecs
     hepinfer repo build --flavour embedded|production OUT
     hepinfer server setup               create the server's numpy<2 environment
+    hepinfer generate --process ttbar|qcd --events N --seed S -o FILE.root [--files K --jobs J]
+    hepinfer train particlenet|resnet50|bdt --sample FILES [--test FILES]
+    hepinfer evaluate MODEL --sample FILES [--plot roc.png] [--mode remote --url URL]
 """
 
 from __future__ import annotations

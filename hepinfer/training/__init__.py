@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import paths
+from ..errors import ConfigError
 from ..features import build_inputs
 from ..models import get_spec
 from . import metrics as metrics_mod
@@ -100,7 +101,7 @@ def train(model: str, samples, *, settings: TrainSettings | None = None, bdt_set
     t0 = time.perf_counter()
     data = load_jets(samples, max_jets=max_jets, seed=settings.seed)
     if len(data) < 20:
-        raise ValueError(f"only {len(data)} selected jets in {samples!r}: generate more events")
+        raise ConfigError(f"only {len(data)} selected jets in {samples!r}: generate more events")
     log(f"{spec.name}: {len(data)} jets ({data.counts()}) from {len(data.files)} files")
     inputs = build_chunked(spec.name, data)
     out_dir = Path(out_dir) if out_dir else paths.artefact_dir(spec.name, spec.version)
