@@ -63,11 +63,13 @@ class TritonRuntime:
         self._tls = threading.local()
         self._meta = None
         self._meta_lock = threading.Lock()
+        self._clients: list = []  # every thread's client, so close() reaches them all
+        self._clients_lock = threading.Lock()
 
     # -- pickling / dask -------------------------------------------------------------------------
     def __getstate__(self):
         state = self.__dict__.copy()
-        for key in ("_tls", "_meta", "_meta_lock"):
+        for key in ("_tls", "_meta", "_meta_lock", "_clients", "_clients_lock"):
             state.pop(key, None)
         return state
 
@@ -91,6 +93,8 @@ class TritonRuntime:
         if held is None or held[0] != pid:
             held = (pid, self._make_client())
             self._tls.held = held
+            with self._clients_lock:
+                self._clients.append(held)
         return held[1]
 
     def _make_client(self):
@@ -117,11 +121,16 @@ class TritonRuntime:
             raise self._convert(err, "connecting") from err
 
     def close(self) -> None:
-        held = getattr(self._tls, "held", None)
-        if held is not None:
-            self._tls.held = None
+        """Close the clients this runtime created in this process (all threads)."""
+        self._tls = threading.local()
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        pid = os.getpid()
+        for owner, client in clients:
+            if owner != pid:
+                continue  # inherited through fork: the parent owns it
             try:
-                held[1].close()
+                client.close()
             except Exception:  # noqa: BLE001 - closing a dead channel must not raise
                 pass
 

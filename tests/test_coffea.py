@@ -1,0 +1,98 @@
+"""The coffea plug-in and the example processor, on generated events, locally and on the real server."""
+
+import pickle
+import warnings
+
+import awkward as ak
+import numpy as np
+import pytest
+
+import hepinfer
+from hepinfer import InferenceConfig
+from hepinfer.coffea import _SCORERS, JetTagger, TopTagProcessor
+from hepinfer.serving.server import _free_ports
+
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
+MODELS = ("particlenet", "bdt")
+
+
+def _events(path, schema="PFNanoAODSchema", mode="eager", steps=None):
+    from coffea import nanoevents
+
+    source = {str(path): {"object_path": "Events", "steps": steps} if steps else "Events"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return nanoevents.NanoEventsFactory.from_root(source, schemaclass=getattr(nanoevents, schema), mode=mode).events()
+
+
+def _same(a, b):
+    assert {k: int(v) for k, v in a["cutflow"].items()} == {k: int(v) for k, v in b["cutflow"].items()}
+    for name in a["hists"]:
+        assert np.array_equal(a["hists"][name].values(), b["hists"][name].values()), name
+
+
+def test_tagger_keeps_the_jagged_layout(artefacts, pfnano_events):
+    fat = pfnano_events.FatJet
+    scores = JetTagger("bdt")(fat, fat.constituents.pf)
+    assert ak.all(ak.num(scores, axis=1) == ak.num(fat, axis=1))
+    from hepinfer.features import bdt_inputs
+
+    want = hepinfer.Scorer("bdt")(bdt_inputs(fat, fat.constituents.pf))["output__0"][:, 1]
+    assert np.array_equal(ak.to_numpy(ak.flatten(scores)), want)
+    clone = pickle.loads(pickle.dumps(JetTagger("bdt", mode="remote", url="grpc://127.0.0.1:1")))
+    assert clone.config.url == "grpc://127.0.0.1:1" and "_SCORERS" not in vars(clone)
+
+
+def test_nanoaod_and_pfnano_schemas_agree(artefacts, generated):
+    a = TopTagProcessor(models=("bdt",)).process(_events(generated["ttbar"], "PFNanoAODSchema", "virtual"))
+    b = TopTagProcessor(models=("bdt",)).process(_events(generated["ttbar"], "NanoAODSchema", "virtual"))
+    _same(a, b)
+    assert int(a["cutflow"]["selected_fatjets"]) > 20
+
+
+@pytest.mark.parametrize("executor", ["iterative", "futures"])
+def test_runner_local_equals_remote(server, generated, executor):
+    from coffea import processor
+    from coffea.nanoevents import PFNanoAODSchema
+
+    fileset = {name: {"files": {str(path): "Events"}} for name, path in generated.items()}
+    results = {}
+    for mode in ("local", "remote"):
+        ex = processor.IterativeExecutor() if executor == "iterative" else processor.FuturesExecutor(workers=2)
+        runner = processor.Runner(executor=ex, schema=PFNanoAODSchema, chunksize=50)
+        config = InferenceConfig(mode=mode, url=server.url)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            results[mode] = runner(fileset, TopTagProcessor(models=MODELS, config=config), treename="Events")
+    _same(results["local"], results["remote"])
+    assert int(results["local"]["cutflow"]["events"]) == 300
+    tagged = {m: int(results["local"]["cutflow"][f"tagged_{m}"]) for m in MODELS}
+    assert all(0 < t < int(results["local"]["cutflow"]["selected_fatjets"]) for t in tagged.values())
+
+
+def test_one_scorer_per_process_reused_across_chunks(server, generated):
+    from coffea import processor
+    from coffea.nanoevents import PFNanoAODSchema
+
+    config = InferenceConfig(mode="remote", url=server.url, timeout_s=30)
+    runner = processor.Runner(executor=processor.IterativeExecutor(), schema=PFNanoAODSchema, chunksize=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        runner({"t": {"files": {str(generated["ttbar"]): "Events"}}}, TopTagProcessor(models=("bdt",), config=config),
+               treename="Events")
+    mine = [s for key, s in _SCORERS.items() if key[1] == "bdt" and key[2] == repr(config)]
+    assert len(mine) == 1 and mine[0].stats["remote_calls"] == 5  # 150 events in 5 chunks, one Scorer
+
+
+def test_dask_graph_is_built_without_the_server(server, generated):
+    import dask
+
+    (port,) = _free_ports("127.0.0.1", 1)
+    closed = InferenceConfig(mode="remote", url=f"grpc://127.0.0.1:{port}", timeout_s=5)
+    events = _events(generated["ttbar"], mode="dask", steps=[[0, 75], [75, 150]])
+    graph = TopTagProcessor(models=MODELS, config=closed).process(events)  # no server: must not raise
+    with pytest.raises(hepinfer.ServerUnavailable, match=str(port)):
+        dask.compute(graph)
+    remote = TopTagProcessor(models=MODELS, config=closed.replace(url=server.url)).process(events)
+    (got,) = dask.compute(remote)
+    _same(got, TopTagProcessor(models=MODELS).process(_events(generated["ttbar"])))
