@@ -50,15 +50,29 @@ def test_nanoaod_and_pfnano_schemas_agree(artefacts, generated):
     assert int(a["cutflow"]["selected_fatjets"]) > 20
 
 
-@pytest.mark.parametrize("executor", ["iterative", "futures"])
-def test_runner_local_equals_remote(server, generated, executor):
+@pytest.fixture(scope="module")
+def dask_client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            yield client
+
+
+@pytest.mark.parametrize("executor", ["iterative", "futures", "dask"])
+def test_runner_local_equals_remote(server, generated, executor, request):
     from coffea import processor
     from coffea.nanoevents import PFNanoAODSchema
 
     fileset = {name: {"files": {str(path): "Events"}} for name, path in generated.items()}
     results = {}
     for mode in ("local", "remote"):
-        ex = processor.IterativeExecutor() if executor == "iterative" else processor.FuturesExecutor(workers=2)
+        if executor == "iterative":
+            ex = processor.IterativeExecutor()
+        elif executor == "futures":
+            ex = processor.FuturesExecutor(workers=2)
+        else:  # a distributed LocalCluster of 2 worker processes
+            ex = processor.DaskExecutor(client=request.getfixturevalue("dask_client"), status=False)
         runner = processor.Runner(executor=ex, schema=PFNanoAODSchema, chunksize=50)
         config = InferenceConfig(mode=mode, url=server.url)
         with warnings.catch_warnings():

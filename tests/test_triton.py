@@ -94,6 +94,10 @@ def test_unreachable_server_is_named():
     with pytest.raises(ServerUnavailable) as info:
         Scorer("bdt", mode="remote", url=url, timeout_s=5)(toy_inputs("bdt", 3))
     assert url in str(info.value) and "hepinfer serve" in str(info.value)
+    # Dask pickles the whole cause/context chain to send a worker's error back: it must pickle
+    err = info.value
+    assert err.__context__ is None and "InferenceServerException" in str(err.__cause__)
+    assert pickle.loads(pickle.dumps(err.__cause__)).args == err.__cause__.args
     with pytest.raises(ServerUnavailable):
         Scorer("bdt", mode="remote", url=f"http://127.0.0.1:{port}")(toy_inputs("bdt", 3))
 

@@ -100,25 +100,23 @@ class TritonRuntime:
     def _make_client(self):
         cfg = self.config
         mod = _modules(self.url.protocol)
-        try:
-            if self.url.protocol == "grpc":
-                return mod.InferenceServerClient(
-                    url=self.url.address, ssl=cfg.use_ssl, root_certificates=cfg.root_certificates,
-                    private_key=cfg.private_key, certificate_chain=cfg.certificate_chain,
-                )
-            ssl_options = {}
-            if cfg.root_certificates:
-                ssl_options["ca_certs"] = cfg.root_certificates
-            if cfg.certificate_chain:
-                ssl_options["certfile"] = cfg.certificate_chain
-            if cfg.private_key:
-                ssl_options["keyfile"] = cfg.private_key
-            return mod.InferenceServerClient(
-                url=self.url.address, ssl=cfg.use_ssl, ssl_options=ssl_options or None,
-                connection_timeout=cfg.timeout_s, network_timeout=cfg.timeout_s,
+        if self.url.protocol == "grpc":
+            return self._call(
+                "connecting", mod.InferenceServerClient, url=self.url.address, ssl=cfg.use_ssl,
+                root_certificates=cfg.root_certificates, private_key=cfg.private_key,
+                certificate_chain=cfg.certificate_chain,
             )
-        except Exception as err:  # noqa: BLE001 - converted at the boundary
-            raise self._convert(err, "connecting") from err
+        ssl_options = {}
+        if cfg.root_certificates:
+            ssl_options["ca_certs"] = cfg.root_certificates
+        if cfg.certificate_chain:
+            ssl_options["certfile"] = cfg.certificate_chain
+        if cfg.private_key:
+            ssl_options["keyfile"] = cfg.private_key
+        return self._call(
+            "connecting", mod.InferenceServerClient, url=self.url.address, ssl=cfg.use_ssl,
+            ssl_options=ssl_options or None, connection_timeout=cfg.timeout_s, network_timeout=cfg.timeout_s,
+        )
 
     def close(self) -> None:
         """Close the clients this runtime created in this process (all threads)."""
@@ -141,6 +139,18 @@ class TritonRuntime:
         self.close()
 
     # -- errors ----------------------------------------------------------------------------------
+    def _call(self, action: str, fn, *args, **kwargs):
+        """Call tritonclient; convert its errors to hepinfer's.  The converted error is raised outside
+        the ``except`` block, from a plain copy of the original: tritonclient's exceptions hold gRPC
+        objects that cannot be pickled, and Dask pickles an error's whole cause/context chain to send
+        it back from a worker."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - converted at the boundary
+            error = self._convert(err, action)
+            cause = RuntimeError(f"{type(err).__module__}.{type(err).__name__}: {err}")
+        raise error from cause
+
     def _convert(self, err: BaseException, action: str) -> HepinferError:
         if isinstance(err, HepinferError):
             return err
@@ -173,11 +183,9 @@ class TritonRuntime:
     def is_ready(self, timeout_s: float | None = None) -> bool:
         """True when the server answers and the model is ready; raises ServerUnavailable when unreachable."""
         kw = {"client_timeout": timeout_s or self.config.probe_timeout_s} if self.url.protocol == "grpc" else {}
-        try:
-            return bool(self.client.is_model_ready(self.model_name, self.model_version,
-                                                   headers=self.config.headers or None, **kw))
-        except Exception as err:  # noqa: BLE001
-            raise self._convert(err, "readiness probe") from err
+        client = self.client
+        return bool(self._call("readiness probe", client.is_model_ready, self.model_name, self.model_version,
+                               headers=self.config.headers or None, **kw))
 
     def metadata(self) -> dict:
         """The server's view of the model: inputs/outputs (name -> (numpy dtype, shape)) and max_batch_size."""
@@ -193,17 +201,14 @@ class TritonRuntime:
                 f"model {self.model_name!r} (version {self.model_version or 'latest'}) is not ready on the Triton "
                 f"server at {self.url}: it is not loaded, or still loading"
             )
-        headers = self.config.headers or None
-        try:
-            if self.url.protocol == "grpc":
-                meta = self.client.get_model_metadata(self.model_name, self.model_version, headers=headers, as_json=True)
-                config = self.client.get_model_config(self.model_name, self.model_version, headers=headers, as_json=True)
-                config = config.get("config", config)
-            else:
-                meta = self.client.get_model_metadata(self.model_name, self.model_version, headers=headers)
-                config = self.client.get_model_config(self.model_name, self.model_version, headers=headers)
-        except Exception as err:  # noqa: BLE001
-            raise self._convert(err, "reading model metadata") from err
+        client = self.client
+        kw = {"headers": self.config.headers or None}
+        if self.url.protocol == "grpc":
+            kw["as_json"] = True
+        action = "reading model metadata"
+        meta = self._call(action, client.get_model_metadata, self.model_name, self.model_version, **kw)
+        config = self._call(action, client.get_model_config, self.model_name, self.model_version, **kw)
+        config = config.get("config", config)
 
         def tensors(items):
             return {
@@ -261,20 +266,18 @@ class TritonRuntime:
         mod = _modules(self.url.protocol)
         meta = self.metadata()
         rows = len(next(iter(batch.values())))
-        try:
-            infer_inputs = []
-            for name, arr in batch.items():
-                inp = mod.InferInput(name, list(arr.shape), meta["inputs"][name][1])
-                inp.set_data_from_numpy(np.ascontiguousarray(arr))
-                infer_inputs.append(inp)
-            outputs = [mod.InferRequestedOutput(n) for n in self.spec.output_names]
-            kw = {"client_timeout": self.config.timeout_s} if self.url.protocol == "grpc" else {}
-            result = self.client.infer(
-                self.model_name, infer_inputs, model_version=self.model_version, outputs=outputs,
-                headers=self.config.headers or None, **kw,
-            )
-        except Exception as err:  # noqa: BLE001
-            raise self._convert(err, f"inference of {rows} rows") from err
+        infer_inputs = []
+        for name, arr in batch.items():
+            inp = mod.InferInput(name, list(arr.shape), meta["inputs"][name][1])
+            inp.set_data_from_numpy(np.ascontiguousarray(arr))
+            infer_inputs.append(inp)
+        outputs = [mod.InferRequestedOutput(n) for n in self.spec.output_names]
+        kw = {"client_timeout": self.config.timeout_s} if self.url.protocol == "grpc" else {}
+        client = self.client
+        result = self._call(
+            f"inference of {rows} rows", client.infer, self.model_name, infer_inputs,
+            model_version=self.model_version, outputs=outputs, headers=self.config.headers or None, **kw,
+        )
         out = {}
         for name in self.spec.output_names:
             arr = result.as_numpy(name)
