@@ -90,7 +90,8 @@ class Scorer:
 
     # -- scoring ---------------------------------------------------------------------------------
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.spec.validate(inputs)  # before anything is sent or loaded; names the tensor at fault
+        # Both runtimes validate the inputs against the ModelSpec first thing (names the tensor at
+        # fault) before anything is loaded or sent, so the Scorer does not do it a second time.
         mode = self.config.mode
         if mode == "local":
             return self._call_local(inputs)

@@ -47,3 +47,13 @@ def test_scorer_pickles_and_tokenizes_by_settings():
     assert Scorer("bdt", mode="remote", url="grpc://127.0.0.1:2").__dask_tokenize__() != a.__dask_tokenize__()
     with pytest.raises(ConfigError):
         Scorer("bdt", mode="sometimes")
+
+
+def test_bad_input_is_named_before_any_connection():
+    import numpy as np
+
+    from hepinfer import InputMismatch
+
+    scorer = Scorer("bdt", mode="remote", url="grpc://127.0.0.1:1", timeout_s=1)  # nothing listens there
+    with pytest.raises(InputMismatch, match="'input__0'.*float32, got float64"):
+        scorer({"input__0": np.zeros((2, 20))})

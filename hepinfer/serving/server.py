@@ -23,6 +23,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 import warnings
@@ -202,7 +203,7 @@ class EmbeddedServer:
         self.environment = ensure_server_env()
         paths.runs_dir().mkdir(parents=True, exist_ok=True)
         self.run_dir = Path(
-            __import__("tempfile").mkdtemp(prefix=time.strftime("serve-%Y%m%d-%H%M%S-"), dir=paths.runs_dir())
+            tempfile.mkdtemp(prefix=time.strftime("serve-%Y%m%d-%H%M%S-"), dir=paths.runs_dir())
         )
         if o.repository is not None:
             self.repository = Path(o.repository)

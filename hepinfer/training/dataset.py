@@ -87,7 +87,9 @@ def load_jets(patterns, *, max_jets: int | None = None, balance: bool = True, se
         top, qcd = index[labels == 1], index[labels == 0]
         n = min(len(top), len(qcd))
         index = np.concatenate([rng.choice(top, n, replace=False), rng.choice(qcd, n, replace=False)]) if n else index[:0]
-    rng.shuffle(index)
+    rng.shuffle(index)  # training order; with max_jets also a random subset
     if max_jets is not None:
         index = index[:max_jets]
-    return JetSample(jets_all, cons_all, labels, files).subset(np.sort(index) if not balance else index)
+    if not balance:
+        index = np.sort(index)  # evaluation keeps the files' order
+    return JetSample(jets_all, cons_all, labels, files).subset(index)
