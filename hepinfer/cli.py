@@ -1,7 +1,9 @@
 """The ``hepinfer`` command.
 
     hepinfer setup                      build the model artefacts and the server environment
-    hepinfer demo [--jets N]            main job: local vs embedded-Triton scores, agreement, jets/s
+    hepinfer run [--input FILES] ...    main job: TopTagProcessor over files, local / remote / auto,
+                                        on a Dask cluster; summary JSON and plots
+    hepinfer demo [--jets N]            per-model check: local vs embedded-Triton scores, jets/s
     hepinfer serve [--models ...]       run the embedded Triton server until SIGINT / SIGTERM
     hepinfer models build|list          build the artefacts into $HEPINFER_HOME / list the ModelSpecs
     hepinfer repo build --flavour embedded|production OUT
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -50,6 +53,38 @@ def cmd_demo(args) -> int:
         print(f"\nlocal and remote scores DISAGREE for {', '.join(bad)}", file=sys.stderr)
         return 1
     print("\nlocal and remote scores agree to 1e-5 for every model")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .cluster import HTCondorSettings
+    from .config import InferenceConfig
+    from .job import JobSettings, expand_inputs, format_summary, run_job
+
+    if args.input:
+        inputs = expand_inputs(args.input)
+    else:
+        from .demo import demo_files
+
+        inputs = tuple(str(p) for p in demo_files(args.events))
+        print(f"no --input: the demo sample ({args.events} ttbar + {args.events} QCD generated events)")
+    htcondor = HTCondorSettings(cores=args.htcondor_cores, memory=args.htcondor_memory, disk=args.htcondor_disk,
+                                death_timeout_s=args.htcondor_death_timeout_s,
+                                scheduler_host=args.scheduler_host, log_directory=args.htcondor_logs)
+    settings = JobSettings(
+        inputs=inputs, models=_models(args.models), mode=args.mode, url=args.url, executor=args.executor,
+        workers=args.workers, cluster=args.cluster, chunksize=args.chunksize, schema=args.schema,
+        treename=args.treename, check_local=args.check_local, server_instances=args.server_instances,
+        base_config=InferenceConfig.from_env(mode=args.mode), htcondor=htcondor,
+    )
+    result = run_job(settings, output=args.output, plots=args.plots)
+    print()
+    print(format_summary(result.summary))
+    print(f"\nsummary: {args.output}" + (f"; plots: {', '.join(result.summary['plots'])}" if args.plots else ""))
+    check = result.summary.get("local_check")
+    if check is not None and not check["identical"]:
+        print("local and remote histograms DIFFER", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -173,7 +208,34 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true")
     s.set_defaults(func=cmd_setup)
 
-    s = sub.add_parser("demo", help="main job: score the same jets locally and on Triton, compare")
+    s = sub.add_parser("run", help="main job: the example processor over NanoAOD/PFNano files, summary + plots")
+    s.add_argument("--input", nargs="+", default=None,
+                   help="ROOT files or globs (default: the demo sample, generated once and cached)")
+    s.add_argument("--events", type=int, default=400, help="without --input: ttbar and QCD events each")
+    s.add_argument("--models", default="particlenet,bdt", help="comma-separated, or all")
+    s.add_argument("--mode", default=os.environ.get("HEPINFER_MODE", "remote"), choices=("local", "remote", "auto"),
+                   help="default $HEPINFER_MODE or remote")
+    s.add_argument("--url", default=None, help="Triton server (default $HEPINFER_URL; none: start the embedded one)")
+    s.add_argument("--executor", default="dask", choices=("iterative", "futures", "dask"))
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--cluster", default="local", help="local | htcondor | tcp://scheduler:port (with --executor dask)")
+    s.add_argument("--chunksize", type=int, default=50_000, help="events per chunk")
+    s.add_argument("--schema", default="pfnano", choices=("pfnano", "nanoaod"))
+    s.add_argument("--treename", default="Events")
+    s.add_argument("--output", required=True, help="summary JSON")
+    s.add_argument("--plots", default=None, help="folder for PNG plots")
+    s.add_argument("--check-local", action="store_true",
+                   help="run again with local inference and check the histograms are identical")
+    s.add_argument("--server-instances", type=int, default=1, help="embedded server: instances per model")
+    s.add_argument("--htcondor-cores", type=int, default=1)
+    s.add_argument("--htcondor-memory", default="2GB")
+    s.add_argument("--htcondor-disk", default="1GB")
+    s.add_argument("--htcondor-death-timeout-s", type=float, default=60.0)
+    s.add_argument("--htcondor-logs", default=None, help="folder for the HTCondor jobs' logs")
+    s.add_argument("--scheduler-host", default=None, help="HTCondor: address the scheduler listens on")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("demo", help="per-model check: score the same jets locally and on Triton, compare")
     s.add_argument("--models", default="all", help="comma-separated, default all")
     s.add_argument("--events", type=int, default=400, help="generated ttbar and QCD events each")
     s.add_argument("--toy", action="store_true", help="score toy arrays instead of generated jets")

@@ -83,22 +83,33 @@ class JetTagger:
         return _scorer_for(self.spec.name, self.config)
 
     def __call__(self, jets, constituents):
+        """P(top) per jet (float32), jagged like ``jets``."""
+        return self.tag(jets, constituents)["score"]
+
+    def tag(self, jets, constituents):
+        """Per jet: ``score`` (P(top), float32) and ``remote`` (True where the score came from the
+        server, False where it was computed locally), jagged like ``jets``.  The run summary counts
+        ``remote`` to report the mode actually used, chunk by chunk, on every worker."""
         try:
             import dask_awkward as dak
         except ImportError:  # pragma: no cover - dask-awkward is part of the analysis extra
             dak = None
         if dak is not None and isinstance(jets, dak.Array):
-            return dak.map_partitions(self._score, jets, constituents, label=f"hepinfer-{self.spec.name}")
-        return self._score(jets, constituents)
+            return dak.map_partitions(self._tag, jets, constituents, label=f"hepinfer-{self.spec.name}")
+        return self._tag(jets, constituents)
 
-    def _score(self, jets, constituents):
+    def _tag(self, jets, constituents):
         if is_typetracer(jets, constituents):
             build_inputs(self.spec.name, jets, constituents)  # touches exactly the columns it reads
-            return ak.values_astype(ak.zeros_like(plain(jets)["pt"]), np.float32)
+            like = plain(jets)["pt"]
+            return ak.zip({"score": ak.values_astype(ak.zeros_like(like), np.float32),
+                           "remote": ak.values_astype(ak.zeros_like(like), bool)})
         inputs = build_inputs(self.spec.name, jets, constituents)
-        scores = self.scorer(inputs)[self.spec.output_names[0]][:, 1].astype(np.float32)
+        outputs, where = self.scorer.score(inputs)
+        scores = outputs[self.spec.output_names[0]][:, 1].astype(np.float32)
+        flat = ak.zip({"score": scores, "remote": np.full(len(scores), where == "remote")})
         jets = plain(jets)
-        return ak.unflatten(scores, ak.num(jets, axis=1)) if jets.ndim == 2 else ak.Array(scores)
+        return ak.unflatten(flat, ak.num(jets, axis=1)) if jets.ndim == 2 else flat
 
 
 def _processor_base():
@@ -111,8 +122,10 @@ class TopTagProcessor(_processor_base()):
     """Example analysis: tag fat jets with each model and fill histograms.
 
     Selection: fat jets with pT in [550, 650] GeV and |eta| < 2 (the taggers' training window).
-    Output: ``score`` (model x P(top)), ``msoftdrop`` (model x tagged/untagged x soft-drop mass),
-    ``cutflow`` (events, events with a selected fat jet, selected jets, tagged jets per model).
+    Output: ``hists`` with ``score`` (model x P(top)) and ``msoftdrop`` (model x tagged/untagged x
+    soft-drop mass); ``cutflow`` (events, events with a selected fat jet, selected jets, tagged jets
+    per model); ``inference`` (per model, jets scored on the server and locally: the mode actually
+    used, which in ``auto`` mode can differ from chunk to chunk).
     A jet is tagged when P(top) > ``threshold``.  Works on eager / virtual events (processor.Runner)
     and on dask events (the hists are then dask hists), with NanoAODSchema or PFNanoAODSchema.
     """
@@ -158,14 +171,17 @@ class TopTagProcessor(_processor_base()):
             "events_with_selected_fatjet": ak.sum(ak.num(jets, axis=1) > 0),
             "selected_fatjets": ak.sum(ak.num(jets, axis=1)),
         }
+        inference = {}
         for model, tagger in self.taggers.items():
-            scores = ak.flatten(tagger(jets, cons))
+            tags = ak.flatten(tagger.tag(jets, cons))
+            scores = tags["score"]
             tagged = scores > self.threshold
             hists["score"].fill(model=model, score=scores)
             hists["msoftdrop"].fill(model=model, tag="tagged", msd=flat_msd[tagged])
             hists["msoftdrop"].fill(model=model, tag="untagged", msd=flat_msd[~tagged])
             cutflow[f"tagged_{model}"] = ak.sum(tagged)
-        return {"hists": hists, "cutflow": cutflow}
+            inference[model] = {"remote_jets": ak.sum(tags["remote"]), "local_jets": ak.sum(~tags["remote"])}
+        return {"hists": hists, "cutflow": cutflow, "inference": inference}
 
     def postprocess(self, accumulator):
         return accumulator

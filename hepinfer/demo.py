@@ -72,11 +72,11 @@ def call_overhead_ms(url: str, calls: int = 200) -> float:
 DEMO_SEEDS = {"ttbar": 7001, "qcd": 7002}
 
 
-def demo_sample(events: int, log=print):
-    """Generated ttbar + QCD events for the demo (cached); returns the selected, labelled jets."""
+def demo_files(events: int, log=print) -> list:
+    """The demo sample: ``events`` generated ttbar and QCD events each (seeds 7001 / 7002, never used
+    in training), made once and cached in $HEPINFER_HOME/samples."""
     from . import paths
     from .data.generate import generate
-    from .training.dataset import load_jets
 
     files = []
     for process, seed in DEMO_SEEDS.items():
@@ -85,7 +85,14 @@ def demo_sample(events: int, log=print):
             log(f"generating {events} {process} events (seed {seed}) -> {path}")
             generate(process, events, seed, path, progress=False)
         files.append(path)
-    return load_jets(files, balance=False)
+    return files
+
+
+def demo_sample(events: int, log=print):
+    """The demo sample's selected, labelled jets."""
+    from .training.dataset import load_jets
+
+    return load_jets(demo_files(events, log), balance=False)
 
 
 def compare(models=None, *, jets: int = 2000, url: str | None = None, chunk: int = 256, seed: int = 1,

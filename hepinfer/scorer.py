@@ -90,23 +90,27 @@ class Scorer:
 
     # -- scoring ---------------------------------------------------------------------------------
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.score(inputs)[0]
+
+    def score(self, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
+        """Outputs and where they were computed: ``(outputs, "local" | "remote")``."""
         # Both runtimes validate the inputs against the ModelSpec first thing (names the tensor at
         # fault) before anything is loaded or sent, so the Scorer does not do it a second time.
         mode = self.config.mode
         if mode == "local":
-            return self._call_local(inputs)
+            return self._call_local(inputs), "local"
         if mode == "remote":
-            return self._call_remote(inputs)
+            return self._call_remote(inputs), "remote"
         if self._use_remote is None:
             self._use_remote = self._probe()
         if self._use_remote:
             try:
-                return self._call_remote(inputs)
+                return self._call_remote(inputs), "remote"
             except _FALLBACK_ERRORS as err:
                 self._use_remote = False
                 self.stats["fallbacks"] += 1
-                warnings.warn(f"hepinfer: {self.spec.name}: falling back to local inference: {err}", stacklevel=2)
-        return self._call_local(inputs)
+                warnings.warn(f"hepinfer: {self.spec.name}: falling back to local inference: {err}", stacklevel=3)
+        return self._call_local(inputs), "local"
 
     def _call_local(self, inputs):
         out = self.local.infer(inputs)

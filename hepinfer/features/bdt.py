@@ -31,15 +31,16 @@ from .common import (
 )
 
 JET_FIELDS = ("pt", "eta", "phi", "mass", "msoftdrop", "tau1", "tau2", "tau3", "tau4", "n2b1", "n3b1")
+CONSTITUENT_FIELDS = ("pt", "eta", "phi", "charge")
 
 
 def bdt_inputs(jets, constituents) -> dict[str, np.ndarray]:
     """``{"input__0": (N, 20)}`` float32."""
     if is_typetracer(jets, constituents):
-        return typetracer_placeholder("bdt", jets, JET_FIELDS + ("nConstituents",), constituents, ("pt", "eta", "phi", "charge"))
+        return typetracer_placeholder("bdt", jets, JET_FIELDS + ("nConstituents",), constituents, CONSTITUENT_FIELDS)
     jets, constituents = flat_jets(jets, constituents)
     require_fields(jets, JET_FIELDS, "jets")
-    require_fields(constituents, ("pt", "eta", "phi", "charge"), "constituents")
+    require_fields(constituents, CONSTITUENT_FIELDS, "constituents")
     c = constituents
     deta = c.eta - jets.eta
     dphi = delta_phi(c.phi, jets.phi)

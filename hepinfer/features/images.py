@@ -21,15 +21,17 @@ from .common import (
 )
 
 HALF_WIDTH = 0.8
+JET_FIELDS = ("pt", "eta", "phi")
+CONSTITUENT_FIELDS = ("pt", "eta", "phi", "charge")
 
 
 def jet_images(jets, constituents, pixels: int = JET_IMAGE_PIXELS, half_width: float = HALF_WIDTH) -> dict[str, np.ndarray]:
     """``{"images": (N, 3, pixels, pixels)}`` float32."""
     if is_typetracer(jets, constituents):
-        return typetracer_placeholder("resnet50", jets, ("pt", "eta", "phi"), constituents, ("pt", "eta", "phi", "charge"))
+        return typetracer_placeholder("resnet50", jets, JET_FIELDS, constituents, CONSTITUENT_FIELDS)
     jets, constituents = flat_jets(jets, constituents)
-    require_fields(jets, ("pt", "eta", "phi"), "jets")
-    require_fields(constituents, ("pt", "eta", "phi", "charge"), "constituents")
+    require_fields(jets, JET_FIELDS, "jets")
+    require_fields(constituents, CONSTITUENT_FIELDS, "constituents")
     n = len(jets)
     counts = ak.to_numpy(ak.num(constituents, axis=1))
     jet_index = np.repeat(np.arange(n), counts)
