@@ -226,7 +226,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--plots", default=None, help="folder for PNG plots")
     s.add_argument("--check-local", action="store_true",
                    help="run again with local inference and check the histograms are identical")
-    s.add_argument("--server-instances", type=int, default=1, help="embedded server: instances per model")
+    s.add_argument("--server-instances", type=int, default=0,
+                   help="embedded server: instances per model (default: one per worker, up to the cores)")
     s.add_argument("--htcondor-cores", type=int, default=1)
     s.add_argument("--htcondor-memory", default="2GB")
     s.add_argument("--htcondor-disk", default="1GB")

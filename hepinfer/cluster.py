@@ -113,7 +113,7 @@ def htcondor_cluster(settings: HTCondorSettings | None = None, config: Inference
     except ImportError as err:  # the optional extra
         raise ConfigError("HTCondor clusters need dask-jobqueue: pip install 'hepinfer[cluster]'") from err
     s = settings or HTCondorSettings()
-    scheduler = {"dashboard_address": None}
+    scheduler = {"dashboard": False}  # no HTTP port on the submit host
     if s.scheduler_host:
         scheduler["host"] = s.scheduler_host
     if s.log_directory:

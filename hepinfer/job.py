@@ -7,6 +7,8 @@ Choices (the README repeats them):
   embedded Triton server for the job and stops it at the end.
 * The files are checked before any work: each must open, hold the tree, and have every branch the
   chosen models read (FatJet_*, FatJetPFCands_*, PFCands_*); the error names the file and branches.
+* The embedded server gets one model instance per worker, up to the machine's cores (a single
+  instance serialises the workers' requests; ``--server-instances`` overrides).
 * Wall time and events/s cover ``Runner`` only (reading, features, inference, histograms); server and
   cluster start-up are reported apart, as ``setup_s``.
 * The mode actually used is counted per scored jet on the workers (TopTagProcessor's ``inference``
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from .cluster import HTCondorSettings, dask_client, quiet_schema_warnings
 from .config import InferenceConfig
-from .errors import ConfigError, InputMismatch
+from .errors import ConfigError, HepinferError, InputMismatch
 from .features import REQUIRED_FIELDS
 from .models import get_spec
 
@@ -56,7 +58,7 @@ class JobSettings:
     treename: str = "Events"
     threshold: float = 0.5
     check_local: bool = False
-    server_instances: int = 1
+    server_instances: int = 0  # embedded server: instances per model; 0 = one per worker, up to the cores
     base_config: InferenceConfig = field(default_factory=InferenceConfig)
     htcondor: HTCondorSettings = field(default_factory=HTCondorSettings)
 
@@ -161,17 +163,29 @@ def _mode_used(inference: dict) -> dict[str, str]:
     return used
 
 
+def _server_instances(settings: JobSettings) -> int:
+    """One model instance per worker that can call at once, up to this machine's cores (more would
+    only queue on the same cores).  Measured here (2 cores, 2 workers, ParticleNet + BDT): 1 instance
+    79 events/s, 2 instances 107 events/s, local inference 108 events/s."""
+    if settings.server_instances:
+        return settings.server_instances
+    callers = 1 if settings.executor == "iterative" else settings.workers
+    return max(1, min(callers, os.cpu_count() or 1))
+
+
 @contextlib.contextmanager
 def _executor(settings: JobSettings, config: InferenceConfig):
     from coffea import processor
 
+    # retries=0: coffea would re-run a failed chunk 3 more times (re-reading it); hepinfer's own
+    # handling of server faults is at the inference call, where it costs no I/O.
     if settings.executor == "iterative":
-        yield processor.IterativeExecutor(status=False)
+        yield processor.IterativeExecutor(status=False, retries=0)
     elif settings.executor == "futures":
-        yield processor.FuturesExecutor(workers=settings.workers, status=False)
+        yield processor.FuturesExecutor(workers=settings.workers, status=False, retries=0)
     else:
         with dask_client(settings.cluster, settings.workers, config=config, htcondor=settings.htcondor) as client:
-            yield processor.DaskExecutor(client=client, status=False)
+            yield processor.DaskExecutor(client=client, status=False, retries=0)
 
 
 def _process(settings: JobSettings, executor, config: InferenceConfig):
@@ -186,8 +200,29 @@ def _process(settings: JobSettings, executor, config: InferenceConfig):
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         quiet_schema_warnings()
-        out = runner(fileset, proc, treename=settings.treename)
+        try:
+            out = runner(fileset, proc, treename=settings.treename)
+        except Exception as err:
+            raise _unwrapped(err) from None
     return out, time.perf_counter() - t0
+
+
+def _unwrapped(err: Exception) -> Exception:
+    """coffea wraps a chunk's error in ``Exception("Failed processing file: WorkItem(...) The error
+    was: ...")``; give back hepinfer's own error (ServerUnavailable with its URL, ...) with a note
+    naming the file and entries, and anything else unchanged."""
+    import re
+
+    seen, cause = set(), err
+    while cause is not None and id(cause) not in seen and not isinstance(cause, HepinferError):
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    if not isinstance(cause, HepinferError):
+        return err
+    where = re.search(r"filename='([^']*)'.*?entrystart=(\d+), entrystop=(\d+)", str(err))
+    if where:
+        cause.add_note(f"while processing {where[1]}, entries {where[2]}-{where[3]}")
+    return cause
 
 
 @dataclass
@@ -217,7 +252,7 @@ def run_job(settings: JobSettings, output: str | os.PathLike | None = None, plot
         if settings.mode in ("remote", "auto") and not url:
             from .serving.server import serve
 
-            server = stack.enter_context(serve(settings.models, instances=settings.server_instances))
+            server = stack.enter_context(serve(settings.models, instances=_server_instances(settings)))
             url = server.url
             log(f"embedded Triton server ready in {server.startup_seconds:.2f} s at {url}")
         config = settings.base_config.replace(mode=settings.mode, **({"url": url} if url else {}))

@@ -80,6 +80,10 @@ def test_runner_local_equals_remote(server, generated, executor, request):
             results[mode] = runner(fileset, TopTagProcessor(models=MODELS, config=config), treename="Events")
     _same(results["local"], results["remote"])
     assert int(results["local"]["cutflow"]["events"]) == 300
+    selected = int(results["local"]["cutflow"]["selected_fatjets"])
+    for m in MODELS:  # the mode actually used, counted per jet on the workers
+        assert {k: int(v) for k, v in results["remote"]["inference"][m].items()} == {"remote_jets": selected, "local_jets": 0}
+        assert {k: int(v) for k, v in results["local"]["inference"][m].items()} == {"remote_jets": 0, "local_jets": selected}
     tagged = {m: int(results["local"]["cutflow"][f"tagged_{m}"]) for m in MODELS}
     assert all(0 < t < int(results["local"]["cutflow"]["selected_fatjets"]) for t in tagged.values())
 

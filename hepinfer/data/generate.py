@@ -318,13 +318,20 @@ def generate(process: str, events: int, seed: int, output: str | Path, *, progre
         "FatJetPFCands": links.to_awkward(LINK_FIELDS),
         "GenPart": gen.to_awkward(GEN_FIELDS),
     }
-    with uproot.recreate(tmp, compression=uproot.ZLIB(4)) as f:
-        # a TTree, as NanoAOD (uproot >= 5.7 would write an RNTuple for plain assignment); jagged
-        # records become nFatJet + FatJet_pt, ... branches
-        tree = f.mktree("Events", {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in branches.items()})
-        tree.extend(branches)
+    write_events(tmp, branches)
     os.replace(tmp, output)
     return output
+
+
+def write_events(path, branches: dict) -> None:
+    """Write an ``Events`` TTree as NanoAOD does: jagged records ({"FatJet": ak.zip(...)}) become
+    nFatJet + FatJet_pt, ... branches (uproot >= 5.7 would write an RNTuple for plain assignment)."""
+    import awkward as ak
+    import uproot
+
+    with uproot.recreate(path, compression=uproot.ZLIB(4)) as f:
+        tree = f.mktree("Events", {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in branches.items()})
+        tree.extend(branches)
 
 
 def _one(args):

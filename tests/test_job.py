@@ -1,0 +1,140 @@
+"""`hepinfer run`: the main job, on generated events and the real embedded server."""
+
+import json
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+import hepinfer
+from hepinfer.cli import main
+from hepinfer.data.generate import write_events
+from hepinfer.cluster import dask_client, worker_environment
+from hepinfer.errors import ConfigError, InputMismatch
+from hepinfer.job import JobSettings, check_inputs, expand_inputs, run_job, same_result
+from hepinfer.serving import server as server_mod
+from hepinfer.serving.server import _free_ports
+
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
+MODELS = ("particlenet", "bdt")
+
+
+def _files(generated):
+    return tuple(str(generated[p]) for p in ("ttbar", "qcd"))
+
+
+def _copy_without(src, dst, drop: str):
+    """A copy of a NanoAOD file without one branch (collections written back as nX + X_*)."""
+    with uproot.open(src) as f:
+        tree = f["Events"]
+        names = [k for k in tree.keys() if k != drop]
+        arrays = tree.arrays(names)
+    counters = {k for k in names if k.startswith("n") and any(j.startswith(k[1:] + "_") for j in names)}
+    out, groups = {}, {}
+    for k in names:
+        prefix, _, field = k.partition("_")
+        if k in counters:
+            continue
+        if "n" + prefix in counters:
+            groups.setdefault(prefix, {})[field] = arrays[k]
+        else:
+            out[k] = arrays[k]
+    out.update({prefix: ak.zip(cols) for prefix, cols in groups.items()})
+    write_events(dst, out)
+    return dst
+
+
+def test_input_checks_name_the_file_and_branch(generated, tmp_path):
+    files = _files(generated)
+    assert check_inputs(files, MODELS) == 300
+    broken = _copy_without(files[0], tmp_path / "no_d0.root", "PFCands_d0")
+    with pytest.raises(InputMismatch, match=r"no_d0\.root.*PFCands_d0.*particlenet"):
+        check_inputs([str(broken)], MODELS)
+    assert check_inputs([str(broken)], ("bdt",)) == 150  # the BDT does not read d0
+    text = tmp_path / "notes.root"
+    text.write_text("not a ROOT file")
+    with pytest.raises(InputMismatch, match=r"notes\.root: cannot be read as a ROOT file"):
+        check_inputs([str(text)], MODELS)
+    with pytest.raises(InputMismatch, match=r"no tree 'Friends'"):
+        check_inputs(files[:1], MODELS, treename="Friends")
+    with pytest.raises(ConfigError, match="no file matches"):
+        expand_inputs([str(tmp_path / "*.nothing")])
+    with pytest.raises(ConfigError, match="no such file"):
+        expand_inputs([str(tmp_path / "absent.root")])
+    with pytest.raises(ConfigError, match="executor"):
+        JobSettings(inputs=files, executor="spark")
+
+
+def test_run_local_equals_remote_and_writes_summary(server, generated, tmp_path):
+    files = _files(generated)
+    runs = {}
+    for mode in ("local", "remote"):
+        settings = JobSettings(inputs=files, models=MODELS, mode=mode, url=server.url, executor="iterative",
+                               chunksize=60)
+        runs[mode] = run_job(settings, output=tmp_path / mode / "summary.json",
+                             plots=tmp_path / mode / "plots", log=lambda *_: None)
+    assert same_result({"cutflow": runs["local"].summary["cutflow"], "hists": runs["local"].hists},
+                       {"cutflow": runs["remote"].summary["cutflow"], "hists": runs["remote"].hists})
+    summary = json.loads((tmp_path / "remote" / "summary.json").read_text())
+    assert summary["events"] == 300 and summary["events_per_s"] > 0 and summary["wall_s"] > 0
+    assert summary["mode_used"] == {"particlenet": "remote", "bdt": "remote"}
+    assert summary["embedded_server"] is False and summary["url"] == server.url
+    selected = summary["fatjets_selected"]
+    assert selected > 20 and summary["fatjets_scored"] == {"particlenet": selected, "bdt": selected}
+    score = summary["histograms"]["score"]
+    assert [a["name"] for a in score["axes"]] == ["model", "score"]
+    assert np.asarray(score["values"]).sum() == 2 * selected  # every scored jet is in the histogram
+    local = json.loads((tmp_path / "local" / "summary.json").read_text())
+    assert local["histograms"] == summary["histograms"] and local["mode_used"]["bdt"] == "local"
+    pngs = sorted(p.name for p in (tmp_path / "remote" / "plots").iterdir())
+    assert pngs == ["msoftdrop_bdt.png", "msoftdrop_particlenet.png", "score.png"]
+    assert all((tmp_path / "remote" / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+
+
+def test_remote_without_url_starts_and_stops_the_embedded_server(generated, tmp_path, monkeypatch, artefacts):
+    monkeypatch.delenv("HEPINFER_URL", raising=False)
+    out = tmp_path / "summary.json"
+    rc = main(["run", "--input", *_files(generated), "--models", "bdt", "--mode", "remote", "--executor", "futures",
+               "--workers", "2", "--chunksize", "50", "--check-local", "--output", str(out)])
+    assert rc == 0
+    summary = json.loads(out.read_text())
+    assert summary["embedded_server"] is True and summary["mode_used"] == {"bdt": "remote"}
+    assert summary["local_check"]["identical"] is True
+    assert not [s for s in server_mod._LIVE if s.is_running() and s.url == summary["url"]]  # stopped at the end
+
+
+def test_failed_remote_run_writes_no_summary(generated, tmp_path):
+    (port,) = _free_ports("127.0.0.1", 1)
+    settings = JobSettings(inputs=_files(generated), models=("bdt",), mode="remote",
+                           url=f"grpc://127.0.0.1:{port}", executor="iterative",
+                           base_config=hepinfer.InferenceConfig(timeout_s=5))
+    out = tmp_path / "summary.json"
+    with pytest.raises(hepinfer.ServerUnavailable, match=str(port)) as err:
+        run_job(settings, output=out, log=lambda *_: None)
+    assert any("while processing" in note and "_11.root" in note for note in err.value.__notes__)  # file named
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_dask_on_an_existing_scheduler(server, generated, tmp_path):
+    """--cluster tcp://...: attach to a running scheduler (here a LocalCluster's) and leave it running."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        settings = JobSettings(inputs=_files(generated), models=("bdt",), mode="remote", url=server.url,
+                               executor="dask", cluster=cluster.scheduler_address, chunksize=50)
+        result = run_job(settings, log=lambda *_: None)
+        assert result.summary["events"] == 300 and result.summary["mode_used"] == {"bdt": "remote"}
+        assert len(cluster.scheduler_info["workers"]) == 2  # still there
+    with pytest.raises(ConfigError, match="cluster must be one of"):
+        with dask_client("slurm"):
+            pass
+
+
+def test_worker_environment_never_carries_headers(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
+    config = hepinfer.InferenceConfig(mode="remote", url="grpc://h:1", headers={"Authorization": "Bearer secret"})
+    env = worker_environment(config)
+    assert env["HEPINFER_HOME"] == str(tmp_path.resolve()) and env["HEPINFER_MODE"] == "remote"
+    assert "secret" not in repr(env) and not any("HEADER" in k for k in env)
+    assert hepinfer.InferenceConfig.from_env(env).url == "grpc://h:1"
