@@ -271,9 +271,6 @@ def _record_event(ev, process, fastjet, ak8, ak4, pf, fat, jets, links, gen) -> 
 
 def generate(process: str, events: int, seed: int, output: str | Path, *, progress: bool = True) -> Path:
     """Generate ``events`` events of ``process`` with ``seed`` and write them to ``output``."""
-    import awkward as ak
-    import uproot
-
     settings = GenerationSettings(process, events, seed)
     pythia8mc, fastjet = _imports()
     pythia = pythia8mc.Pythia("", False)
