@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The two commands of the README:
-#   ./run.sh main   set everything up, then run the main job on the embedded Triton server
+#   ./run.sh main   set everything up, then run the main job (hepinfer run) on the embedded Triton server
 #   ./run.sh test   set everything up, then run the test suite
 # "Set up" = a virtual environment in .venv with hepinfer[dev], the model artefacts and the Triton
 # server's own environment in $HEPINFER_HOME (default ~/.cache/hepinfer). Re-runs reuse them.
@@ -27,8 +27,11 @@ setup() {
 
 case "${1:-}" in
   main)
+    # the demo sample (generated once), the embedded server, a LocalCluster of 2 workers, remote
+    # inference, then the same job with local inference to check nothing changes; summary + plots
     shift; setup
-    exec .venv/bin/hepinfer demo "$@" ;;
+    exec .venv/bin/hepinfer run --mode remote --executor dask --cluster local --workers 2 --chunksize 100 \
+      --check-local --output output/summary.json --plots output/plots "$@" ;;
   test)
     shift; setup
     set +e
