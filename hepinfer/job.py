@@ -38,7 +38,9 @@ from .models import get_spec
 
 EXECUTORS = ("iterative", "futures", "dask")
 SCHEMAS = {"pfnano": "PFNanoAODSchema", "nanoaod": "NanoAODSchema"}
-LINK_BRANCHES = ("nFatJet", "nFatJetPFCands", "FatJetPFCands_jetIdx", "FatJetPFCands_pFCandsIdx", "nPFCands")
+# coffea's NanoAOD schemas refuse files without the event ids; the rest link fat jets to candidates
+STRUCTURE_BRANCHES = ("run", "luminosityBlock", "event", "nFatJet", "nFatJetPFCands", "FatJetPFCands_jetIdx",
+                      "FatJetPFCands_pFCandsIdx", "nPFCands")
 SELECTION_FIELDS = ("pt", "eta", "msoftdrop")  # TopTagProcessor's selection and mass histogram
 
 
@@ -95,21 +97,25 @@ def expand_inputs(patterns) -> tuple[str, ...]:
     return tuple(files)
 
 
-def required_branches(models) -> list[str]:
+def required_branches(models, schema: str = "pfnano") -> list[str]:
+    """The branches hepinfer reads for ``models``.  PFNanoAODSchema links fat jets to their
+    candidates through FatJet_nConstituents (without it ``FatJet.constituents`` fails)."""
     jet_fields, cons_fields = set(SELECTION_FIELDS), set()
+    if schema == "pfnano":
+        jet_fields.add("nConstituents")
     for m in models:
         j, c = REQUIRED_FIELDS[get_spec(m).name]
         jet_fields |= set(j)
         cons_fields |= set(c)
-    return [*LINK_BRANCHES, *(f"FatJet_{f}" for f in sorted(jet_fields)), *(f"PFCands_{f}" for f in sorted(cons_fields))]
+    return [*STRUCTURE_BRANCHES, *(f"FatJet_{f}" for f in sorted(jet_fields)), *(f"PFCands_{f}" for f in sorted(cons_fields))]
 
 
-def check_inputs(files, models, treename: str = "Events") -> int:
+def check_inputs(files, models, treename: str = "Events", schema: str = "pfnano") -> int:
     """Open every file and check it has the tree and the branches ``models`` read; returns the total
     number of events.  Errors name the file and what is missing."""
     import uproot
 
-    need = required_branches(models)
+    need = required_branches(models, schema)
     total = 0
     for path in files:
         try:
@@ -121,7 +127,8 @@ def check_inputs(files, models, treename: str = "Events") -> int:
                 if missing:
                     raise InputMismatch(
                         f"{path}: tree {treename!r} lacks the branches {missing}, needed by {', '.join(models)} "
-                        "(hepinfer reads NanoAOD/PFNano fat jets with their PF candidates: FatJet_*, FatJetPFCands_*, PFCands_*)")
+                        f"with the {schema} schema (hepinfer reads NanoAOD/PFNano fat jets with their PF candidates: "
+                        "FatJet_*, FatJetPFCands_*, PFCands_*)")
                 total += tree.num_entries
         except InputMismatch:
             raise
@@ -243,7 +250,7 @@ def run_job(settings: JobSettings, output: str | os.PathLike | None = None, plot
     from .models.build import build_all, weights_note
 
     t_setup = time.perf_counter()
-    events_in = check_inputs(settings.inputs, settings.models, settings.treename)
+    events_in = check_inputs(settings.inputs, settings.models, settings.treename, settings.schema)
     log(f"{len(settings.inputs)} file(s), {events_in} events; models {', '.join(settings.models)}")
     build_all(settings.models, log=lambda *_: None)
     url = settings.url or os.environ.get("HEPINFER_URL")

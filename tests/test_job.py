@@ -24,22 +24,25 @@ def _files(generated):
     return tuple(str(generated[p]) for p in ("ttbar", "qcd"))
 
 
-def _copy_without(src, dst, drop: str):
-    """A copy of a NanoAOD file without one branch (collections written back as nX + X_*)."""
+def _rewrite(src, dst, drop=(), cast=None):
+    """A copy of a NanoAOD file without the branches ``drop`` names (or starts with, for "Jet_*"),
+    with ``cast(name, array)`` applied to the rest; collections are written back as nX + X_*."""
     with uproot.open(src) as f:
         tree = f["Events"]
-        names = [k for k in tree.keys() if k != drop]
+        names = [k for k in tree.keys()
+                 if not any(k == d or (d.endswith("*") and k.startswith(d[:-1])) for d in drop)]
         arrays = tree.arrays(names)
     counters = {k for k in names if k.startswith("n") and any(j.startswith(k[1:] + "_") for j in names)}
     out, groups = {}, {}
     for k in names:
         prefix, _, field = k.partition("_")
+        col = cast(k, arrays[k]) if cast else arrays[k]
         if k in counters:
             continue
         if "n" + prefix in counters:
-            groups.setdefault(prefix, {})[field] = arrays[k]
+            groups.setdefault(prefix, {})[field] = col
         else:
-            out[k] = arrays[k]
+            out[k] = col
     out.update({prefix: ak.zip(cols) for prefix, cols in groups.items()})
     write_events(dst, out)
     return dst
@@ -48,7 +51,7 @@ def _copy_without(src, dst, drop: str):
 def test_input_checks_name_the_file_and_branch(generated, tmp_path):
     files = _files(generated)
     assert check_inputs(files, MODELS) == 300
-    broken = _copy_without(files[0], tmp_path / "no_d0.root", "PFCands_d0")
+    broken = _rewrite(files[0], tmp_path / "no_d0.root", drop=("PFCands_d0",))
     with pytest.raises(InputMismatch, match=r"no_d0\.root.*PFCands_d0.*particlenet"):
         check_inputs([str(broken)], MODELS)
     assert check_inputs([str(broken)], ("bdt",)) == 150  # the BDT does not read d0
@@ -56,6 +59,10 @@ def test_input_checks_name_the_file_and_branch(generated, tmp_path):
     text.write_text("not a ROOT file")
     with pytest.raises(InputMismatch, match=r"notes\.root: cannot be read as a ROOT file"):
         check_inputs([str(text)], MODELS)
+    no_count = _rewrite(files[0], tmp_path / "no_count.root", drop=("FatJet_nConstituents",))
+    with pytest.raises(InputMismatch, match=r"FatJet_nConstituents.*pfnano schema"):
+        check_inputs([str(no_count)], ("bdt",))
+    assert check_inputs([str(no_count)], ("bdt",), schema="nanoaod") == 150  # links through FatJetPFCands
     with pytest.raises(InputMismatch, match=r"no tree 'Friends'"):
         check_inputs(files[:1], MODELS, treename="Friends")
     with pytest.raises(ConfigError, match="no file matches"):
@@ -64,6 +71,27 @@ def test_input_checks_name_the_file_and_branch(generated, tmp_path):
         expand_inputs([str(tmp_path / "absent.root")])
     with pytest.raises(ConfigError, match="executor"):
         JobSettings(inputs=files, executor="spark")
+
+
+def test_runs_on_files_without_the_generator_extras(generated, tmp_path, artefacts):
+    """Any NanoAOD/PFNano file with fat jets and their candidates: no truth labels, no GenPart, no AK4
+    jets, and other number types (float64 kinematics, int64 indices) than ours."""
+    def cast(name, array):
+        if "float32" in str(array.type):
+            return ak.values_astype(array, np.float64)
+        return ak.values_astype(array, np.int64) if name.endswith("Idx") else array
+
+    src = generated["ttbar"]
+    foreign = _rewrite(src, tmp_path / "foreign.root", cast=cast,
+                       drop=("FatJet_label", "GenPart*", "nGenPart", "Jet_*", "nJet"))
+    with uproot.open(foreign) as f:
+        assert f["Events"]["FatJet_pt"].typename == "double[]" and "FatJet_label" not in f["Events"]
+    runs = [run_job(JobSettings(inputs=(str(path),), models=MODELS, mode="local", executor="iterative"),
+                    log=lambda *_: None) for path in (src, foreign)]
+    assert runs[0].summary["fatjets_selected"] > 20
+    assert runs[0].summary["cutflow"] == runs[1].summary["cutflow"]
+    for name in runs[0].hists:  # float64 features are rounded to the model's float32 on the way in
+        assert np.allclose(runs[0].hists[name].values(), runs[1].hists[name].values(), atol=1), name
 
 
 def test_run_local_equals_remote_and_writes_summary(server, generated, tmp_path):
