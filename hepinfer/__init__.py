@@ -12,6 +12,7 @@ from .errors import (
 )
 from .models import SPECS, ModelSpec, TensorSpec, get_spec
 from .scorer import Scorer
+from .session import Session
 from .urls import TritonUrl
 
 __version__ = "0.1.0"
@@ -26,6 +27,6 @@ def serve(models=None, **kwargs):
 
 __all__ = [
     "ArtefactMissing", "ConfigError", "HepinferError", "InferenceConfig", "InferenceTimeout", "InputMismatch",
-    "ModelNotFound", "ModelSpec", "SPECS", "Scorer", "ServerError", "ServerUnavailable", "TensorSpec", "TritonUrl",
+    "ModelNotFound", "ModelSpec", "SPECS", "Scorer", "ServerError", "Session", "ServerUnavailable", "TensorSpec", "TritonUrl",
     "__version__", "get_spec", "serve",
 ]

@@ -67,8 +67,11 @@ def local_cluster(workers: int = 2, threads_per_worker: int = 1, memory_limit: s
 
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
+    # the scheduler's HTTP server (health, metrics) always listens somewhere: a free port unless the
+    # dashboard is wanted on its usual 8787 (distributed's None would mean 8787 too, and clash)
     return LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                        memory_limit=memory_limit, dashboard_address=":0" if dashboard else None)
+                        memory_limit=memory_limit, dashboard_address=":8787" if dashboard else ":0",
+                        scheduler_kwargs={"dashboard": dashboard})
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ def htcondor_cluster(settings: HTCondorSettings | None = None, config: Inference
     except ImportError as err:  # the optional extra
         raise ConfigError("HTCondor clusters need dask-jobqueue: pip install 'hepinfer[cluster]'") from err
     s = settings or HTCondorSettings()
-    scheduler = {"dashboard": False}  # no HTTP port on the submit host
+    scheduler = {"dashboard": False, "dashboard_address": ":0"}  # no dashboard, no fixed port
     if s.scheduler_host:
         scheduler["host"] = s.scheduler_host
     if s.log_directory:

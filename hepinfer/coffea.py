@@ -29,6 +29,7 @@ from .features import build_inputs, link_constituents
 from .features.common import is_typetracer, plain
 from .models import get_spec
 from .scorer import Scorer
+from .session import Session, resolve_config
 
 _SCORERS: dict = {}
 _LOCK = threading.Lock()
@@ -67,10 +68,16 @@ def constituents_of(events_or_jets, jets=None):
 class JetTagger:
     """P(top) for every jet of a collection, with the jets' jagged layout."""
 
-    def __init__(self, model: str, config: InferenceConfig | None = None, **settings):
+    def __init__(self, model: str, config: InferenceConfig | Session | None = None, **settings):
+        """``config``: an InferenceConfig, or a :class:`hepinfer.Session` whose current settings are
+        read at every call (a toggle in the notebook panel applies to the next chunk scored here,
+        and to every run submitted to Dask after it)."""
         self.spec = get_spec(model)
-        base = config or InferenceConfig()
-        self.config = base.replace(**settings) if settings else base
+        self.settings = resolve_config(config).replace(**settings) if settings else (config or InferenceConfig())
+
+    @property
+    def config(self) -> InferenceConfig:
+        return resolve_config(self.settings)
 
     def __dask_tokenize__(self):
         return ("hepinfer.JetTagger", self.spec.name, repr(self.config))
@@ -130,10 +137,10 @@ class TopTagProcessor(_processor_base()):
     and on dask events (the hists are then dask hists), with NanoAODSchema or PFNanoAODSchema.
     """
 
-    def __init__(self, models=("particlenet", "bdt"), config: InferenceConfig | None = None, threshold: float = 0.5,
-                 pt_window=(550.0, 650.0), eta_max: float = 2.0):
+    def __init__(self, models=("particlenet", "bdt"), config: InferenceConfig | Session | None = None,
+                 threshold: float = 0.5, pt_window=(550.0, 650.0), eta_max: float = 2.0):
         self.models = tuple(get_spec(m).name for m in models)
-        self.config = config or InferenceConfig()
+        self.config = config or InferenceConfig()  # an InferenceConfig or a live Session
         self.threshold = threshold
         self.pt_window = pt_window
         self.eta_max = eta_max

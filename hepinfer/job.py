@@ -195,7 +195,26 @@ def _executor(settings: JobSettings, config: InferenceConfig):
             yield processor.DaskExecutor(client=client, status=False, retries=0)
 
 
-def _process(settings: JobSettings, executor, config: InferenceConfig):
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands, given to ``run_job(progress=...)`` after each round of chunks."""
+
+    chunks_done: int
+    chunks_total: int
+    events_done: int
+    events_total: int
+    elapsed_s: float
+    round_s: float  # wall time of the last round
+    round_events: int
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def _process(settings: JobSettings, executor, config: InferenceConfig, progress=None):
+    """Run the processor; with ``progress``, in rounds of two chunks per worker (one Runner call
+    each, results accumulated), reporting a :class:`Progress` after each round."""
     from coffea import nanoevents, processor
 
     from .coffea import TopTagProcessor
@@ -208,10 +227,34 @@ def _process(settings: JobSettings, executor, config: InferenceConfig):
     with warnings.catch_warnings():
         quiet_schema_warnings()
         try:
-            out = runner(fileset, proc, treename=settings.treename)
+            if progress is None:
+                out = runner(fileset, proc, treename=settings.treename)
+            else:
+                out = _in_rounds(runner, fileset, proc, settings, progress, t0)
         except Exception as err:
             raise _unwrapped(err) from None
     return out, time.perf_counter() - t0
+
+
+def _in_rounds(runner, fileset, proc, settings: JobSettings, progress, t0: float):
+    from coffea.processor import accumulate
+
+    chunks = list(runner.preprocess(fileset, treename=settings.treename))
+    if not chunks:  # files without events
+        return runner(fileset, proc, treename=settings.treename)
+    total = sum(c.entrystop - c.entrystart for c in chunks)
+    step = 2 * (1 if settings.executor == "iterative" else settings.workers)
+    out, done = None, 0
+    for start in range(0, len(chunks), step):
+        batch = chunks[start:start + step]
+        t_round = time.perf_counter()
+        part = runner(batch, proc, treename=settings.treename)
+        out = part if out is None else accumulate([out, part])
+        n = sum(c.entrystop - c.entrystart for c in batch)
+        done += n
+        now = time.perf_counter()
+        progress(Progress(start + len(batch), len(chunks), done, total, now - t0, now - t_round, n))
+    return out
 
 
 def _unwrapped(err: Exception) -> Exception:
@@ -242,10 +285,25 @@ class RunResult:
     def __str__(self) -> str:
         return format_summary(self.summary)
 
+    def _repr_html_(self) -> str:
+        s = self.summary
+        head = (f"<p><b>{s['events']}</b> events in {s['wall_s']:.2f} s = <b>{s['events_per_s']:,.1f}</b> events/s "
+                f"({s['workers']} worker(s), {s['executor']}{'/' + s['cluster'] if s['cluster'] else ''}); "
+                f"mode requested <b>{s['mode_requested']}</b>; {s['fatjets_selected']} fat jets in the window</p>")
+        rows = "".join(
+            f"<tr><td>{m}</td><td>{s['fatjets_scored'][m]}</td><td>{s['tagged'][m]}</td>"
+            f"<td class='hepinfer-mode-used'>{s['mode_used'][m]}</td><td>{s['inference'][m]['remote_jets']}</td>"
+            f"<td>{s['inference'][m]['local_jets']}</td></tr>" for m in s["models"])
+        table = ("<table class='hepinfer-result'><thead><tr><th>model</th><th>jets scored</th><th>tagged</th>"
+                 "<th>mode used</th><th>remote jets</th><th>local jets (fallback or local)</th></tr></thead>"
+                 f"<tbody>{rows}</tbody></table>")
+        return f"<div class='hepinfer-run'>{head}{table}</div>"
+
 
 def run_job(settings: JobSettings, output: str | os.PathLike | None = None, plots: str | os.PathLike | None = None,
-            log=print) -> RunResult:
-    """Run the job; returns a RunResult (and writes the summary to ``output`` and plots to ``plots``)."""
+            log=print, progress=None) -> RunResult:
+    """Run the job; returns a RunResult (and writes the summary to ``output`` and plots to ``plots``).
+    ``progress``: called with a :class:`Progress` after each round of chunks (the notebook panel)."""
     from . import __version__
     from .models.build import build_all, weights_note
 
@@ -268,7 +326,7 @@ def run_job(settings: JobSettings, output: str | os.PathLike | None = None, plot
         where = settings.executor if settings.executor != "dask" else f"dask on a {settings.cluster} cluster"
         log(f"processing with {settings.workers} worker(s) ({where}), chunks of {settings.chunksize} events, "
             f"inference {settings.mode}{' at ' + url if settings.mode != 'local' else ''} ...")
-        out, wall_s = _process(settings, executor, config)
+        out, wall_s = _process(settings, executor, config, progress)
         check = None
         if settings.check_local:
             log("processing again with local inference (--check-local) ...")

@@ -52,9 +52,11 @@ def test_nanoaod_and_pfnano_schemas_agree(artefacts, generated):
 
 @pytest.fixture(scope="module")
 def dask_client():
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    from hepinfer.cluster import local_cluster
+
+    with local_cluster(2) as cluster:
         with Client(cluster) as client:
             yield client
 

@@ -146,9 +146,9 @@ def test_failed_remote_run_writes_no_summary(generated, tmp_path):
 
 def test_dask_on_an_existing_scheduler(server, generated, tmp_path):
     """--cluster tcp://...: attach to a running scheduler (here a LocalCluster's) and leave it running."""
-    from distributed import LocalCluster
+    from hepinfer.cluster import local_cluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+    with local_cluster(2) as cluster:
         settings = JobSettings(inputs=_files(generated), models=("bdt",), mode="remote", url=server.url,
                                executor="dask", cluster=cluster.scheduler_address, chunksize=50)
         result = run_job(settings, log=lambda *_: None)

@@ -4,7 +4,7 @@ import hepinfer
 def test_public_api_snapshot():
     assert sorted(hepinfer.__all__) == sorted([
         "ArtefactMissing", "ConfigError", "HepinferError", "InferenceConfig", "InferenceTimeout", "InputMismatch",
-        "ModelNotFound", "ModelSpec", "SPECS", "Scorer", "ServerError", "ServerUnavailable", "TensorSpec",
+        "ModelNotFound", "ModelSpec", "SPECS", "Scorer", "ServerError", "Session", "ServerUnavailable", "TensorSpec",
         "TritonUrl", "__version__", "get_spec", "serve",
     ])
     for name in hepinfer.__all__:
