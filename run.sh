@@ -25,6 +25,14 @@ setup() {
   .venv/bin/hepinfer setup
 }
 
+browser() {  # the browser test needs Debian's chromium: installed when we may (root with apt), else it skips
+  if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "run.sh: installing chromium for the browser test ..."
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } > .venv/apt.log 2>&1 \
+      || echo "run.sh: could not install chromium (see .venv/apt.log); the browser test will be skipped" >&2
+  fi
+}
+
 case "${1:-}" in
   main)
     # the demo sample (generated once), the embedded server, a LocalCluster of 2 workers, remote
@@ -33,7 +41,7 @@ case "${1:-}" in
     exec .venv/bin/hepinfer run --mode remote --executor dask --cluster local --workers 2 --chunksize 100 \
       --check-local --output output/summary.json --plots output/plots "$@" ;;
   test)
-    shift; setup
+    shift; setup; browser
     set +e
     .venv/bin/python -m pytest "$@"
     rc=$?
