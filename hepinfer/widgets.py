@@ -132,6 +132,7 @@ class Panel:
         self.plot = w.Image(format="png", layout=w.Layout(max_width="620px"))
         self.message = w.HTML()
         self.results = w.HTML()
+        self.results.add_class("hepinfer-panel-results")
         self.widget = w.VBox([
             w.HTML("<b>hepinfer</b>"), self.mode, self.url, w.HBox([self.start_button, self.stop_button]),
             self.status, self.models, self.inputs, w.HBox([self.executor, self.workers, self.chunksize]),

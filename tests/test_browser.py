@@ -53,12 +53,12 @@ def voila(tmp_path, artefacts):
 
 
 def test_panel_in_a_real_browser(voila):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
         browser = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
-                                                       viewport={"width": 1200, "height": 1600})
+                                                       viewport={"width": 1200, "height": 4000})  # Voilà scrolls inside the page: a tall window shows all
         try:
             page = browser.new_page()
             page.set_default_timeout(300_000)
@@ -66,12 +66,17 @@ def test_panel_in_a_real_browser(voila):
             page.get_by_role("button", name="Start server").click()
             page.wait_for_selector(".hepinfer-status[data-live='true']")
             page.get_by_role("button", name="Remote").click()
-            page.get_by_role("button", name="Run", exact=True).click()
-            page.wait_for_selector(".hepinfer-run .hepinfer-mode-used", timeout=180_000)
-            modes = page.locator(".hepinfer-run .hepinfer-mode-used").all_inner_texts()
-            result = page.locator(".hepinfer-run").inner_text()
+            results = page.locator(".hepinfer-panel-results")
+            assert results.locator(".hepinfer-mode-used").all_inner_texts() == ["local", "local"]  # the notebook's last run
+            page.get_by_role("button", name="Run").click()  # not exact: the icon's glyph is part of the name
+            expect(results.locator(".hepinfer-mode-used")).to_have_text(["remote", "remote"], timeout=180_000)
+            modes = results.locator(".hepinfer-mode-used").all_inner_texts()
+            result = results.inner_text()
             progress = page.locator(".hepinfer-progress").inner_text()
             page.screenshot(path=str(SCREENSHOTS / "quickstart-panel.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(SCREENSHOTS / "quickstart-failed.png"), full_page=True)
+            raise
         finally:
             browser.close()
     assert modes == ["remote", "remote"], result
