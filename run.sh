@@ -28,7 +28,8 @@ setup() {
 browser() {  # the browser test needs Debian's chromium: installed when we may (root with apt), else it skips
   if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "run.sh: installing chromium for the browser test ..."
-    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } > .venv/apt.log 2>&1 \
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+        || { apt-get update -q; DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; } > .venv/apt.log 2>&1 \
       || echo "run.sh: could not install chromium (see .venv/apt.log); the browser test will be skipped" >&2
   fi
 }
