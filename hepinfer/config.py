@@ -33,6 +33,8 @@ class InferenceConfig:
     threads: intra-op threads of the local runtime (0 = the engine's default, all cores).
     max_request_bytes: a remote batch is split so that one request stays below this size
         (gRPC's customary 4 MiB message limit, which proxies in front of shared servers enforce).
+    max_in_flight: how many of those pieces one call keeps in flight at once over gRPC (answers are
+        put back in order); 1 sends them one after the other.
     """
 
     mode: str = "local"
@@ -46,6 +48,7 @@ class InferenceConfig:
     probe_timeout_s: float = 2.0
     threads: int = 1
     max_request_bytes: int = 4 * 1024 * 1024
+    max_in_flight: int = 4
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -55,6 +58,8 @@ class InferenceConfig:
             raise ConfigError(f"timeouts must be > 0 s, got timeout_s={self.timeout_s}, probe_timeout_s={self.probe_timeout_s}")
         if not isinstance(self.threads, int) or self.threads < 0:
             raise ConfigError(f"threads must be an integer >= 0, got {self.threads!r}")
+        if not isinstance(self.max_in_flight, int) or self.max_in_flight < 1:
+            raise ConfigError(f"max_in_flight must be an integer >= 1, got {self.max_in_flight!r}")
         if self.max_request_bytes < 1024:
             raise ConfigError(f"max_request_bytes must be >= 1024, got {self.max_request_bytes}")
         for name in ("root_certificates", "private_key", "certificate_chain"):
@@ -89,7 +94,7 @@ class InferenceConfig:
                     values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
                 elif f.name in ("timeout_s", "probe_timeout_s"):
                     values[f.name] = float(raw)
-                elif f.name in ("threads", "max_request_bytes"):
+                elif f.name in ("threads", "max_request_bytes", "max_in_flight"):
                     values[f.name] = int(raw)
                 else:
                     values[f.name] = raw

@@ -81,6 +81,24 @@ def test_batches_split_at_request_size(server):
     assert np.abs(out["softmax"] - Scorer("resnet50")(x)["softmax"]).max() <= 1e-5
 
 
+@pytest.mark.parametrize("in_flight", [1, 8])
+def test_many_pieces_in_flight_come_back_in_order(server, in_flight):
+    x = toy_inputs("bdt", 500, seed=6)  # 80 bytes a row: 12 rows per 1 KiB request, 42 requests
+    cfg = InferenceConfig(mode="remote", url=server.url, max_request_bytes=1024, max_in_flight=in_flight)
+    count0, before = _stats(server, "bdt")
+    out = Scorer("bdt", config=cfg)(x)
+    count1, after = _stats(server, "bdt")
+    assert after - before == 42 and count1 - count0 == 500
+    assert np.array_equal(out["output__0"], Scorer("bdt")(x)["output__0"])
+
+
+def test_a_timeout_in_flight_is_an_inference_timeout(server):
+    x = toy_inputs("particlenet", 12, seed=7)  # 7.2 kB a row: one row per request, 12 requests
+    cfg = InferenceConfig(mode="remote", url=server.url, max_request_bytes=1024, max_in_flight=4, timeout_s=0.001)
+    with pytest.raises(hepinfer.InferenceTimeout, match="within 0.001 s"):
+        Scorer("particlenet", config=cfg)(x)
+
+
 def test_empty_batch_is_not_sent(server):
     _, before = _stats(server, "bdt")
     out = Scorer("bdt", mode="remote", url=server.url)({"input__0": np.zeros((0, 20), np.float32)})

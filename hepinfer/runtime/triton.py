@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from typing import Mapping
@@ -27,6 +28,10 @@ from ..models import get_spec
 from ..models.spec import WIRE_TO_NUMPY
 from ..urls import TritonUrl
 from . import empty_outputs, split_rows
+
+
+def _reraise(error: BaseException):
+    raise error
 
 
 def _modules(protocol: str):
@@ -257,15 +262,18 @@ class TritonRuntime:
             return empty_outputs(self.spec)
         self.validate_against_server(inputs)
         step = self.rows_per_request(inputs)
-        pieces = [self._request({k: v[s] for k, v in inputs.items()}) for s in split_rows(n, step)]
-        if len(pieces) == 1:
-            return pieces[0]
+        batches = [{k: v[s] for k, v in inputs.items()} for s in split_rows(n, step)]
+        if len(batches) == 1:
+            return self._request(batches[0])
+        if self.url.protocol == "grpc" and self.config.max_in_flight > 1:
+            pieces = self._requests_in_flight(batches)
+        else:
+            pieces = [self._request(b) for b in batches]
         return {name: np.concatenate([p[name] for p in pieces]) for name in self.spec.output_names}
 
-    def _request(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _request_args(self, batch: Mapping[str, np.ndarray]):
         mod = _modules(self.url.protocol)
         meta = self.metadata()
-        rows = len(next(iter(batch.values())))
         infer_inputs = []
         for name, arr in batch.items():
             inp = mod.InferInput(name, list(arr.shape), meta["inputs"][name][1])
@@ -273,11 +281,49 @@ class TritonRuntime:
             infer_inputs.append(inp)
         outputs = [mod.InferRequestedOutput(n) for n in self.spec.output_names]
         kw = {"client_timeout": self.config.timeout_s} if self.url.protocol == "grpc" else {}
+        return infer_inputs, dict(model_version=self.model_version, outputs=outputs,
+                                  headers=self.config.headers or None, **kw)
+
+    def _request(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = len(next(iter(batch.values())))
+        infer_inputs, kw = self._request_args(batch)
+        result = self._call(f"inference of {rows} rows", self.client.infer, self.model_name, infer_inputs, **kw)
+        return self._unpack(result, rows)
+
+    def _requests_in_flight(self, batches) -> list[dict[str, np.ndarray]]:
+        """Send ``batches`` with up to ``max_in_flight`` gRPC requests outstanding (tritonclient's
+        async_infer); the answers come back in the order of ``batches``.  The first failure is
+        raised, converted like any other, once the requests already sent have finished."""
+        window = threading.BoundedSemaphore(self.config.max_in_flight)
+        results: list = [None] * len(batches)
+        errors: list = [None] * len(batches)
+        finished = threading.Semaphore(0)
         client = self.client
-        result = self._call(
-            f"inference of {rows} rows", client.infer, self.model_name, infer_inputs,
-            model_version=self.model_version, outputs=outputs, headers=self.config.headers or None, **kw,
-        )
+
+        def done(i, result, error):
+            results[i], errors[i] = result, error
+            window.release()
+            finished.release()
+
+        sent = 0
+        for i, batch in enumerate(batches):
+            window.acquire()
+            if any(e is not None for e in errors):
+                window.release()
+                break
+            infer_inputs, kw = self._request_args(batch)
+            self._call(f"sending {len(next(iter(batch.values())))} rows", client.async_infer, self.model_name,
+                       infer_inputs, functools.partial(done, i), **kw)
+            sent += 1
+        for _ in range(sent):
+            finished.acquire()
+        for i, error in enumerate(errors[:sent]):
+            if error is not None:
+                rows = len(next(iter(batches[i].values())))
+                self._call(f"inference of {rows} rows", _reraise, error)
+        return [self._unpack(r, len(next(iter(b.values())))) for r, b in zip(results, batches)]
+
+    def _unpack(self, result, rows: int) -> dict[str, np.ndarray]:
         out = {}
         for name in self.spec.output_names:
             arr = result.as_numpy(name)
