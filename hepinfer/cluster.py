@@ -28,6 +28,15 @@ from . import paths
 CLUSTERS = ("local", "htcondor")
 
 
+def warm_up() -> None:
+    """Import what a chunk needs (coffea, uproot, awkward, hepinfer's plug-in) in a worker process, so
+    that the first timed chunk does not pay for it (and two runs on the same cluster compare fairly)."""
+    import coffea.nanoevents  # noqa: F401
+    import coffea.processor  # noqa: F401
+
+    from . import coffea as _plugin  # noqa: F401
+
+
 def quiet_schema_warnings() -> None:
     """Silence coffea's PFNano-schema warnings about cross-references to tables a file does not have
     (generated files lack SV, JetPFCands, GenJetCands, ...); every other warning stays."""
@@ -159,4 +168,5 @@ def dask_client(cluster: str = "local", workers: int = 2, *, config: InferenceCo
         else:
             raise ConfigError(f"cluster must be one of {CLUSTERS} or a scheduler address (tcp://host:port), got {cluster!r}")
         client.register_plugin(QuietSchemaWarnings())
+        client.run(warm_up)
         yield client

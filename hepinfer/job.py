@@ -10,7 +10,8 @@ Choices (the README repeats them):
 * The embedded server gets one model instance per worker, up to the machine's cores (a single
   instance serialises the workers' requests; ``--server-instances`` overrides).
 * Wall time and events/s cover ``Runner`` only (reading, features, inference, histograms); server and
-  cluster start-up are reported apart, as ``setup_s``.
+  cluster start-up, and the workers' imports (hepinfer.cluster.warm_up), are reported apart, as
+  ``setup_s``.
 * The mode actually used is counted per scored jet on the workers (TopTagProcessor's ``inference``
   output), so an ``auto`` run that fell back part-way says so ("mixed").
 * The summary is written only when the run is complete, through a temporary file and a rename:
