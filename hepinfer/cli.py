@@ -3,6 +3,7 @@
     hepinfer setup                      build the model artefacts and the server environment
     hepinfer run [--input FILES] ...    main job: TopTagProcessor over files, local / remote / auto,
                                         on a Dask cluster; summary JSON and plots
+    hepinfer bench peer [--quick]       hepinfer vs coffea.ml_tools.triton_wrapper, same server and jets
     hepinfer demo [--jets N]            per-model check: local vs embedded-Triton scores, jets/s
     hepinfer serve [--models ...]       run the embedded Triton server until SIGINT / SIGTERM
     hepinfer models build|list          build the artefacts into $HEPINFER_HOME / list the ModelSpecs
@@ -86,6 +87,20 @@ def cmd_run(args) -> int:
         print("local and remote histograms DIFFER", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench.peer import TARGET, run_peer
+
+    if args.study != "peer":  # pragma: no cover - argparse limits the choices
+        raise SystemExit(2)
+    quick = dict(repeats=1, max_chunks=3) if args.quick else dict(repeats=args.repeats, max_chunks=None)
+    result = run_peer(args.model, files=args.input, events_per_chunk=args.events_per_chunk,
+                      instances=args.server_instances, out_dir=args.out, **quick)
+    print()
+    print(result.table())
+    print(f"\nhepinfer / coffea.ml_tools = {result.ratio:.2f} (target >= {TARGET:g}); wrote {args.out}/peer.csv, peer.md")
+    return 0 if result.max_abs_diff <= 1e-5 else 1
 
 
 def cmd_serve(args) -> int:
@@ -235,6 +250,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--htcondor-logs", default=None, help="folder for the HTCondor jobs' logs")
     s.add_argument("--scheduler-host", default=None, help="HTCondor: address the scheduler listens on")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("bench", help="benchmarks: peer (hepinfer vs coffea.ml_tools.triton_wrapper)")
+    s.add_argument("study", choices=("peer",))
+    s.add_argument("--model", default="particlenet", choices=tuple(SPECS))
+    s.add_argument("--input", nargs="+", default=None, help="files (default: the demo sample)")
+    s.add_argument("--events-per-chunk", type=int, default=100)
+    s.add_argument("--server-instances", type=int, default=2)
+    s.add_argument("--repeats", type=int, default=2)
+    s.add_argument("--quick", action="store_true", help="3 chunks, one pass (CI)")
+    s.add_argument("--out", default="bench-out")
+    s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("demo", help="per-model check: score the same jets locally and on Triton, compare")
     s.add_argument("--models", default="all", help="comma-separated, default all")

@@ -1,0 +1,30 @@
+"""`hepinfer bench peer` runs against the real server and coffea.ml_tools, both giving the same scores.
+(Figures are printed by the bench; no test asserts a speed.)"""
+
+import csv
+
+import pytest
+
+from hepinfer.bench.peer import run_peer
+from hepinfer.cli import main
+
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
+
+
+def test_peer_quick(generated, tmp_path):
+    result = run_peer("particlenet", files=[generated["ttbar"], generated["qcd"]], events_per_chunk=50,
+                      instances=1, repeats=1, max_chunks=2, out_dir=tmp_path, log=lambda *_: None)
+    assert result.chunks == 2 and result.jets > 0 and result.events == 100
+    assert result.max_abs_diff <= 1e-5  # the same scores through both clients
+    assert result.hepinfer_s > 0 and result.coffea_s > 0
+    with open(tmp_path / "peer.csv") as f:
+        row = next(csv.DictReader(f))
+    assert int(row["jets"]) == result.jets and float(row["ratio"]) == pytest.approx(result.ratio, rel=1e-3)
+    assert "coffea.ml_tools events/s" in (tmp_path / "peer.md").read_text()
+
+
+def test_bench_command(generated, tmp_path, capsys):
+    assert main(["bench", "peer", "--quick", "--input", str(generated["ttbar"]), "--events-per-chunk", "50",
+                 "--server-instances", "1", "--out", str(tmp_path)]) == 0
+    assert "hepinfer / coffea.ml_tools =" in capsys.readouterr().out
+    assert (tmp_path / "peer.csv").is_file()
