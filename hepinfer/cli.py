@@ -3,7 +3,9 @@
     hepinfer setup                      build the model artefacts and the server environment
     hepinfer run [--input FILES] ...    main job: TopTagProcessor over files, local / remote / auto,
                                         on a Dask cluster; summary JSON and plots
-    hepinfer bench peer [--quick]       hepinfer vs coffea.ml_tools.triton_wrapper, same server and jets
+    hepinfer bench models|configs|peer [--quick] [--out DIR]
+                                        throughput vs batch / concurrency; server configurations;
+                                        hepinfer vs coffea.ml_tools.triton_wrapper
     hepinfer demo [--jets N]            per-model check: local vs embedded-Triton scores, jets/s
     hepinfer serve [--models ...]       run the embedded Triton server until SIGINT / SIGTERM
     hepinfer models build|list          build the artefacts into $HEPINFER_HOME / list the ModelSpecs
@@ -90,10 +92,29 @@ def cmd_run(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    """Each study prints its table and writes CSV / markdown (and PNG) into --out; --quick is the
+    CI-sized version."""
+    from .bench.harness import markdown
+
+    if args.study == "models":
+        from .bench.models import COLUMNS, ceiling, run_models
+
+        quick = dict(models=("particlenet", "bdt"), batches=(1, 64), concurrency=(1, 2), duration_s=0.5)
+        rows = run_models(out_dir=args.out, **(quick if args.quick else {}))
+        print("\n" + markdown(rows, COLUMNS))
+        print("\none-core ceiling (best local rows/s): " + ", ".join(f"{m} {v:,.0f}" for m, v in ceiling(rows).items()))
+        return 0
+    if args.study == "configs":
+        from .bench.configs import COLUMNS, batching_gain, run_configs
+
+        quick = dict(models=("bdt",), duration_s=1.0)
+        rows = run_configs(out_dir=args.out, **(quick if args.quick else {}))
+        print("\n" + markdown(rows, COLUMNS))
+        print("\ndynamic batching on / off (target >= 2.0): "
+              + ", ".join(f"{m} {g:.2f}" for m, g in batching_gain(rows).items()))
+        return 0
     from .bench.peer import TARGET, run_peer
 
-    if args.study != "peer":  # pragma: no cover - argparse limits the choices
-        raise SystemExit(2)
     quick = dict(repeats=1, max_chunks=3) if args.quick else dict(repeats=args.repeats, max_chunks=None)
     result = run_peer(args.model, files=args.input, events_per_chunk=args.events_per_chunk,
                       instances=args.server_instances, out_dir=args.out, **quick)
@@ -251,10 +272,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler-host", default=None, help="HTCondor: address the scheduler listens on")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("bench", help="benchmarks: peer (hepinfer vs coffea.ml_tools.triton_wrapper)")
-    s.add_argument("study", choices=("peer",))
-    s.add_argument("--model", default="particlenet", choices=tuple(SPECS))
-    s.add_argument("--input", nargs="+", default=None, help="files (default: the demo sample)")
+    s = sub.add_parser("bench", help="benchmarks: models | configs | peer")
+    s.add_argument("study", choices=("models", "configs", "peer"))
+    s.add_argument("--model", default="particlenet", choices=tuple(SPECS), help="peer: the model")
+    s.add_argument("--input", nargs="+", default=None, help="peer: files (default: the demo sample)")
     s.add_argument("--events-per-chunk", type=int, default=100)
     s.add_argument("--server-instances", type=int, default=2)
     s.add_argument("--repeats", type=int, default=2)

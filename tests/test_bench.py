@@ -28,3 +28,25 @@ def test_bench_command(generated, tmp_path, capsys):
                  "--server-instances", "1", "--out", str(tmp_path)]) == 0
     assert "hepinfer / coffea.ml_tools =" in capsys.readouterr().out
     assert (tmp_path / "peer.csv").is_file()
+
+
+def test_models_study_quick(tmp_path, artefacts):
+    from hepinfer.bench.models import ceiling, run_models
+
+    rows = run_models(models=("bdt",), batches=(1, 8), concurrency=(1, 2), duration_s=0.2, out_dir=tmp_path,
+                      log=lambda *_: None)
+    paths = {(r["path"].split()[0], r["batch"], r["concurrency"]) for r in rows}
+    assert paths == {("local", 1, 1), ("local", 8, 1), ("triton", 1, 1), ("triton", 1, 2), ("triton", 8, 1),
+                     ("triton", 8, 2)}
+    assert all(r["calls"] > 0 and r["rows_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in rows)
+    assert set(ceiling(rows)) == {"bdt"}
+    assert {p.name for p in tmp_path.iterdir()} == {"models.csv", "models.md", "models.png"}
+
+
+def test_configs_study_quick(tmp_path, artefacts):
+    from hepinfer.bench.configs import CONFIGS, batching_gain, run_configs
+
+    rows = run_configs(models=("bdt",), batch=2, concurrency=4, duration_s=0.3, out_dir=tmp_path, log=lambda *_: None)
+    assert [r["config"] for r in rows] == list(CONFIGS) and all(r["calls"] > 0 for r in rows)
+    assert set(batching_gain(rows)) == {"bdt"}
+    assert "dynamic batching" in (tmp_path / "configs.md").read_text()
