@@ -3,9 +3,9 @@
     hepinfer setup                      build the model artefacts and the server environment
     hepinfer run [--input FILES] ...    main job: TopTagProcessor over files, local / remote / auto,
                                         on a Dask cluster; summary JSON and plots
-    hepinfer bench models|configs|peer [--quick] [--out DIR]
+    hepinfer bench models|configs|workers|peer [--quick] [--out DIR]
                                         throughput vs batch / concurrency; server configurations;
-                                        hepinfer vs coffea.ml_tools.triton_wrapper
+                                        events/s vs Dask workers; hepinfer vs coffea.ml_tools
     hepinfer demo [--jets N]            per-model check: local vs embedded-Triton scores, jets/s
     hepinfer serve [--models ...]       run the embedded Triton server until SIGINT / SIGTERM
     hepinfer models build|list          build the artefacts into $HEPINFER_HOME / list the ModelSpecs
@@ -112,6 +112,13 @@ def cmd_bench(args) -> int:
         print("\n" + markdown(rows, COLUMNS))
         print("\ndynamic batching on / off (target >= 2.0): "
               + ", ".join(f"{m} {g:.2f}" for m, g in batching_gain(rows).items()))
+        return 0
+    if args.study == "workers":
+        from .bench.workers import COLUMNS, run_workers
+
+        quick = dict(workers=(1, 2), models=("bdt",), chunksize=200)
+        rows = run_workers(files=args.input, out_dir=args.out, **(quick if args.quick else {}))
+        print("\n" + markdown(rows, COLUMNS))
         return 0
     from .bench.peer import TARGET, run_peer
 
@@ -272,10 +279,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler-host", default=None, help="HTCondor: address the scheduler listens on")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("bench", help="benchmarks: models | configs | peer")
-    s.add_argument("study", choices=("models", "configs", "peer"))
+    s = sub.add_parser("bench", help="benchmarks: models | configs | workers | peer")
+    s.add_argument("study", choices=("models", "configs", "workers", "peer"))
     s.add_argument("--model", default="particlenet", choices=tuple(SPECS), help="peer: the model")
-    s.add_argument("--input", nargs="+", default=None, help="peer: files (default: the demo sample)")
+    s.add_argument("--input", nargs="+", default=None, help="peer, workers: files (default: the demo sample)")
     s.add_argument("--events-per-chunk", type=int, default=100)
     s.add_argument("--server-instances", type=int, default=2)
     s.add_argument("--repeats", type=int, default=2)

@@ -50,3 +50,15 @@ def test_configs_study_quick(tmp_path, artefacts):
     assert [r["config"] for r in rows] == list(CONFIGS) and all(r["calls"] > 0 for r in rows)
     assert set(batching_gain(rows)) == {"bdt"}
     assert "dynamic batching" in (tmp_path / "configs.md").read_text()
+
+
+def test_workers_study_quick(generated, tmp_path):
+    from hepinfer.bench.workers import run_workers
+
+    rows = run_workers(files=[generated["ttbar"]], workers=(1,), models=("bdt",), chunksize=75, out_dir=tmp_path,
+                       log=lambda *_: None)
+    assert [(r["workers"], r["mode"]) for r in rows] == [(1, "local"), (1, "remote")]
+    assert all(r["events"] == 150 and r["events_per_s"] > 0 for r in rows)
+    local, remote = rows
+    assert local["requests"] == 0 and remote["requests"] >= 2  # the metrics see only the remote run's requests
+    assert (tmp_path / "workers.png").is_file() and (tmp_path / "workers.csv").is_file()
