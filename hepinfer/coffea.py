@@ -26,7 +26,7 @@ import numpy as np
 
 from .config import InferenceConfig
 from .features import build_inputs, link_constituents
-from .features.common import is_typetracer, plain
+from .features.common import ETA_MAX, PT_WINDOW_GEV, in_window, is_typetracer, plain
 from .models import get_spec
 from .scorer import Scorer
 from .session import Session, resolve_config
@@ -138,7 +138,7 @@ class TopTagProcessor(_processor_base()):
     """
 
     def __init__(self, models=("particlenet", "bdt"), config: InferenceConfig | Session | None = None,
-                 threshold: float = 0.5, pt_window=(550.0, 650.0), eta_max: float = 2.0):
+                 threshold: float = 0.5, pt_window=PT_WINDOW_GEV, eta_max: float = ETA_MAX):
         self.models = tuple(get_spec(m).name for m in models)
         self.config = config or InferenceConfig()  # an InferenceConfig or a live Session
         self.threshold = threshold
@@ -169,7 +169,7 @@ class TopTagProcessor(_processor_base()):
             is_dask = False
         fat = events.FatJet
         cons = constituents_of(events, fat)
-        sel = (fat.pt >= self.pt_window[0]) & (fat.pt <= self.pt_window[1]) & (abs(fat.eta) < self.eta_max)
+        sel = in_window(fat, self.pt_window, self.eta_max)
         jets, cons = fat[sel], cons[sel]
         hists = self._hists(is_dask)
         flat_msd = ak.flatten(jets.msoftdrop)

@@ -35,13 +35,17 @@ def _ipywidgets():
     return ipywidgets
 
 
-def server_status(config, models, timeout_s: float = 1.0) -> dict:
+def server_status(config, models, timeout_s: float = 1.0, runtime=None) -> dict:
     """Live, ready, which of ``models`` are ready, and the round trip of a liveness call (ms), for
-    the server of ``config`` (an InferenceConfig: URL, TLS and headers as scoring uses them)."""
+    the server of ``config`` (an InferenceConfig: URL, TLS and headers as scoring uses them).
+    ``runtime``: a TritonRuntime for that config to reuse (the panel keeps one, so a refresh every
+    few seconds does not open a new connection); without one, a temporary one is made and closed."""
     from .runtime.triton import TritonRuntime
 
     status = {"url": config.url, "live": False, "ready": False, "models": {}, "rtt_ms": None, "error": None}
-    runtime = TritonRuntime(next(iter(models), "bdt"), config=config.replace(timeout_s=timeout_s))
+    own = runtime is None
+    if own:
+        runtime = TritonRuntime(next(iter(models), "bdt"), config=config.replace(timeout_s=timeout_s))
     kw = {"headers": config.headers or None}
     if runtime.url.protocol == "grpc":
         kw["client_timeout"] = timeout_s
@@ -59,7 +63,8 @@ def server_status(config, models, timeout_s: float = 1.0) -> dict:
     except Exception as err:  # noqa: BLE001 - any failure to reach the server means "not live"
         status["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
     finally:
-        runtime.close()
+        if own:
+            runtime.close()
     return status
 
 
@@ -114,6 +119,8 @@ class Panel:
         self.history: list = []
         self._run_thread: threading.Thread | None = None
         self._busy = threading.Lock()
+        self._probe = None  # (config, TritonRuntime) reused by every status refresh of that config
+        self._probe_lock = threading.Lock()  # refreshes come from the status thread and from callers
 
         self.mode = w.ToggleButtons(options=MODES, value=config.mode, description="inference")
         self.url = w.Text(value=config.url, description="server URL", continuous_update=False)
@@ -198,9 +205,22 @@ class Panel:
 
     def refresh(self) -> dict:
         config = self.session.config
-        status = server_status(config, self.models.value, timeout_s=min(1.0, config.probe_timeout_s))
+        timeout_s = min(1.0, config.probe_timeout_s)
+        with self._probe_lock:
+            if self._probe is None or self._probe[0] != config:
+                from .runtime.triton import TritonRuntime
+
+                self._close_probe()
+                self._probe = (config, TritonRuntime(next(iter(self.models.value), "bdt"),
+                                                     config=config.replace(timeout_s=timeout_s)))
+            status = server_status(config, self.models.value, timeout_s=timeout_s, runtime=self._probe[1])
         self.status.value = status_html(status)
         return status
+
+    def _close_probe(self) -> None:
+        if self._probe is not None:
+            self._probe[1].close()
+            self._probe = None
 
     def _refresh_loop(self, every_s: float) -> None:
         while not self._stop_refresh.wait(every_s):
@@ -265,6 +285,8 @@ class Panel:
     def close(self) -> None:
         self._stop_refresh.set()
         self.stop_server()
+        with self._probe_lock:
+            self._close_probe()
         self.widget.close()
 
     def _ipython_display_(self):

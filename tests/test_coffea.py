@@ -52,13 +52,10 @@ def test_nanoaod_and_pfnano_schemas_agree(artefacts, generated):
 
 @pytest.fixture(scope="module")
 def dask_client():
-    from distributed import Client
+    from hepinfer.cluster import dask_client as open_client
 
-    from hepinfer.cluster import local_cluster
-
-    with local_cluster(2) as cluster:
-        with Client(cluster) as client:
-            yield client
+    with open_client("local", workers=2) as client:
+        yield client
 
 
 @pytest.mark.parametrize("executor", ["iterative", "futures", "dask"])

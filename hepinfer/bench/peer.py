@@ -69,12 +69,13 @@ def event_chunks(files, model: str, events_per_chunk: int):
     import awkward as ak
 
     from ..features import build_inputs, link_constituents
-    from ..training.dataset import ETA_MAX, PT_WINDOW_GEV, read_events
+    from ..features.common import in_window
+    from ..training.dataset import read_events
 
     for path in files:
         events = read_events(path)
         jets, cons = events.FatJet, link_constituents(events)
-        sel = (jets.pt >= PT_WINDOW_GEV[0]) & (jets.pt <= PT_WINDOW_GEV[1]) & (abs(jets.eta) < ETA_MAX)
+        sel = in_window(jets)
         for s in range(0, len(events), events_per_chunk):
             j, c, m = jets[s:s + events_per_chunk], cons[s:s + events_per_chunk], sel[s:s + events_per_chunk]
             if ak.sum(m) > 0:

@@ -14,6 +14,15 @@ import numpy as np
 from ..errors import InputMismatch
 
 CONSTITUENT_FIELDS = ("pt", "eta", "phi", "mass", "charge", "pdgId", "d0", "dz")
+# the taggers' window (the top-tagging landscape convention): training, the example processor and
+# the benchmarks select the same fat jets
+PT_WINDOW_GEV = (550.0, 650.0)
+ETA_MAX = 2.0
+
+
+def in_window(jets, pt_window=PT_WINDOW_GEV, eta_max: float = ETA_MAX):
+    """Mask of the jets with pT in ``pt_window`` (GeV, both ends included) and |eta| < ``eta_max``."""
+    return (jets.pt >= pt_window[0]) & (jets.pt <= pt_window[1]) & (abs(jets.eta) < eta_max)
 
 
 def plain(array) -> ak.Array:

@@ -16,10 +16,7 @@ import awkward as ak
 import numpy as np
 
 from ..errors import ConfigError, InputMismatch
-from ..features.common import link_constituents
-
-PT_WINDOW_GEV = (550.0, 650.0)
-ETA_MAX = 2.0
+from ..features.common import in_window, link_constituents
 BRANCH_PREFIXES = ("FatJet_", "PFCands_", "FatJetPFCands_")
 
 
@@ -75,7 +72,7 @@ def load_jets(patterns, *, max_jets: int | None = None, balance: bool = True, se
         events = read_events(path)
         fj = events.FatJet
         c = link_constituents(events)
-        sel = (fj.pt >= PT_WINDOW_GEV[0]) & (fj.pt <= PT_WINDOW_GEV[1]) & (abs(fj.eta) < ETA_MAX) & (fj.label >= 0)
+        sel = in_window(fj) & (fj.label >= 0)
         jets.append(ak.flatten(fj[sel]))
         cons.append(ak.flatten(c[sel], axis=1))
     jets_all = ak.concatenate(jets)
