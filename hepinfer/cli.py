@@ -3,7 +3,7 @@
     hepinfer setup                      build the model artefacts and the server environment
     hepinfer run [--input FILES] ...    main job: TopTagProcessor over files, local / remote / auto,
                                         on a Dask cluster; summary JSON and plots
-    hepinfer bench models|configs|workers|peer [--quick] [--out DIR]
+    hepinfer bench models|configs|workers|peer|perf-analyzer|shm [--quick] [--out DIR]
                                         throughput vs batch / concurrency; server configurations;
                                         events/s vs Dask workers; hepinfer vs coffea.ml_tools
     hepinfer demo [--jets N]            per-model check: local vs embedded-Triton scores, jets/s
@@ -78,7 +78,7 @@ def cmd_run(args) -> int:
         inputs=inputs, models=_models(args.models), mode=args.mode, url=args.url, executor=args.executor,
         workers=args.workers, cluster=args.cluster, chunksize=args.chunksize, schema=args.schema,
         treename=args.treename, check_local=args.check_local, server_instances=args.server_instances,
-        base_config=InferenceConfig.from_env(mode=args.mode), htcondor=htcondor,
+        base_config=InferenceConfig.from_env(mode=args.mode), htcondor=htcondor, pipeline=not args.no_pipeline,
     )
     result = run_job(settings, output=args.output, plots=args.plots)
     print()
@@ -119,6 +119,23 @@ def cmd_bench(args) -> int:
         quick = dict(workers=(1, 2), models=("bdt",), chunksize=200)
         rows = run_workers(files=args.input, out_dir=args.out, **(quick if args.quick else {}))
         print("\n" + markdown(rows, COLUMNS))
+        return 0
+    if args.study == "perf-analyzer":
+        from .bench.perf_analyzer import COLUMNS, agreement, run_perf_analyzer
+
+        quick = dict(models=("bdt",), batches=(64,), concurrency=(1,), duration_s=1.0)
+        full = dict(models=("particlenet", "resnet50", "bdt"), batches=(1, 64), concurrency=(1, 2))
+        rows = run_perf_analyzer(out_dir=args.out, **(quick if args.quick else full))
+        print("\n" + markdown(rows, COLUMNS))
+        print("\nhepinfer / perf_analyzer rows/s: " + ", ".join(
+            f"{m} b{b} c{c} {v:.2f}" for (m, b, c), v in agreement(rows).items()))
+        return 0
+    if args.study == "shm":
+        from .bench.shm import COLUMNS, gains, run_shm
+
+        rows = run_shm(out_dir=args.out, **(dict(models=("bdt",), duration_s=1.0) if args.quick else {}))
+        print("\n" + markdown(rows, COLUMNS))
+        print("\nsystem shared memory / gRPC rows/s: " + ", ".join(f"{m} {g:.2f}" for m, g in gains(rows).items()))
         return 0
     from .bench.peer import TARGET, run_peer
 
@@ -271,6 +288,8 @@ def parser() -> argparse.ArgumentParser:
                    help="run again with local inference and check the histograms are identical")
     s.add_argument("--server-instances", type=int, default=0,
                    help="embedded server: instances per model (default: one per worker, up to the cores)")
+    s.add_argument("--no-pipeline", action="store_true",
+                   help="score each model's jets in one call after the other (no overlap of features and inference)")
     s.add_argument("--htcondor-cores", type=int, default=1)
     s.add_argument("--htcondor-memory", default="2GB")
     s.add_argument("--htcondor-disk", default="1GB")
@@ -279,8 +298,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler-host", default=None, help="HTCondor: address the scheduler listens on")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("bench", help="benchmarks: models | configs | workers | peer")
-    s.add_argument("study", choices=("models", "configs", "workers", "peer"))
+    s = sub.add_parser("bench", help="benchmarks: models | configs | workers | peer | perf-analyzer | shm")
+    s.add_argument("study", choices=("models", "configs", "workers", "peer", "perf-analyzer", "shm"))
     s.add_argument("--model", default="particlenet", choices=tuple(SPECS), help="peer: the model")
     s.add_argument("--input", nargs="+", default=None, help="peer, workers: files (default: the demo sample)")
     s.add_argument("--events-per-chunk", type=int, default=100)

@@ -13,6 +13,13 @@ hepinfer.features and scores them through a :class:`hepinfer.Scorer` in the conf
 * Workers receive the tagger's settings (model name and InferenceConfig), never a client: the
   Scorer, and with it the Triton client, is created once per worker process and reused by every
   chunk that process scores.
+* Pipelining (eager chunks, remote / auto mode): ``TopTagProcessor`` cuts a chunk's selected jets
+  into pieces of about ``piece_jets`` jets (whole events) and, piece by piece and model by model,
+  builds the inputs in the task's thread and hands the request to a small per-process thread pool
+  (``max_in_flight`` threads).  So the features of the next piece, or of the next model, are built
+  while the server computes the current one; the answers are put back in order.  Local mode
+  scores the whole chunk in the task's thread: more threads there would only take CPU cores the
+  worker was not given.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import awkward as ak
 import numpy as np
@@ -37,7 +45,7 @@ _LOCK = threading.Lock()
 
 def _scorer_for(model: str, config: InferenceConfig) -> Scorer:
     """This process' Scorer for (model, config), created on first use and reused by every chunk."""
-    key = (os.getpid(), model, repr(config))
+    key = (os.getpid(), model, config.cache_key())
     scorer = _SCORERS.get(key)
     if scorer is None:
         with _LOCK:
@@ -45,6 +53,21 @@ def _scorer_for(model: str, config: InferenceConfig) -> Scorer:
             if scorer is None:
                 scorer = _SCORERS[key] = Scorer(model, config=config)
     return scorer
+
+
+_POOLS: dict = {}
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    """This process' pool of request threads (created on first use; keyed by pid for forks)."""
+    key = (os.getpid(), size)
+    pool = _POOLS.get(key)
+    if pool is None:
+        with _LOCK:
+            pool = _POOLS.get(key)
+            if pool is None:
+                pool = _POOLS[key] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="hepinfer-request")
+    return pool
 
 
 @atexit.register
@@ -94,9 +117,10 @@ class JetTagger:
         return self.tag(jets, constituents)["score"]
 
     def tag(self, jets, constituents):
-        """Per jet: ``score`` (P(top), float32) and ``remote`` (True where the score came from the
-        server, False where it was computed locally), jagged like ``jets``.  The run summary counts
-        ``remote`` to report the mode actually used, chunk by chunk, on every worker."""
+        """Per jet: ``score`` (P(top), float32), ``remote`` (True where the score came from the
+        server, False where it was computed locally) and ``fallback`` (True where the server was
+        asked, failed every retry, and the score was computed locally), jagged like ``jets``.  The
+        run summary counts them to report the mode actually used, chunk by chunk, on every worker."""
         try:
             import dask_awkward as dak
         except ImportError:  # pragma: no cover - dask-awkward is part of the analysis extra
@@ -110,13 +134,51 @@ class JetTagger:
             build_inputs(self.spec.name, jets, constituents)  # touches exactly the columns it reads
             like = plain(jets)["pt"]
             return ak.zip({"score": ak.values_astype(ak.zeros_like(like), np.float32),
-                           "remote": ak.values_astype(ak.zeros_like(like), bool)})
+                           "remote": ak.values_astype(ak.zeros_like(like), bool),
+                           "fallback": ak.values_astype(ak.zeros_like(like), bool)})
+        return self.tag_report(jets, constituents)[0]
+
+    def tag_report(self, jets, constituents):
+        """Eager jets only: :meth:`tag`'s output and the scoring call's
+        :class:`hepinfer.scorer.CallReport` (remote attempts, fallback)."""
+        return self._finish(self.scorer, build_inputs(self.spec.name, jets, constituents), _counts(jets))
+
+    def submit(self, jets, constituents) -> Future:
+        """Eager jets only: build the inputs now, in this thread, and score them in this process'
+        request pool; the future's result is what :meth:`tag_report` returns."""
+        scorer = self.scorer
         inputs = build_inputs(self.spec.name, jets, constituents)
-        outputs, where = self.scorer.score(inputs)
+        return _pool(scorer.config.max_in_flight).submit(self._finish, scorer, inputs, _counts(jets))
+
+    def _finish(self, scorer: Scorer, inputs, counts):
+        outputs, report = scorer.score_report(inputs)
         scores = outputs[self.spec.output_names[0]][:, 1].astype(np.float32)
-        flat = ak.zip({"score": scores, "remote": np.full(len(scores), where == "remote")})
-        jets = plain(jets)
-        return ak.unflatten(flat, ak.num(jets, axis=1)) if jets.ndim == 2 else flat
+        flat = ak.zip({"score": scores, "remote": np.full(len(scores), report.where == "remote"),
+                       "fallback": np.full(len(scores), report.fallback)})
+        return (flat if counts is None else ak.unflatten(flat, counts)), report
+
+
+def _counts(jets):
+    jets = plain(jets)
+    return ak.num(jets, axis=1) if jets.ndim == 2 else None
+
+
+def _pieces(jets, piece_jets: int) -> list[slice]:
+    """Event ranges holding about ``piece_jets`` jets each (whole events, at least one per piece)."""
+    n_events = len(jets)
+    if n_events == 0:
+        return [slice(0, 0)]
+    ends = np.cumsum(ak.to_numpy(ak.num(plain(jets), axis=1)))
+    cuts = [0]
+    while cuts[-1] < n_events:
+        start_jets = ends[cuts[-1] - 1] if cuts[-1] else 0
+        stop = int(np.searchsorted(ends, start_jets + piece_jets, side="right"))
+        cuts.append(min(n_events, max(stop, cuts[-1] + 1)))
+    return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def _concatenate(parts):
+    return parts[0] if len(parts) == 1 else ak.concatenate(parts)
 
 
 def _processor_base():
@@ -135,11 +197,17 @@ class TopTagProcessor(_processor_base()):
     used, which in ``auto`` mode can differ from chunk to chunk).
     A jet is tagged when P(top) > ``threshold``.  Works on eager / virtual events (processor.Runner)
     and on dask events (the hists are then dask hists), with NanoAODSchema or PFNanoAODSchema.
+    ``pipeline`` (eager chunks, remote / auto mode): overlap feature building with inference, in
+    pieces of about ``piece_jets`` jets (see the module's docstring); False scores each model's
+    jets in one call after the other.
     """
 
     def __init__(self, models=("particlenet", "bdt"), config: InferenceConfig | Session | None = None,
-                 threshold: float = 0.5, pt_window=PT_WINDOW_GEV, eta_max: float = ETA_MAX):
+                 threshold: float = 0.5, pt_window=PT_WINDOW_GEV, eta_max: float = ETA_MAX,
+                 pipeline: bool = True, piece_jets: int = 256):
         self.models = tuple(get_spec(m).name for m in models)
+        self.pipeline = pipeline
+        self.piece_jets = piece_jets
         self.config = config or InferenceConfig()  # an InferenceConfig or a live Session
         self.threshold = threshold
         self.pt_window = pt_window
@@ -179,16 +247,48 @@ class TopTagProcessor(_processor_base()):
             "selected_fatjets": ak.sum(ak.num(jets, axis=1)),
         }
         inference = {}
-        for model, tagger in self.taggers.items():
-            tags = ak.flatten(tagger.tag(jets, cons))
+        for model, (tags, reports) in self._tag_all(jets, cons, is_dask).items():
+            tags = ak.flatten(tags)
             scores = tags["score"]
             tagged = scores > self.threshold
             hists["score"].fill(model=model, score=scores)
             hists["msoftdrop"].fill(model=model, tag="tagged", msd=flat_msd[tagged])
             hists["msoftdrop"].fill(model=model, tag="untagged", msd=flat_msd[~tagged])
             cutflow[f"tagged_{model}"] = ak.sum(tagged)
-            inference[model] = {"remote_jets": ak.sum(tags["remote"]), "local_jets": ak.sum(~tags["remote"])}
+            inference[model] = {"remote_jets": ak.sum(tags["remote"]), "local_jets": ak.sum(~tags["remote"]),
+                                "fallback_jets": ak.sum(tags["fallback"])}
+            if reports is not None:  # eager chunks: per scoring call (dask: per jet only)
+                inference[model].update(
+                    calls=len(reports), retried_calls=sum(r.retries > 0 for r in reports),
+                    retries=sum(r.retries for r in reports), fallback_calls=sum(r.fallback for r in reports))
         return {"hists": hists, "cutflow": cutflow, "inference": inference}
+
+    def _tag_all(self, jets, cons, is_dask: bool) -> dict:
+        """Per model: the tagger's output for ``jets`` (jagged like them) and the scoring calls'
+        reports (None for dask arrays, whose calls happen later, inside the graph)."""
+        if is_dask:
+            return {model: (tagger.tag(jets, cons), None) for model, tagger in self.taggers.items()}
+        mode = resolve_config(self.config).mode
+        if not self.pipeline or mode == "local":
+            out = {}
+            for model, tagger in self.taggers.items():
+                tags, report = tagger.tag_report(jets, cons)
+                out[model] = (tags, [report])
+            return out
+        futures: dict = {model: [] for model in self.taggers}
+        try:
+            for piece in _pieces(jets, self.piece_jets):  # piece-major: the first request leaves at once
+                for model, tagger in self.taggers.items():
+                    futures[model].append(tagger.submit(jets[piece], cons[piece]))
+            out = {}
+            for model, fs in futures.items():
+                done = [f.result() for f in fs]
+                out[model] = (_concatenate([tags for tags, _ in done]), [report for _, report in done])
+            return out
+        finally:  # on an error, do not leave requests of this chunk running behind the next one
+            for fs in futures.values():
+                for f in fs:
+                    f.cancel()
 
     def postprocess(self, accumulator):
         return accumulator

@@ -7,6 +7,7 @@ steered without code changes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Mapping
@@ -35,6 +36,17 @@ class InferenceConfig:
         (gRPC's customary 4 MiB message limit, which proxies in front of shared servers enforce).
     max_in_flight: how many of those pieces one call keeps in flight at once over gRPC (answers are
         put back in order); 1 sends them one after the other.
+    retries / retry_initial_ms / retry_max_ms / retry_total_s: a remote call that finds the server
+        unreachable, timing out, or without a model it had earlier, is retried up to ``retries``
+        times with capped exponential backoff and jitter (:mod:`hepinfer.retry`); no attempt starts
+        after ``retry_total_s``.  ``retries=0`` turns retrying off.
+    reprobe_interval_s: ``auto`` mode on the local runtime (after a fallback, or because the server
+        was down at the start) asks the server again at most this often and returns to it when
+        the model is ready.
+    token_env: the name of an environment variable; when it is set where a request is made, its
+        value is sent as ``authorization: Bearer <value>`` (a proxy in front of a shared server,
+        SuperSONIC-style).  The token itself is never stored in the config: it is not pickled to
+        workers, not written into job files and not shown by ``repr`` (nor are ``headers``' values).
     """
 
     mode: str = "local"
@@ -43,12 +55,18 @@ class InferenceConfig:
     root_certificates: str | None = None
     private_key: str | None = None
     certificate_chain: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     timeout_s: float = 60.0
     probe_timeout_s: float = 2.0
     threads: int = 1
     max_request_bytes: int = 4 * 1024 * 1024
     max_in_flight: int = 4
+    retries: int = 4
+    retry_initial_ms: float = 100.0
+    retry_max_ms: float = 2000.0
+    retry_total_s: float = 20.0
+    reprobe_interval_s: float = 10.0
+    token_env: str | None = "HEPINFER_TOKEN"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -60,6 +78,13 @@ class InferenceConfig:
             raise ConfigError(f"threads must be an integer >= 0, got {self.threads!r}")
         if not isinstance(self.max_in_flight, int) or self.max_in_flight < 1:
             raise ConfigError(f"max_in_flight must be an integer >= 1, got {self.max_in_flight!r}")
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise ConfigError(f"retries must be an integer >= 0, got {self.retries!r}")
+        if not (0 < self.retry_initial_ms <= self.retry_max_ms):
+            raise ConfigError(f"need 0 < retry_initial_ms <= retry_max_ms, got {self.retry_initial_ms} and {self.retry_max_ms}")
+        if not (self.retry_total_s > 0 and self.reprobe_interval_s > 0):
+            raise ConfigError(f"retry_total_s and reprobe_interval_s must be > 0 s, got {self.retry_total_s}, "
+                              f"{self.reprobe_interval_s}")
         if self.max_request_bytes < 1024:
             raise ConfigError(f"max_request_bytes must be >= 1024, got {self.max_request_bytes}")
         for name in ("root_certificates", "private_key", "certificate_chain"):
@@ -67,6 +92,32 @@ class InferenceConfig:
             if path is not None and not os.path.isfile(path):
                 raise ConfigError(f"{name}: file {path!r} does not exist")
         object.__setattr__(self, "headers", dict(self.headers))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+        hidden = f", headers={{{', '.join(f'{k!r}: <hidden>' for k in self.headers)}}}" if self.headers else ""
+        return f"InferenceConfig({shown}{hidden})"
+
+    def cache_key(self) -> tuple:
+        """Identifies the settings (headers' values included, as a digest) for per-process caches."""
+        digest = hashlib.sha256(repr(sorted(self.headers.items())).encode()).hexdigest()[:16]
+        return (repr(self), digest)
+
+    @property
+    def backoff(self):
+        from .retry import Backoff
+
+        return Backoff(retries=self.retries, initial_ms=self.retry_initial_ms, max_ms=self.retry_max_ms,
+                       total_s=self.retry_total_s)
+
+    def request_headers(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``headers`` plus the bearer token of ``token_env`` when that variable is set (read now)."""
+        environ = os.environ if environ is None else environ
+        out = dict(self.headers)
+        token = environ.get(self.token_env) if self.token_env else None
+        if token:
+            out["authorization"] = f"Bearer {token.strip()}"
+        return out
 
     @property
     def triton_url(self) -> TritonUrl:
@@ -92,9 +143,10 @@ class InferenceConfig:
             try:
                 if f.name == "ssl":
                     values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
-                elif f.name in ("timeout_s", "probe_timeout_s"):
+                elif f.name in ("timeout_s", "probe_timeout_s", "retry_initial_ms", "retry_max_ms", "retry_total_s",
+                                "reprobe_interval_s"):
                     values[f.name] = float(raw)
-                elif f.name in ("threads", "max_request_bytes", "max_in_flight"):
+                elif f.name in ("threads", "max_request_bytes", "max_in_flight", "retries"):
                     values[f.name] = int(raw)
                 else:
                     values[f.name] = raw

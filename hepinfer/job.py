@@ -62,6 +62,7 @@ class JobSettings:
     threshold: float = 0.5
     check_local: bool = False
     server_instances: int = 0  # embedded server: instances per model; 0 = one per worker, up to the cores
+    pipeline: bool = True  # overlap feature building with inference (TopTagProcessor's pipeline)
     base_config: InferenceConfig = field(default_factory=InferenceConfig)
     htcondor: HTCondorSettings = field(default_factory=HTCondorSettings)
 
@@ -223,7 +224,8 @@ def _process(settings: JobSettings, executor, config: InferenceConfig, progress=
     runner = processor.Runner(executor=executor, schema=getattr(nanoevents, SCHEMAS[settings.schema]),
                               chunksize=settings.chunksize)
     fileset = {"input": {"files": {f: settings.treename for f in settings.inputs}}}
-    proc = TopTagProcessor(models=settings.models, config=config, threshold=settings.threshold)
+    proc = TopTagProcessor(models=settings.models, config=config, threshold=settings.threshold,
+                           pipeline=settings.pipeline)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         quiet_schema_warnings()
@@ -429,6 +431,11 @@ def format_summary(summary: dict) -> str:
     for m, info in summary["models"].items():
         lines.append(f"| {m} | {info['weights'].split()[0]} | {summary['fatjets_scored'][m]} | {summary['tagged'][m]} | "
                      f"{summary['mode_used'][m]} |")
+    if summary["mode_requested"] != "local":
+        inf = summary["inference"]
+        total = {k: sum(int(inf[m].get(k, 0)) for m in inf) for k in ("calls", "retried_calls", "retries", "fallback_calls")}
+        lines.append(f"scoring calls: {total['calls']}; retried: {total['retried_calls']} ({total['retries']} retries); "
+                     f"fell back to local: {total['fallback_calls']}")
     if "local_check" in summary:
         c = summary["local_check"]
         lines.append(f"local inference, same job: {c['events_per_s']:,.1f} events/s; histograms and cut flow "

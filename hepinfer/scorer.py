@@ -1,16 +1,27 @@
 """Scorer: the one scoring API.  ``Scorer(model, mode=..., url=...)(inputs) -> outputs``.
 
 Both paths run the same engine code (hepinfer/runtime/engines.py) on the same artefact, so local
-and remote scores agree to float precision.  ``mode="auto"`` probes the server once (readiness of
-the model, ``probe_timeout_s``); it uses the server when it answers and the local runtime when it
-does not, and falls back to local, with a warning, if the server goes away in the middle of a run.
-``mode="remote"`` never falls back: it raises ServerUnavailable / InferenceTimeout / ModelNotFound.
+and remote scores agree to float precision.  Remote calls are retried (``InferenceConfig.retries`` ..., :mod:`hepinfer.retry`) when the server is
+unreachable, does not answer in time, or lost a model it had served earlier in this process (it is
+restarting); a fresh connection is made before each retry after a refused one.
+
+* ``mode="remote"`` never falls back: when the retries are spent it raises ServerUnavailable /
+  InferenceTimeout / ModelNotFound, whose message names the URL, the model and the attempts.
+* ``mode="auto"`` probes the server (readiness of the model, ``probe_timeout_s``) and uses it when it
+  answers, the local runtime when it does not.  A call whose retries are spent is computed locally
+  (a *fallback*, with a warning), so no row is lost or scored twice.  While on the local runtime,
+  the server is probed again at most every ``reprobe_interval_s`` and used again once ready.
+
+``stats`` counts calls, retries, fallbacks and returns to the server; :meth:`Scorer.score_report`
+tells the caller what happened to one call.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import warnings
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -18,9 +29,23 @@ import numpy as np
 from .config import InferenceConfig
 from .errors import InferenceTimeout, ModelNotFound, ServerUnavailable
 from .models import get_spec
+from .retry import Attempts, call_with_retries
 from .runtime import get_runtime_class
 
 _FALLBACK_ERRORS = (ServerUnavailable, InferenceTimeout, ModelNotFound)
+
+
+@dataclass(frozen=True)
+class CallReport:
+    """What happened to one scoring call."""
+
+    where: str  # "local" | "remote": where the returned outputs were computed
+    attempts: int = 0  # remote attempts made (0: the server was not asked)
+    fallback: bool = False  # the server was asked, failed every attempt, and the call ran locally
+
+    @property
+    def retries(self) -> int:
+        return max(0, self.attempts - 1)
 
 
 class Scorer:
@@ -46,7 +71,10 @@ class Scorer:
         self._local = None
         self._remote = None
         self._use_remote: bool | None = None
-        self.stats = {"local_calls": 0, "remote_calls": 0, "fallbacks": 0}
+        self._next_probe = 0.0
+        self._stats_lock = threading.Lock()
+        self.stats = {"local_calls": 0, "remote_calls": 0, "retried_calls": 0, "retries": 0, "fallbacks": 0,
+                      "returns": 0}
 
     def __getstate__(self):
         return {"config": self.config, "spec": self.spec}
@@ -88,38 +116,84 @@ class Scorer:
         except _FALLBACK_ERRORS:
             return False
 
+    def _count(self, **deltas) -> None:
+        with self._stats_lock:
+            for k, v in deltas.items():
+                self.stats[k] += v
+
     # -- scoring ---------------------------------------------------------------------------------
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.score(inputs)[0]
 
     def score(self, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
         """Outputs and where they were computed: ``(outputs, "local" | "remote")``."""
+        outputs, report = self.score_report(inputs)
+        return outputs, report.where
+
+    def score_report(self, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], CallReport]:
+        """Outputs and a :class:`CallReport` (where, remote attempts, fallback)."""
         # Both runtimes validate the inputs against the ModelSpec first thing (names the tensor at
         # fault) before anything is loaded or sent, so the Scorer does not do it a second time.
         mode = self.config.mode
         if mode == "local":
-            return self._call_local(inputs), "local"
+            return self._call_local(inputs), CallReport("local")
         if mode == "remote":
-            return self._call_remote(inputs), "remote"
-        if self._use_remote is None:
+            attempts = Attempts()
+            return self._call_remote(inputs, attempts), CallReport("remote", attempts.count)
+        if not self._use_remote and time.monotonic() >= self._next_probe:
+            was = self._use_remote
             self._use_remote = self._probe()
+            if not self._use_remote:
+                self._next_probe = time.monotonic() + self.config.reprobe_interval_s
+            elif was is False:
+                self._count(returns=1)
+                warnings.warn(f"hepinfer: {self.spec.name}: the server at {self.config.url} is back; "
+                              "using it again", stacklevel=2)
         if self._use_remote:
+            attempts = Attempts()
             try:
-                return self._call_remote(inputs), "remote"
+                return self._call_remote(inputs, attempts), CallReport("remote", attempts.count)
             except _FALLBACK_ERRORS as err:
                 self._use_remote = False
-                self.stats["fallbacks"] += 1
-                warnings.warn(f"hepinfer: {self.spec.name}: falling back to local inference: {err}", stacklevel=3)
-        return self._call_local(inputs), "local"
+                self._next_probe = time.monotonic() + self.config.reprobe_interval_s
+                self._count(fallbacks=1)
+                warnings.warn(f"hepinfer: {self.spec.name}: falling back to local inference: {err}", stacklevel=2)
+                return self._call_local(inputs), CallReport("local", attempts.count, fallback=True)
+        return self._call_local(inputs), CallReport("local")
 
     def _call_local(self, inputs):
         out = self.local.infer(inputs)
-        self.stats["local_calls"] += 1
+        self._count(local_calls=1)
         return out
 
-    def _call_remote(self, inputs):
-        out = self.remote.infer(inputs)
-        self.stats["remote_calls"] += 1
+    def _call_remote(self, inputs, attempts: Attempts):
+        remote = self.remote
+
+        def transient():
+            # A model this process has seen ready and now misses is a restarting server: retried.
+            # A model never seen (a typo, not deployed) fails at once.
+            return (ServerUnavailable, InferenceTimeout) + ((ModelNotFound,) if remote.seen_ready else ())
+
+        def attempt():
+            try:
+                return remote.infer(inputs)
+            except transient() as err:
+                raise _Transient(err) from None
+
+        failed = None
+        try:
+            out = call_with_retries(attempt, self.config.backoff, (_Transient,),
+                                    before_retry=lambda e: remote.reconnect(), attempts=attempts)
+        except _Transient as wrapped:
+            failed = wrapped.error
+        finally:
+            if attempts.count > 1:
+                self._count(retried_calls=1, retries=attempts.count - 1)
+        if failed is not None:  # raised here, outside the except block: no __context__ to pickle
+            raise type(failed)(
+                f"{failed} [model {self.spec.name!r}, server {self.config.url}: gave up after {attempts.count} "
+                f"attempt{'s' if attempts.count > 1 else ''} in {attempts.elapsed_s:.1f} s]") from failed.__cause__
+        self._count(remote_calls=1)
         return out
 
     def close(self) -> None:
@@ -143,6 +217,14 @@ class Scorer:
             rows.append(("server", self.config.url))
         rows += [("inputs", ", ".join(f"{t.name} {t.dtype}(N,{','.join(map(str, t.shape))})" for t in self.spec.inputs)),
                  ("calls", f"{self.stats['local_calls']} local, {self.stats['remote_calls']} remote, "
-                           f"{self.stats['fallbacks']} fallbacks")]
+                           f"{self.stats['retries']} retries, {self.stats['fallbacks']} fallbacks")]
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>" for k, v in rows)
         return f"<table><caption>hepinfer.Scorer</caption>{body}</table>"
+
+
+class _Transient(Exception):
+    """Internal: marks an error the retry loop may retry (the set depends on the runtime's state)."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error

@@ -46,7 +46,7 @@ def server_status(config, models, timeout_s: float = 1.0, runtime=None) -> dict:
     own = runtime is None
     if own:
         runtime = TritonRuntime(next(iter(models), "bdt"), config=config.replace(timeout_s=timeout_s))
-    kw = {"headers": config.headers or None}
+    kw = {"headers": config.request_headers() or None}
     if runtime.url.protocol == "grpc":
         kw["client_timeout"] = timeout_s
     try:

@@ -12,12 +12,25 @@ Shapes are per row: the batch dimension is implicit (Triton's convention when ``
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
 
-from ..errors import InputMismatch
+from ..errors import ConfigError, InputMismatch
+
+# Model and artefact names: a letter or digit, then letters, digits, '_', '-', '.'; never '..'.
+SAFE_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def check_model_name(name) -> str:
+    """``name`` if it is safe as a folder name inside a model repository; ConfigError otherwise."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise ConfigError(f"model name {name!r} is not allowed: use letters, digits, '_', '-' and '.', "
+                          "starting with a letter or digit (no '/', no '..')")
+    return name
+
 
 # numpy dtype name -> (Triton config enum, Triton wire datatype)
 _TRITON_TYPES = {
@@ -75,6 +88,12 @@ class ModelSpec:
     description: str = ""
     version: int = 1
     extra: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The name becomes a folder of a model repository and part of URLs: a plain name only.
+        check_model_name(self.name)
+        if not isinstance(self.artefact, str) or not SAFE_NAME.fullmatch(self.artefact):
+            raise ConfigError(f"model {self.name!r}: artefact {self.artefact!r} must be a plain file name")
 
     @property
     def input_names(self) -> tuple[str, ...]:

@@ -70,11 +70,12 @@ class TritonRuntime:
         self._meta_lock = threading.Lock()
         self._clients: list = []  # every thread's client, so close() reaches them all
         self._clients_lock = threading.Lock()
+        self.seen_ready = False  # the model answered ready (or served a request) in this process
 
     # -- pickling / dask -------------------------------------------------------------------------
     def __getstate__(self):
         state = self.__dict__.copy()
-        for key in ("_tls", "_meta", "_meta_lock", "_clients", "_clients_lock"):
+        for key in ("_tls", "_meta", "_meta_lock", "_clients", "_clients_lock", "seen_ready"):
             state.pop(key, None)
         return state
 
@@ -122,6 +123,19 @@ class TritonRuntime:
             "connecting", mod.InferenceServerClient, url=self.url.address, ssl=cfg.use_ssl,
             ssl_options=ssl_options or None, connection_timeout=cfg.timeout_s, network_timeout=cfg.timeout_s,
         )
+
+    def reconnect(self) -> None:
+        """Drop this thread's client (and its gRPC channel); the next call opens a fresh one.  Used
+        before a retry: a channel that saw its server die may wait out gRPC's own reconnect backoff."""
+        held = getattr(self._tls, "held", None)
+        self._tls.held = None
+        if held is not None and held[0] == os.getpid():
+            with self._clients_lock:
+                self._clients = [c for c in self._clients if c is not held]
+            try:
+                held[1].close()
+            except Exception:  # noqa: BLE001 - closing a dead channel must not raise
+                pass
 
     def close(self) -> None:
         """Close the clients this runtime created in this process (all threads)."""
@@ -171,8 +185,16 @@ class TritonRuntime:
         except ImportError:  # pragma: no cover
             pass
         low = (status + " " + text).lower()
-        if "restricted" in low:
-            return ServerError(f"{action}: the endpoint is restricted on {where}; it needs the server's admin token ({text})")
+        if "restricted" in low or "permission" in low or "unauthenticated" in low:
+            return ServerError(
+                f"{action}: refused by {where}: the request lacks a header the server requires (a shared "
+                f"server's token: set the variable named by token_env, now {self.config.token_env!r}, or headers; "
+                f"the embedded server's model-control endpoints need its admin token) ({text})")
+        if self.config.use_ssl and any(w in low for w in ("handshake", "ssl", "certificate", "tls")):
+            return ServerUnavailable(
+                f"{action}: TLS handshake with {self.url} failed: the server's certificate is not signed by the "
+                f"root certificates given ({self.config.root_certificates or 'the system store; set root_certificates'})"
+                f", or the server does not speak TLS ({text.strip()})")
         if "deadline" in low or isinstance(err, TimeoutError) or "timed out" in low or "timeout" in type(err).__name__.lower():
             return InferenceTimeout(f"{action}: no answer from {where} within {self.config.timeout_s:g} s ({text})")
         if "unavailable" in low or "connect" in low or "refused" in low or isinstance(err, ConnectionError):
@@ -189,8 +211,10 @@ class TritonRuntime:
         """True when the server answers and the model is ready; raises ServerUnavailable when unreachable."""
         kw = {"client_timeout": timeout_s or self.config.probe_timeout_s} if self.url.protocol == "grpc" else {}
         client = self.client
-        return bool(self._call("readiness probe", client.is_model_ready, self.model_name, self.model_version,
-                               headers=self.config.headers or None, **kw))
+        ready = bool(self._call("readiness probe", client.is_model_ready, self.model_name, self.model_version,
+                                headers=self.config.request_headers() or None, **kw))
+        self.seen_ready = self.seen_ready or ready
+        return ready
 
     def metadata(self) -> dict:
         """The server's view of the model: inputs/outputs (name -> (numpy dtype, shape)) and max_batch_size."""
@@ -207,7 +231,7 @@ class TritonRuntime:
                 f"server at {self.url}: it is not loaded, or still loading"
             )
         client = self.client
-        kw = {"headers": self.config.headers or None}
+        kw = {"headers": self.config.request_headers() or None}
         if self.url.protocol == "grpc":
             kw["as_json"] = True
         action = "reading model metadata"
@@ -282,7 +306,7 @@ class TritonRuntime:
         outputs = [mod.InferRequestedOutput(n) for n in self.spec.output_names]
         kw = {"client_timeout": self.config.timeout_s} if self.url.protocol == "grpc" else {}
         return infer_inputs, dict(model_version=self.model_version, outputs=outputs,
-                                  headers=self.config.headers or None, **kw)
+                                  headers=self.config.request_headers() or None, **kw)
 
     def _request(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = len(next(iter(batch.values())))

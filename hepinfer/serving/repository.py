@@ -117,6 +117,16 @@ def read_config(path: str | Path):
         raise ConfigError(f"{path}: not a valid Triton model config: {err}") from err
 
 
+def _inside(out: Path, name: str) -> Path:
+    """``out / name``, refusing any name that would leave ``out`` (the writer deletes that folder)."""
+    from ..models.spec import check_model_name
+
+    target = out / check_model_name(name)
+    if out.resolve() not in target.resolve().parents:
+        raise ConfigError(f"model name {name!r} would write outside the repository {out}")
+    return target
+
+
 def write_repository(out: str | Path, options: RepositoryOptions | None = None) -> Path:
     """Write a model repository for ``options.models`` into ``out``; return ``out``.
 
@@ -131,7 +141,7 @@ def write_repository(out: str | Path, options: RepositoryOptions | None = None) 
         src = artefact_path(name)
         if not src.exists():
             raise ArtefactMissing(f"model {name!r}: artefact {src} not built yet; run `hepinfer models build`")
-        model_dir = out / spec.name
+        model_dir = _inside(out, spec.name)
         version_dir = model_dir / str(spec.version)
         if model_dir.exists():
             shutil.rmtree(model_dir)
