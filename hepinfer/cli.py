@@ -3,7 +3,7 @@
     hepinfer setup                      build the model artefacts and the server environment
     hepinfer run [--input FILES] ...    main job: TopTagProcessor over files, local / remote / auto,
                                         on a Dask cluster; summary JSON and plots
-    hepinfer bench models|configs|workers|peer|perf-analyzer|shm [--quick] [--out DIR]
+    hepinfer bench models|configs|workers|peer|perf-analyzer|shm|load [--quick] [--out DIR]
                                         throughput vs batch / concurrency; server configurations;
                                         events/s vs Dask workers; hepinfer vs coffea.ml_tools
     hepinfer demo [--jets N]            per-model check: local vs embedded-Triton scores, jets/s
@@ -79,6 +79,7 @@ def cmd_run(args) -> int:
         workers=args.workers, cluster=args.cluster, chunksize=args.chunksize, schema=args.schema,
         treename=args.treename, check_local=args.check_local, server_instances=args.server_instances,
         base_config=InferenceConfig.from_env(mode=args.mode), htcondor=htcondor, pipeline=not args.no_pipeline,
+        skip_bad_files=args.skip_bad_files,
     )
     result = run_job(settings, output=args.output, plots=args.plots)
     print()
@@ -130,6 +131,17 @@ def cmd_bench(args) -> int:
         print("\nhepinfer / perf_analyzer rows/s: " + ", ".join(
             f"{m} b{b} c{c} {v:.2f}" for (m, b, c), v in agreement(rows).items()))
         return 0
+    if args.study == "load":
+        from .bench.load import COLUMNS, run_load
+
+        quick = dict(clients=2, seconds=3.0)
+        row = run_load(model="bdt" if args.quick else args.model,
+                       batch=args.batch, url=args.url, out_dir=args.out,
+                       **(quick if args.quick else dict(clients=args.clients, seconds=args.seconds)))
+        print("\n" + markdown([row], COLUMNS))
+        if row["errors"]:
+            print(f"\n{row['errors']} errors; first: {row['first_error']}", file=sys.stderr)
+        return 1 if row["errors"] else 0
     if args.study == "shm":
         from .bench.shm import COLUMNS, gains, run_shm
 
@@ -288,6 +300,8 @@ def parser() -> argparse.ArgumentParser:
                    help="run again with local inference and check the histograms are identical")
     s.add_argument("--server-instances", type=int, default=0,
                    help="embedded server: instances per model (default: one per worker, up to the cores)")
+    s.add_argument("--skip-bad-files", action="store_true",
+                   help="read every input once first; skip the files that cannot be read, list them, finish the rest")
     s.add_argument("--no-pipeline", action="store_true",
                    help="score each model's jets in one call after the other (no overlap of features and inference)")
     s.add_argument("--htcondor-cores", type=int, default=1)
@@ -298,9 +312,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler-host", default=None, help="HTCondor: address the scheduler listens on")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("bench", help="benchmarks: models | configs | workers | peer | perf-analyzer | shm")
-    s.add_argument("study", choices=("models", "configs", "workers", "peer", "perf-analyzer", "shm"))
-    s.add_argument("--model", default="particlenet", choices=tuple(SPECS), help="peer: the model")
+    s = sub.add_parser("bench", help="benchmarks: models | configs | workers | peer | perf-analyzer | shm | load")
+    s.add_argument("study", choices=("models", "configs", "workers", "peer", "perf-analyzer", "shm", "load"))
+    s.add_argument("--model", default="particlenet", choices=tuple(SPECS), help="peer, load: the model")
+    s.add_argument("--clients", type=int, default=4, help="load: client processes")
+    s.add_argument("--seconds", type=float, default=10.0, help="load: how long each client calls")
+    s.add_argument("--batch", type=int, default=16, help="load: rows per request")
+    s.add_argument("--url", default=None, help="load: a server already running on this machine (default: embedded)")
     s.add_argument("--input", nargs="+", default=None, help="peer, workers: files (default: the demo sample)")
     s.add_argument("--events-per-chunk", type=int, default=100)
     s.add_argument("--server-instances", type=int, default=2)

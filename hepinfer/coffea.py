@@ -13,11 +13,13 @@ hepinfer.features and scores them through a :class:`hepinfer.Scorer` in the conf
 * Workers receive the tagger's settings (model name and InferenceConfig), never a client: the
   Scorer, and with it the Triton client, is created once per worker process and reused by every
   chunk that process scores.
-* Pipelining (eager chunks, remote / auto mode): ``TopTagProcessor`` cuts a chunk's selected jets
-  into pieces of about ``piece_jets`` jets (whole events) and, piece by piece and model by model,
-  builds the inputs in the task's thread and hands the request to a small per-process thread pool
-  (``max_in_flight`` threads).  So the features of the next piece, or of the next model, are built
-  while the server computes the current one; the answers are put back in order.  Local mode
+* Pipelining (eager chunks, remote / auto mode): ``TopTagProcessor`` builds one model's inputs in
+  the task's thread and hands the request to a small per-process thread pool (``max_in_flight``
+  threads), then builds the next model's inputs while the server computes; the answers are put
+  back in order.  ``piece_jets=N`` also cuts a chunk into pieces of about N jets (whole events),
+  overlapping the features of the next piece with inference of the current one; it is off by
+  default because awkward's per-call overhead made it slower here (measured in the README:
+  2 workers, 151-162 events/s with pieces of 256 jets against 172-174 without).  Local mode
   scores the whole chunk in the task's thread: more threads there would only take CPU cores the
   worker was not given.
 """
@@ -34,7 +36,7 @@ import numpy as np
 
 from .config import InferenceConfig
 from .features import build_inputs, link_constituents
-from .features.common import ETA_MAX, PT_WINDOW_GEV, in_window, is_typetracer, plain
+from .features.common import ETA_MAX, PT_WINDOW_GEV, finite_inputs, in_window, is_typetracer, plain
 from .models import get_spec
 from .scorer import Scorer
 from .session import Session, resolve_config
@@ -118,8 +120,10 @@ class JetTagger:
 
     def tag(self, jets, constituents):
         """Per jet: ``score`` (P(top), float32), ``remote`` (True where the score came from the
-        server, False where it was computed locally) and ``fallback`` (True where the server was
-        asked, failed every retry, and the score was computed locally), jagged like ``jets``.  The
+        server, False where it was computed locally), ``fallback`` (True where the server was
+        asked, failed every retry, and the score was computed locally) and ``nonfinite`` (True where
+        the jet's inputs held NaN / inf, replaced by 0: :func:`hepinfer.features.common.finite_inputs`),
+        jagged like ``jets``.  The
         run summary counts them to report the mode actually used, chunk by chunk, on every worker."""
         try:
             import dask_awkward as dak
@@ -135,7 +139,8 @@ class JetTagger:
             like = plain(jets)["pt"]
             return ak.zip({"score": ak.values_astype(ak.zeros_like(like), np.float32),
                            "remote": ak.values_astype(ak.zeros_like(like), bool),
-                           "fallback": ak.values_astype(ak.zeros_like(like), bool)})
+                           "fallback": ak.values_astype(ak.zeros_like(like), bool),
+                           "nonfinite": ak.values_astype(ak.zeros_like(like), bool)})
         return self.tag_report(jets, constituents)[0]
 
     def tag_report(self, jets, constituents):
@@ -151,10 +156,11 @@ class JetTagger:
         return _pool(scorer.config.max_in_flight).submit(self._finish, scorer, inputs, _counts(jets))
 
     def _finish(self, scorer: Scorer, inputs, counts):
+        inputs, nonfinite = finite_inputs(inputs)  # NaN / inf -> 0, counted (features.common)
         outputs, report = scorer.score_report(inputs)
         scores = outputs[self.spec.output_names[0]][:, 1].astype(np.float32)
         flat = ak.zip({"score": scores, "remote": np.full(len(scores), report.where == "remote"),
-                       "fallback": np.full(len(scores), report.fallback)})
+                       "fallback": np.full(len(scores), report.fallback), "nonfinite": nonfinite})
         return (flat if counts is None else ak.unflatten(flat, counts)), report
 
 
@@ -197,14 +203,14 @@ class TopTagProcessor(_processor_base()):
     used, which in ``auto`` mode can differ from chunk to chunk).
     A jet is tagged when P(top) > ``threshold``.  Works on eager / virtual events (processor.Runner)
     and on dask events (the hists are then dask hists), with NanoAODSchema or PFNanoAODSchema.
-    ``pipeline`` (eager chunks, remote / auto mode): overlap feature building with inference, in
-    pieces of about ``piece_jets`` jets (see the module's docstring); False scores each model's
-    jets in one call after the other.
+    ``pipeline`` (eager chunks, remote / auto mode): overlap one model's feature building with the
+    previous model's inference, and with ``piece_jets`` also pieces of a chunk with each other (see
+    the module's docstring); False scores each model's jets in one call after the other.
     """
 
     def __init__(self, models=("particlenet", "bdt"), config: InferenceConfig | Session | None = None,
                  threshold: float = 0.5, pt_window=PT_WINDOW_GEV, eta_max: float = ETA_MAX,
-                 pipeline: bool = True, piece_jets: int = 256):
+                 pipeline: bool = True, piece_jets: int | None = None):
         self.models = tuple(get_spec(m).name for m in models)
         self.pipeline = pipeline
         self.piece_jets = piece_jets
@@ -256,7 +262,7 @@ class TopTagProcessor(_processor_base()):
             hists["msoftdrop"].fill(model=model, tag="untagged", msd=flat_msd[~tagged])
             cutflow[f"tagged_{model}"] = ak.sum(tagged)
             inference[model] = {"remote_jets": ak.sum(tags["remote"]), "local_jets": ak.sum(~tags["remote"]),
-                                "fallback_jets": ak.sum(tags["fallback"])}
+                                "fallback_jets": ak.sum(tags["fallback"]), "nonfinite_jets": ak.sum(tags["nonfinite"])}
             if reports is not None:  # eager chunks: per scoring call (dask: per jet only)
                 inference[model].update(
                     calls=len(reports), retried_calls=sum(r.retries > 0 for r in reports),
@@ -277,9 +283,11 @@ class TopTagProcessor(_processor_base()):
             return out
         futures: dict = {model: [] for model in self.taggers}
         try:
-            for piece in _pieces(jets, self.piece_jets):  # piece-major: the first request leaves at once
+            parts = ([(jets[p], cons[p]) for p in _pieces(jets, self.piece_jets)] if self.piece_jets
+                     else [(jets, cons)])
+            for part_jets, part_cons in parts:  # piece-major: the first request leaves at once
                 for model, tagger in self.taggers.items():
-                    futures[model].append(tagger.submit(jets[piece], cons[piece]))
+                    futures[model].append(tagger.submit(part_jets, part_cons))
             out = {}
             for model, fs in futures.items():
                 done = [f.result() for f in fs]

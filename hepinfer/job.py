@@ -28,7 +28,7 @@ import json
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .cluster import HTCondorSettings, dask_client, quiet_schema_warnings
@@ -63,6 +63,7 @@ class JobSettings:
     check_local: bool = False
     server_instances: int = 0  # embedded server: instances per model; 0 = one per worker, up to the cores
     pipeline: bool = True  # overlap feature building with inference (TopTagProcessor's pipeline)
+    skip_bad_files: bool = False  # read every file once first; skip (and list) those that fail
     base_config: InferenceConfig = field(default_factory=InferenceConfig)
     htcondor: HTCondorSettings = field(default_factory=HTCondorSettings)
 
@@ -113,30 +114,64 @@ def required_branches(models, schema: str = "pfnano") -> list[str]:
 
 
 def check_inputs(files, models, treename: str = "Events", schema: str = "pfnano") -> int:
-    """Open every file and check it has the tree and the branches ``models`` read; returns the total
-    number of events.  Errors name the file and what is missing."""
-    import uproot
+    """Open every file and check it has the tree and the branches ``models`` read, and that the
+    branches' baskets lie inside the file (a truncated copy fails here); returns the total number
+    of events.  The first bad file raises InputMismatch naming the file and what is wrong."""
+    total, _, bad = inspect_inputs(files, models, treename, schema)
+    if bad:
+        raise next(iter(bad.values()))
+    return total
 
-    need = required_branches(models, schema)
-    total = 0
+
+def inspect_inputs(files, models, treename: str = "Events", schema: str = "pfnano", deep: bool = False):
+    """``(events in the good files, good files, {bad file: InputMismatch})``.  ``deep`` also reads
+    every needed branch of every file once, so corrupt (not only truncated) data is found before the
+    run; ``--skip-bad-files`` uses it."""
+    good, bad, total = [], {}, 0
     for path in files:
         try:
-            with uproot.open(path) as f:
-                if treename not in f:
-                    raise InputMismatch(f"{path}: no tree {treename!r} (has {sorted(k.split(';')[0] for k in f.keys())})")
-                tree = f[treename]
-                missing = [b for b in need if b not in tree]
-                if missing:
-                    raise InputMismatch(
-                        f"{path}: tree {treename!r} lacks the branches {missing}, needed by {', '.join(models)} "
-                        f"with the {schema} schema (hepinfer reads NanoAOD/PFNano fat jets with their PF candidates: "
-                        "FatJet_*, FatJetPFCands_*, PFCands_*)")
-                total += tree.num_entries
-        except InputMismatch:
-            raise
-        except Exception as err:  # uproot / OS errors on unreadable or truncated files
-            raise InputMismatch(f"{path}: cannot be read as a ROOT file: {type(err).__name__}: {err}") from err
-    return total
+            total += _inspect_file(path, required_branches(models, schema), models, treename, schema, deep)
+            good.append(path)
+        except InputMismatch as err:
+            bad[path] = err
+    return total, good, bad
+
+
+def _inspect_file(path, need, models, treename, schema, deep) -> int:
+    import uproot
+
+    try:
+        with uproot.open(path) as f:
+            if treename not in f:
+                raise InputMismatch(f"{path}: no tree {treename!r} (has {sorted(k.split(';')[0] for k in f.keys())})")
+            tree = f[treename]
+            missing = [b for b in need if b not in tree]
+            if missing:
+                raise InputMismatch(
+                    f"{path}: tree {treename!r} lacks the branches {missing}, needed by {', '.join(models)} "
+                    f"with the {schema} schema (hepinfer reads NanoAOD/PFNano fat jets with their PF candidates: "
+                    "FatJet_*, FatJetPFCands_*, PFCands_*)")
+            size = os.path.getsize(path) if os.path.isfile(path) else None
+            for name in need:
+                branch = tree[name]
+                n = branch.num_baskets
+                seeks, nbytes = branch.member("fBasketSeek")[:n], branch.member("fBasketBytes")[:n]
+                if size is not None and n and int(max(s + b for s, b in zip(seeks, nbytes))) > size:
+                    raise InputMismatch(f"{path}: branch {name!r} has data beyond the end of the file "
+                                        f"({size} bytes): the file is truncated")
+            if deep:
+                for start in range(0, tree.num_entries, 100_000):
+                    for name in need:
+                        try:
+                            tree[name].array(entry_start=start, entry_stop=start + 100_000, library="np")
+                        except Exception as err:  # noqa: BLE001 - decompression / deserialisation
+                            raise InputMismatch(f"{path}: branch {name!r}, entries from {start}: cannot be read "
+                                                f"({type(err).__name__}: {err})") from err
+            return tree.num_entries
+    except InputMismatch:
+        raise
+    except Exception as err:  # uproot / OS errors on unreadable or truncated files
+        raise InputMismatch(f"{path}: cannot be read as a ROOT file: {type(err).__name__}: {err}") from err
 
 
 def hist_to_dict(h) -> dict:
@@ -270,12 +305,33 @@ def _unwrapped(err: Exception) -> Exception:
     while cause is not None and id(cause) not in seen and not isinstance(cause, HepinferError):
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
-    if not isinstance(cause, HepinferError):
-        return err
     where = re.search(r"filename='([^']*)'.*?entrystart=(\d+), entrystop=(\d+)", str(err))
+    if not isinstance(cause, HepinferError):
+        if where and _is_read_error(err):  # a file that opened but whose data cannot be read
+            return InputMismatch(
+                f"{where[1]}, entries {where[2]}-{where[3]}: the data cannot be read ({_root_cause(err)}); "
+                "the file is probably corrupt. Rerun with --skip-bad-files (skip_bad_files=True) to read every "
+                "file first and process only the good ones")
+        return err
     if where:
         cause.add_note(f"while processing {where[1]}, entries {where[2]}-{where[3]}")
     return cause
+
+
+_READ_ERRORS = ("zlib", "lz4", "zstd", "decompress", "deserializ", "basket", "checksum", "uproot")
+
+
+def _root_cause(err: BaseException) -> str:
+    seen = set()
+    while (err.__cause__ or err.__context__) is not None and id(err) not in seen:
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+
+
+def _is_read_error(err: BaseException) -> bool:
+    text = (str(err) + " " + _root_cause(err)).lower()
+    return any(w in text for w in _READ_ERRORS) or "error while decompressing" in text
 
 
 @dataclass
@@ -311,8 +367,19 @@ def run_job(settings: JobSettings, output: str | os.PathLike | None = None, plot
     from .models.build import build_all, weights_note
 
     t_setup = time.perf_counter()
-    events_in = check_inputs(settings.inputs, settings.models, settings.treename, settings.schema)
-    log(f"{len(settings.inputs)} file(s), {events_in} events; models {', '.join(settings.models)}")
+    events_in, good, bad = inspect_inputs(settings.inputs, settings.models, settings.treename, settings.schema,
+                                          deep=settings.skip_bad_files)
+    if bad and not settings.skip_bad_files:
+        raise next(iter(bad.values()))
+    if bad:
+        for path, err in bad.items():
+            log(f"skipping {err}")
+        if not good:
+            raise InputMismatch(f"every input file is bad ({len(bad)} skipped); nothing to process")
+        settings = replace(settings, inputs=tuple(good))
+    skipped = {path: str(err) for path, err in bad.items()}
+    log(f"{len(settings.inputs)} file(s), {events_in} events; models {', '.join(settings.models)}"
+        + (f"; {len(skipped)} bad file(s) skipped" if skipped else ""))
     build_all(settings.models, log=lambda *_: None)
     url = settings.url or os.environ.get("HEPINFER_URL")
     with contextlib.ExitStack() as stack:
@@ -342,6 +409,7 @@ def run_job(settings: JobSettings, output: str | os.PathLike | None = None, plot
     summary = {
         "hepinfer": __version__,
         "inputs": list(settings.inputs),
+        "skipped_files": skipped,
         "models": {m: {"weights": weights_note(m)} for m in settings.models},
         "mode_requested": settings.mode,
         "mode_used": used,
@@ -436,6 +504,8 @@ def format_summary(summary: dict) -> str:
         total = {k: sum(int(inf[m].get(k, 0)) for m in inf) for k in ("calls", "retried_calls", "retries", "fallback_calls")}
         lines.append(f"scoring calls: {total['calls']}; retried: {total['retried_calls']} ({total['retries']} retries); "
                      f"fell back to local: {total['fallback_calls']}")
+    for path, reason in summary.get("skipped_files", {}).items():
+        lines.append(f"SKIPPED {reason}")
     if "local_check" in summary:
         c = summary["local_check"]
         lines.append(f"local inference, same job: {c['events_per_s']:,.1f} events/s; histograms and cut flow "

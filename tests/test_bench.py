@@ -62,3 +62,42 @@ def test_workers_study_quick(generated, tmp_path):
     local, remote = rows
     assert local["requests"] == 0 and remote["requests"] >= 2  # the metrics see only the remote run's requests
     assert (tmp_path / "workers.png").is_file() and (tmp_path / "workers.csv").is_file()
+
+
+def test_perf_analyzer_study_quick(tmp_path, artefacts):
+    """Triton's own perf_analyzer (from the tritonclient 2.51.0 wheel, libraries from the server
+    environment) measures the same server as hepinfer's harness."""
+    from hepinfer.bench.perf_analyzer import agreement, ensure_perf_analyzer, run_perf_analyzer
+
+    assert ensure_perf_analyzer(log=lambda *_: None).is_file()
+    rows = run_perf_analyzer(models=("bdt",), batches=(16,), concurrency=(1,), duration_s=0.5, out_dir=tmp_path,
+                             log=lambda *_: None)
+    assert [r["tool"] for r in rows] == ["perf_analyzer", "hepinfer"]
+    assert all(r["rows_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0 for r in rows)
+    assert set(agreement(rows)) == {("bdt", 16, 1)}
+    assert (tmp_path / "perf_analyzer.csv").is_file()
+
+
+def test_shm_study_quick(tmp_path, artefacts):
+    """System shared memory gives the same outputs as gRPC (checked inside) and leaves no region."""
+    import os
+
+    from hepinfer.bench.shm import gains, run_shm
+
+    rows = run_shm(models=("bdt",), duration_s=0.3, out_dir=tmp_path, log=lambda *_: None)
+    assert [r["transport"] for r in rows] == ["grpc", "system shm"] and set(gains(rows)) == {"bdt"}
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"hepinfer-{os.getpid()}-")]
+
+
+def test_load_study_quick(tmp_path, artefacts):
+    from hepinfer import ConfigError
+    from hepinfer.bench.load import run_load
+
+    row = run_load(model="bdt", batch=8, clients=2, seconds=1.0, out_dir=tmp_path, log=lambda *_: None)
+    assert row["errors"] == 0 and row["requests"] > 10 and row["p99_ms"] >= row["p50_ms"] > 0
+    assert row["server_rss_mb_before"] > 50 and row["server_rss_mb_peak"] >= row["server_rss_mb_before"]
+    assert (tmp_path / "load_bdt.md").is_file()
+    with pytest.raises(ConfigError, match="loopback"):
+        run_load(url="grpc://192.0.2.1:8001", seconds=1)
+    with pytest.raises(ConfigError, match="clients"):
+        run_load(clients=1000, seconds=1)

@@ -135,3 +135,30 @@ def test_cli_serve_runs_until_sigint(artefacts):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_server_does_not_outlive_the_process_that_started_it(artefacts, how):
+    """The analysis process dies without atexit (SIGTERM's default action, or kill -9): the guard
+    stops tritonserver and its stubs, and the ports are freed."""
+    import subprocess
+    import sys
+
+    code = ("import sys, time, hepinfer; s = hepinfer.serve(['bdt']); "
+            "print(s.pid, *s.ports.values(), flush=True); time.sleep(600)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        guard, *ports = map(int, parent.stdout.readline().split())
+        members = _group_members(guard)
+        assert len(members) >= 3  # guard, tritonserver, the bdt stub
+        parent.send_signal(how)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _group_members(guard) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _group_members(guard) == []
+        assert _wait_ports_free(ports)
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()

@@ -79,5 +79,6 @@ def bdt_inputs(jets, constituents) -> dict[str, np.ndarray]:
     }
     assert tuple(columns) == BDT_FEATURES
     x = np.stack([ak.to_numpy(columns[name]).astype(np.float64) for name in BDT_FEATURES], axis=1)
-    x = np.where(np.isfinite(x), x, 0.0)
+    # Non-finite values coming from the input branches (NaN pt, ...) are left in: the scoring layer
+    # replaces and counts them (features.common.finite_inputs), so the run summary can report them.
     return {"input__0": x.astype(np.float32).reshape(len(jets), len(BDT_FEATURES))}

@@ -122,3 +122,22 @@ def link_constituents(events):
     counts = np.bincount(global_jet, minlength=total)
     per_jet = ak.unflatten(ak.flatten(cands), counts)
     return ak.unflatten(per_jet, n_jets)
+
+
+def finite_inputs(inputs: dict) -> tuple[dict, np.ndarray]:
+    """hepinfer's policy for non-finite values (NaN, +-inf) in a model's inputs, from a broken
+    branch or a division the builders did not guard: each is **replaced by 0** (the convention of
+    weaver's ``nan_to_num`` preprocessing, and the value padding uses), the jet is scored like any
+    other, and it is **counted**: the second value marks the rows (jets) that had any.  The same
+    replacement runs before local and remote scoring, so both give the same numbers; the run
+    summary reports ``nonfinite_jets`` per model."""
+    n = len(next(iter(inputs.values()))) if inputs else 0
+    touched = np.zeros(n, dtype=bool)
+    out = {}
+    for name, arr in inputs.items():
+        finite = np.isfinite(arr)
+        if not finite.all():
+            touched |= ~finite.reshape(len(arr), -1).all(axis=1)
+            arr = np.where(finite, arr, 0).astype(arr.dtype, copy=False)
+        out[name] = arr
+    return out, touched

@@ -12,6 +12,9 @@
 * the process runs in its own process group; stop sends SIGTERM to the group (tritonserver lets
   in-flight requests finish for ``exit_timeout_s``), then SIGKILL after ``stop_timeout_s``, so no
   python-backend stub outlives it;
+* tritonserver runs under a guard process (serving/guard.py) that stops it when the Python process
+  that started it dies without cleaning up (SIGTERM, kill -9, a crashed kernel); ``pid`` is the
+  guard's, and killing it kills the server;
 * the server log goes to ``<run dir>/tritonserver.log``; its path is in every startup error.
 """
 
@@ -23,6 +26,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -48,6 +52,7 @@ FATAL_LOG_LINES = (
     "Failed to initialize",
     "error while loading shared libraries",
 )
+GUARD = Path(__file__).with_name("guard.py")
 RESTRICTED = "model-repository,shared-memory,trace,logging"
 _LIVE: "weakref.WeakSet[EmbeddedServer]" = weakref.WeakSet()
 
@@ -160,6 +165,8 @@ class EmbeddedServer:
 
     @property
     def pid(self) -> int | None:
+        """The pid of the server's guard (serving/guard.py): signals sent to it reach tritonserver,
+        and tritonserver dies with it."""
         return self.process.pid if self.process else None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -236,8 +243,11 @@ class EmbeddedServer:
         assert env is not None and self.log_path is not None
         t0 = time.perf_counter()
         with open(self.log_path, "ab") as log:
+            # tritonserver runs under the guard (serving/guard.py), which stops it if this process
+            # dies without running atexit (SIGTERM, kill -9, a crashed kernel)
+            guard = [sys.executable, "-I", str(GUARD), str(os.getpid()), "--"]
             self.process = subprocess.Popen(
-                self._command(env), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                guard + self._command(env), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env.process_env(), cwd=self.run_dir, start_new_session=True,
             )
         _LIVE.add(self)
