@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 
+import numpy as np
 import pytest
 
 import hepinfer
@@ -164,3 +165,38 @@ def test_model_slower_than_the_timeout_raises_in_bounded_time(server):
     assert server.url.split("://")[1] in str(info.value) and "'particlenet'" in str(info.value)
     assert scorer.stats["retries"] == 2 and scorer.stats["remote_calls"] == 0
     scorer.close()
+
+
+def test_auto_returns_to_the_server_when_it_is_back(artefacts):
+    """auto mode: the server dies -> the call falls back to local; a new server on the same ports ->
+    after reprobe_interval_s the Scorer uses it again (counted as a return)."""
+    from hepinfer.toy import toy_inputs
+
+    x = toy_inputs("bdt", 16, seed=9)
+    want = hepinfer.Scorer("bdt")(x)["output__0"]
+    server = serve(["bdt"])
+    ports = dict(server.ports)
+    cfg = InferenceConfig(mode="auto", url=server.url, retries=1, retry_initial_ms=20, retry_max_ms=40,
+                          reprobe_interval_s=1.0, probe_timeout_s=1.0)
+    scorer = hepinfer.Scorer("bdt", config=cfg)
+    again = None
+    try:
+        assert scorer.score(x)[1] == "remote"
+        os.kill(server.pid, signal.SIGKILL)
+        server.process.wait()
+        with pytest.warns(UserWarning, match="falling back to local"):
+            out, report = scorer.score_report(x)
+        assert report.where == "local" and report.fallback and report.attempts == 2
+        assert np.array_equal(out["output__0"], want)
+        assert scorer.score(x)[1] == "local"  # within reprobe_interval_s: not asked again
+        again = serve(["bdt"], grpc_port=ports["grpc"], http_port=ports["http"], metrics_port=ports["metrics"])
+        time.sleep(cfg.reprobe_interval_s)
+        with pytest.warns(UserWarning, match="is back"):
+            out, where = scorer.score(x)
+        assert where == "remote" and np.abs(out["output__0"] - want).max() <= 1e-5
+        assert scorer.stats["fallbacks"] == 1 and scorer.stats["returns"] == 1
+    finally:
+        scorer.close()
+        server.stop()
+        if again is not None:
+            again.stop()

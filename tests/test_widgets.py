@@ -97,4 +97,5 @@ def test_a_toggle_reaches_dask_workers(server, generated):
             used[mode] = {k: int(v) for k, v in out["inference"]["bdt"].items()}
     jets = used["local"]["local_jets"]
     assert jets > 0 and used["local"]["remote_jets"] == 0
-    assert used["remote"] == {"remote_jets": jets, "local_jets": 0}
+    assert (used["remote"]["remote_jets"], used["remote"]["local_jets"]) == (jets, 0)
+    assert used["remote"]["calls"] == 3 and used["remote"]["fallback_calls"] == 0  # 150 events, chunks of 50
