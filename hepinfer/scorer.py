@@ -114,6 +114,7 @@ class Scorer:
         try:
             return self.remote.is_ready()
         except _FALLBACK_ERRORS:
+            self.remote.reconnect()  # the next probe gets a fresh channel, not one in gRPC's backoff
             return False
 
     def _count(self, **deltas) -> None:

@@ -21,6 +21,7 @@ def test_peer_quick(generated, tmp_path):
         row = next(csv.DictReader(f))
     assert int(row["jets"]) == result.jets and float(row["ratio"]) == pytest.approx(result.ratio, rel=1e-3)
     assert "coffea.ml_tools events/s" in (tmp_path / "peer.md").read_text()
+    assert (tmp_path / "peer.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_bench_command(generated, tmp_path, capsys):
@@ -50,6 +51,7 @@ def test_configs_study_quick(tmp_path, artefacts):
     assert [r["config"] for r in rows] == list(CONFIGS) and all(r["calls"] > 0 for r in rows)
     assert set(batching_gain(rows)) == {"bdt"}
     assert "dynamic batching" in (tmp_path / "configs.md").read_text()
+    assert (tmp_path / "configs.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_workers_study_quick(generated, tmp_path):
@@ -75,7 +77,7 @@ def test_perf_analyzer_study_quick(tmp_path, artefacts):
     assert [r["tool"] for r in rows] == ["perf_analyzer", "hepinfer"]
     assert all(r["rows_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0 for r in rows)
     assert set(agreement(rows)) == {("bdt", 16, 1)}
-    assert (tmp_path / "perf_analyzer.csv").is_file()
+    assert {p.name for p in tmp_path.iterdir()} == {"perf_analyzer.csv", "perf_analyzer.md", "perf_analyzer.png"}
 
 
 def test_shm_study_quick(tmp_path, artefacts):
@@ -87,6 +89,7 @@ def test_shm_study_quick(tmp_path, artefacts):
     rows = run_shm(models=("bdt",), duration_s=0.3, out_dir=tmp_path, log=lambda *_: None)
     assert [r["transport"] for r in rows] == ["grpc", "system shm"] and set(gains(rows)) == {"bdt"}
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"hepinfer-{os.getpid()}-")]
+    assert {p.name for p in tmp_path.iterdir()} == {"shm.csv", "shm.md", "shm.png"}
 
 
 def test_load_study_quick(tmp_path, artefacts):
@@ -96,7 +99,7 @@ def test_load_study_quick(tmp_path, artefacts):
     row = run_load(model="bdt", batch=8, clients=2, seconds=1.0, out_dir=tmp_path, log=lambda *_: None)
     assert row["errors"] == 0 and row["requests"] > 10 and row["p99_ms"] >= row["p50_ms"] > 0
     assert row["server_rss_mb_before"] > 50 and row["server_rss_mb_peak"] >= row["server_rss_mb_before"]
-    assert (tmp_path / "load_bdt.md").is_file()
+    assert {p.name for p in tmp_path.iterdir()} == {"load_bdt.csv", "load_bdt.md", "load_bdt.png"}
     with pytest.raises(ConfigError, match="loopback"):
         run_load(url="grpc://192.0.2.1:8001", seconds=1)
     with pytest.raises(ConfigError, match="clients"):

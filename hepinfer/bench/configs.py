@@ -6,10 +6,12 @@ workers with small chunks do.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..config import InferenceConfig
 from ..models import get_spec
 from ..toy import toy_inputs
-from .harness import closed_loop, write_rows
+from .harness import bar_plot, closed_loop, write_rows
 
 CONFIGS = {  # name: (instances, dynamic batching)
     "base": (1, False),
@@ -40,6 +42,8 @@ def run_configs(models=("particlenet", "bdt"), batch: int = 4, concurrency: int 
             log(f"{m} {name}: {r['rows_per_s']:,.0f} inferences/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms")
     if out_dir:
         write_rows(rows, out_dir, "configs", f"Server configurations ({concurrency} callers x {batch} rows)", COLUMNS)
+        bar_plot(rows, Path(out_dir) / "configs.png", lambda r: f"{r['model']}: {r['config']}",
+                 title=f"{concurrency} callers x {batch} rows")
     return rows
 
 

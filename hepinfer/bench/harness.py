@@ -78,3 +78,21 @@ def markdown(rows: list[dict], columns) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def bar_plot(rows: list[dict], path, label_of, value: str = "rows_per_s", ylabel: str = "inferences/s",
+             title: str = "") -> None:
+    """A horizontal bar chart of ``value`` per row (``label_of(row)`` names the bar), as a PNG."""
+    from matplotlib.figure import Figure
+
+    labels = [label_of(r) for r in rows]
+    fig = Figure(figsize=(7, 0.8 + 0.32 * len(rows)))
+    ax = fig.subplots()
+    ax.barh(range(len(rows)), [r[value] for r in rows], color="tab:blue")
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)

@@ -133,4 +133,24 @@ def run_load(model: str = "bdt", batch: int = 64, clients: int = 4, seconds: flo
     if out_dir:
         write_rows([row], out_dir, f"load_{model}", f"Load: {clients} clients x {seconds:g} s, {model} batch {batch}",
                    COLUMNS)
+        plot_latencies(lat, Path(out_dir) / f"load_{model}.png", f"{model} batch {batch}, {clients} clients x {seconds:g} s")
     return row
+
+
+def plot_latencies(lat_ms, path, title: str) -> None:
+    """Histogram of request latencies with p50 and p99 marked."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    if len(lat_ms):
+        ax.hist(lat_ms, bins=50, color="tab:blue")
+        for q, style in ((50, "--"), (99, ":")):
+            v = float(np.percentile(lat_ms, q))
+            ax.axvline(v, color="k", linestyle=style, label=f"p{q} {v:.1f} ms")
+        ax.legend()
+    ax.set_xlabel("latency [ms]")
+    ax.set_ylabel("requests")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)

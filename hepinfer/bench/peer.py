@@ -138,3 +138,9 @@ def write(result: PeerResult, out_dir) -> None:
                     f"{result.hepinfer_s:.4f}", f"{result.coffea_s:.4f}", f"{result.hepinfer_events_per_s:.2f}",
                     f"{result.coffea_events_per_s:.2f}", f"{result.ratio:.3f}", f"{result.max_abs_diff:.2e}"])
     (out_dir / "peer.md").write_text("## hepinfer vs coffea.ml_tools.triton_wrapper\n\n" + result.table() + "\n")
+    from .harness import bar_plot
+
+    bars = [{"who": "hepinfer", "eps": result.hepinfer_events_per_s},
+            {"who": "coffea.ml_tools.triton_wrapper", "eps": result.coffea_events_per_s}]
+    bar_plot(bars, out_dir / "peer.png", lambda r: r["who"], value="eps", ylabel="events/s",
+             title=f"{result.model}: ratio {result.ratio:.2f} (target >= {TARGET:g})")

@@ -113,7 +113,7 @@ def run_perf_analyzer(models=("particlenet", "bdt"), batches=(1, 64), concurrenc
     from ..scorer import Scorer
     from ..serving.server import serve
     from ..toy import toy_inputs
-    from .harness import closed_loop, write_rows
+    from .harness import bar_plot, closed_loop, write_rows
 
     binary = ensure_perf_analyzer(log=log)
     models = [get_spec(m).name for m in models]
@@ -135,6 +135,8 @@ def run_perf_analyzer(models=("particlenet", "bdt"), batches=(1, 64), concurrenc
             remote.close()
     if out_dir:
         write_rows(rows, out_dir, "perf_analyzer", "perf_analyzer against hepinfer's harness (same server)", COLUMNS)
+        bar_plot(rows, Path(out_dir) / "perf_analyzer.png",
+                 lambda r: f"{r['model']} b{r['batch']} c{r['concurrency']}: {r['tool']}")
     return rows
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import numpy as np
 
@@ -86,7 +87,7 @@ def run_shm(models=("resnet50", "particlenet", "bdt"), duration_s: float = 3.0, 
     from ..scorer import Scorer
     from ..serving.server import serve
     from ..toy import toy_inputs
-    from .harness import closed_loop, write_rows
+    from .harness import bar_plot, closed_loop, write_rows
 
     models = [get_spec(m).name for m in models]
     build_all(models, log=lambda *_: None)
@@ -112,6 +113,7 @@ def run_shm(models=("resnet50", "particlenet", "bdt"), duration_s: float = 3.0, 
                 grpc.close()
     if out_dir:
         write_rows(rows, out_dir, "shm", "gRPC tensors against system shared memory (same host, one request at a time)", COLUMNS)
+        bar_plot(rows, Path(out_dir) / "shm.png", lambda r: f"{r['model']} b{r['batch']}: {r['transport']}")
     return rows
 
 
