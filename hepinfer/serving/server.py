@@ -266,8 +266,12 @@ class EmbeddedServer:
                     f"log: {self.log_path}\n{self._log_tail()}"
                 )
             try:
-                with urllib.request.urlopen(ready, timeout=1.0) as resp:
-                    if resp.status == 200:
+                # ready = the models are ready AND the metrics endpoint answers: tritonserver starts
+                # its metrics listener after the HTTP one, and a caller reading metrics right after
+                # serve() returned would otherwise find the port closed (seen once in a full run)
+                with urllib.request.urlopen(ready, timeout=1.0) as resp, \
+                        urllib.request.urlopen(self.metrics_url, timeout=1.0) as metrics:
+                    if resp.status == 200 and metrics.status == 200:
                         break
             except OSError:
                 pass
