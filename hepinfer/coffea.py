@@ -105,7 +105,7 @@ class JetTagger:
         return resolve_config(self.settings)
 
     def __dask_tokenize__(self):
-        return ("hepinfer.JetTagger", self.spec.name, repr(self.config))
+        return ("hepinfer.JetTagger", self.spec.name, self.config.cache_key())
 
     def __repr__(self) -> str:
         return f"JetTagger({self.spec.name!r}, mode={self.config.mode!r})"

@@ -140,14 +140,12 @@ class InferenceConfig:
             raw = environ.get(f"HEPINFER_{f.name.upper()}")
             if raw is None or f.name == "headers":
                 continue
+            kind = str(f.type).split("|")[0].strip()  # the annotation, e.g. "float", "bool | None"
             try:
-                if f.name == "ssl":
+                if kind == "bool":
                     values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
-                elif f.name in ("timeout_s", "probe_timeout_s", "retry_initial_ms", "retry_max_ms", "retry_total_s",
-                                "reprobe_interval_s"):
-                    values[f.name] = float(raw)
-                elif f.name in ("threads", "max_request_bytes", "max_in_flight", "retries"):
-                    values[f.name] = int(raw)
+                elif kind in ("int", "float"):
+                    values[f.name] = {"int": int, "float": float}[kind](raw)
                 else:
                     values[f.name] = raw
             except ValueError as err:

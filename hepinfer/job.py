@@ -128,9 +128,10 @@ def inspect_inputs(files, models, treename: str = "Events", schema: str = "pfnan
     every needed branch of every file once, so corrupt (not only truncated) data is found before the
     run; ``--skip-bad-files`` uses it."""
     good, bad, total = [], {}, 0
+    need = required_branches(models, schema)
     for path in files:
         try:
-            total += _inspect_file(path, required_branches(models, schema), models, treename, schema, deep)
+            total += _inspect_file(path, need, models, treename, schema, deep)
             good.append(path)
         except InputMismatch as err:
             bad[path] = err
@@ -318,7 +319,7 @@ def _unwrapped(err: Exception) -> Exception:
     return cause
 
 
-_READ_ERRORS = ("zlib", "lz4", "zstd", "decompress", "deserializ", "basket", "checksum", "uproot")
+_READ_ERRORS = ("zlib", "lz4", "zstd", "decompress", "deserializ", "basket", "checksum")
 
 
 def _root_cause(err: BaseException) -> str:
@@ -331,7 +332,7 @@ def _root_cause(err: BaseException) -> str:
 
 def _is_read_error(err: BaseException) -> bool:
     text = (str(err) + " " + _root_cause(err)).lower()
-    return any(w in text for w in _READ_ERRORS) or "error while decompressing" in text
+    return any(w in text for w in _READ_ERRORS)
 
 
 @dataclass

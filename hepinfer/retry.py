@@ -44,11 +44,12 @@ class Attempts:
 
 
 def call_with_retries(fn: Callable[[], T], backoff: Backoff, retry_on: tuple[type[BaseException], ...],
-                      *, before_retry: Callable[[BaseException], None] | None = None,
+                      *, retry_if: Callable[[BaseException], bool] | None = None,
+                      before_retry: Callable[[BaseException], None] | None = None,
                       attempts: Attempts | None = None, sleep=time.sleep, clock=time.monotonic,
                       rng: random.Random | None = None) -> T:
-    """``fn()``; on an error of ``retry_on``, wait and try again until the bounds are reached, then
-    raise the last error.  ``before_retry(error)`` runs before each retry (e.g. to drop a broken
+    """``fn()``; on an error of ``retry_on`` (for which ``retry_if``, when given, is true), wait and try
+    again until the bounds are reached, then raise the last error.  ``before_retry(error)`` runs before each retry (e.g. to drop a broken
     connection); ``attempts`` is filled in as the call goes, also when it finally fails."""
     attempts = attempts if attempts is not None else Attempts()
     t0 = clock()
@@ -61,7 +62,7 @@ def call_with_retries(fn: Callable[[], T], backoff: Backoff, retry_on: tuple[typ
         except retry_on as err:
             attempts.elapsed_s = clock() - t0
             retry = attempts.count - 1
-            if retry >= backoff.retries:
+            if retry >= backoff.retries or (retry_if is not None and not retry_if(err)):
                 raise
             wait_ms = backoff.delay_ms(retry, rng)
             if attempts.elapsed_s + wait_ms / 1000.0 > backoff.total_s:

@@ -84,7 +84,7 @@ class Scorer:
         self._init_local_state()
 
     def __dask_tokenize__(self):
-        return ("hepinfer.Scorer", self.spec.name, repr(self.config))
+        return ("hepinfer.Scorer", self.spec.name, self.config.cache_key())
 
     # -- runtimes --------------------------------------------------------------------------------
     @property
@@ -169,28 +169,19 @@ class Scorer:
 
     def _call_remote(self, inputs, attempts: Attempts):
         remote = self.remote
-
-        def transient():
-            # A model this process has seen ready and now misses is a restarting server: retried.
-            # A model never seen (a typo, not deployed) fails at once.
-            return (ServerUnavailable, InferenceTimeout) + ((ModelNotFound,) if remote.seen_ready else ())
-
-        def attempt():
-            try:
-                return remote.infer(inputs)
-            except transient() as err:
-                raise _Transient(err) from None
-
         failed = None
         try:
-            out = call_with_retries(attempt, self.config.backoff, (_Transient,),
+            # A model this process has seen ready and now misses is a restarting server: retried.
+            # A model never seen (a typo, not deployed) fails at once.
+            out = call_with_retries(lambda: remote.infer(inputs), self.config.backoff, _FALLBACK_ERRORS,
+                                    retry_if=lambda e: remote.seen_ready or not isinstance(e, ModelNotFound),
                                     before_retry=lambda e: remote.reconnect(), attempts=attempts)
-        except _Transient as wrapped:
-            failed = wrapped.error
+        except _FALLBACK_ERRORS as err:
+            failed = err
         finally:
             if attempts.count > 1:
                 self._count(retried_calls=1, retries=attempts.count - 1)
-        if failed is not None:  # raised here, outside the except block: no __context__ to pickle
+        if failed is not None:  # raised here, outside the except block: no __context__ to pickle (Dask)
             raise type(failed)(
                 f"{failed} [model {self.spec.name!r}, server {self.config.url}: gave up after {attempts.count} "
                 f"attempt{'s' if attempts.count > 1 else ''} in {attempts.elapsed_s:.1f} s]") from failed.__cause__
@@ -222,10 +213,3 @@ class Scorer:
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>" for k, v in rows)
         return f"<table><caption>hepinfer.Scorer</caption>{body}</table>"
 
-
-class _Transient(Exception):
-    """Internal: marks an error the retry loop may retry (the set depends on the runtime's state)."""
-
-    def __init__(self, error: BaseException):
-        super().__init__(str(error))
-        self.error = error

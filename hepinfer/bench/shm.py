@@ -20,9 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from ..models import get_spec
-from ..models.spec import WIRE_TO_NUMPY
-
-NUMPY_TO_WIRE = {dtype: wire for wire, dtype in WIRE_TO_NUMPY.items()}
 
 COLUMNS = ["model", "transport", "batch", "request_mb", "rows_per_s", "p50_ms", "p99_ms", "calls"]
 
@@ -37,8 +34,8 @@ class SharedMemoryCaller:
         self.grpc, self.shm = grpcclient, shm
         self.spec, self.rows, self.headers = spec, rows, headers
         self.client = grpcclient.InferenceServerClient(url=url.split("://", 1)[1])
-        self.in_sizes = [rows * int(np.prod(t.shape)) * np.dtype(t.dtype).itemsize for t in spec.inputs]
-        self.out_sizes = [rows * int(np.prod(t.shape)) * np.dtype(t.dtype).itemsize for t in spec.outputs]
+        self.in_sizes = [rows * t.row_bytes for t in spec.inputs]
+        self.out_sizes = [rows * t.row_bytes for t in spec.outputs]
         tag = f"hepinfer-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.regions = []
         for kind, size in (("in", sum(self.in_sizes)), ("out", sum(self.out_sizes))):
@@ -53,7 +50,7 @@ class SharedMemoryCaller:
         self.shm.set_shared_memory_region(in_handle, arrays)
         infer_inputs, offset = [], 0
         for t, arr, size in zip(self.spec.inputs, arrays, self.in_sizes):
-            inp = self.grpc.InferInput(t.name, list(arr.shape), NUMPY_TO_WIRE[np.dtype(t.dtype)])
+            inp = self.grpc.InferInput(t.name, list(arr.shape), t.wire_dtype)
             inp.set_shared_memory(in_name, size, offset)
             infer_inputs.append(inp)
             offset += size
@@ -66,7 +63,7 @@ class SharedMemoryCaller:
         self.client.infer(self.spec.name, infer_inputs, outputs=outputs)
         result, offset = {}, 0
         for t, size in zip(self.spec.outputs, self.out_sizes):
-            result[t.name] = self.shm.get_contents_as_numpy(out_handle, np.dtype(t.dtype), (self.rows, *t.shape),
+            result[t.name] = self.shm.get_contents_as_numpy(out_handle, t.numpy_dtype, (self.rows, *t.shape),
                                                             offset=offset).copy()
             offset += size
         return result
