@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from .config import InferenceConfig
 from .errors import (
-    ArtefactMissing, ConfigError, HepinferError, InferenceTimeout, InputMismatch, ModelNotFound, ServerError,
+    ArtefactMissing,
+    ConfigError,
+    HepinferError,
+    InferenceTimeout,
+    InputMismatch,
+    ModelNotFound,
+    ServerError,
     ServerUnavailable,
 )
 from .models import SPECS, ModelSpec, TensorSpec, get_spec
@@ -15,7 +21,17 @@ from .scorer import Scorer
 from .session import Session
 from .urls import TritonUrl
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hepinfer")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 
 def serve(models=None, **kwargs):
@@ -26,7 +42,22 @@ def serve(models=None, **kwargs):
 
 
 __all__ = [
-    "ArtefactMissing", "ConfigError", "HepinferError", "InferenceConfig", "InferenceTimeout", "InputMismatch",
-    "ModelNotFound", "ModelSpec", "SPECS", "Scorer", "ServerError", "Session", "ServerUnavailable", "TensorSpec", "TritonUrl",
-    "__version__", "get_spec", "serve",
+    "ArtefactMissing",
+    "ConfigError",
+    "HepinferError",
+    "InferenceConfig",
+    "InferenceTimeout",
+    "InputMismatch",
+    "ModelNotFound",
+    "ModelSpec",
+    "SPECS",
+    "Scorer",
+    "ServerError",
+    "Session",
+    "ServerUnavailable",
+    "TensorSpec",
+    "TritonUrl",
+    "__version__",
+    "get_spec",
+    "serve",
 ]

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Mapping
 
 from .errors import ConfigError
+from .retry import Backoff
 from .urls import TritonUrl
+
+_RETRY = Backoff()  # the retry defaults live in one place: hepinfer.retry.Backoff
 
 MODES = ("local", "remote", "auto")
 DEFAULT_URL = "grpc://127.0.0.1:8001"
@@ -61,10 +64,10 @@ class InferenceConfig:
     threads: int = 1
     max_request_bytes: int = 4 * 1024 * 1024
     max_in_flight: int = 4
-    retries: int = 4
-    retry_initial_ms: float = 100.0
-    retry_max_ms: float = 2000.0
-    retry_total_s: float = 20.0
+    retries: int = _RETRY.retries
+    retry_initial_ms: float = _RETRY.initial_ms
+    retry_max_ms: float = _RETRY.max_ms
+    retry_total_s: float = _RETRY.total_s
     reprobe_interval_s: float = 10.0
     token_env: str | None = "HEPINFER_TOKEN"
 
@@ -73,7 +76,9 @@ class InferenceConfig:
             raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
         TritonUrl.parse(self.url)  # raises ConfigError on garbage
         if not (self.timeout_s > 0 and self.probe_timeout_s > 0):
-            raise ConfigError(f"timeouts must be > 0 s, got timeout_s={self.timeout_s}, probe_timeout_s={self.probe_timeout_s}")
+            raise ConfigError(
+                f"timeouts must be > 0 s, got timeout_s={self.timeout_s}, probe_timeout_s={self.probe_timeout_s}"
+            )
         if not isinstance(self.threads, int) or self.threads < 0:
             raise ConfigError(f"threads must be an integer >= 0, got {self.threads!r}")
         if not isinstance(self.max_in_flight, int) or self.max_in_flight < 1:
@@ -81,10 +86,14 @@ class InferenceConfig:
         if not isinstance(self.retries, int) or self.retries < 0:
             raise ConfigError(f"retries must be an integer >= 0, got {self.retries!r}")
         if not (0 < self.retry_initial_ms <= self.retry_max_ms):
-            raise ConfigError(f"need 0 < retry_initial_ms <= retry_max_ms, got {self.retry_initial_ms} and {self.retry_max_ms}")
+            raise ConfigError(
+                f"need 0 < retry_initial_ms <= retry_max_ms, got {self.retry_initial_ms} and {self.retry_max_ms}"
+            )
         if not (self.retry_total_s > 0 and self.reprobe_interval_s > 0):
-            raise ConfigError(f"retry_total_s and reprobe_interval_s must be > 0 s, got {self.retry_total_s}, "
-                              f"{self.reprobe_interval_s}")
+            raise ConfigError(
+                f"retry_total_s and reprobe_interval_s must be > 0 s, got {self.retry_total_s}, "
+                f"{self.reprobe_interval_s}"
+            )
         if self.max_request_bytes < 1024:
             raise ConfigError(f"max_request_bytes must be >= 1024, got {self.max_request_bytes}")
         for name in ("root_certificates", "private_key", "certificate_chain"):
@@ -104,11 +113,10 @@ class InferenceConfig:
         return (repr(self), digest)
 
     @property
-    def backoff(self):
-        from .retry import Backoff
-
-        return Backoff(retries=self.retries, initial_ms=self.retry_initial_ms, max_ms=self.retry_max_ms,
-                       total_s=self.retry_total_s)
+    def backoff(self) -> Backoff:
+        return Backoff(
+            retries=self.retries, initial_ms=self.retry_initial_ms, max_ms=self.retry_max_ms, total_s=self.retry_total_s
+        )
 
     def request_headers(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """``headers`` plus the bearer token of ``token_env`` when that variable is set (read now)."""
@@ -127,11 +135,11 @@ class InferenceConfig:
     def use_ssl(self) -> bool:
         return self.triton_url.ssl if self.ssl is None else bool(self.ssl)
 
-    def replace(self, **changes) -> "InferenceConfig":
+    def replace(self, **changes) -> InferenceConfig:
         return replace(self, **changes)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "InferenceConfig":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> InferenceConfig:
         """Build from ``HEPINFER_MODE``, ``HEPINFER_URL``, ``HEPINFER_SSL``, ``HEPINFER_TIMEOUT_S``,
         ``HEPINFER_THREADS``, ``HEPINFER_ROOT_CERTIFICATES``, ... (one per field); ``overrides`` win."""
         environ = os.environ if environ is None else environ

@@ -1,8 +1,8 @@
 """Where hepinfer keeps what it builds: ``$HEPINFER_HOME`` (default ``~/.cache/hepinfer``).
 
-    $HEPINFER_HOME/models/<model>/<version>/<artefact>   built model files + manifest.json
-    $HEPINFER_HOME/server-env/                           the server's own Python environment
-    $HEPINFER_HOME/runs/<id>/                            embedded-server repositories and logs
+$HEPINFER_HOME/models/<model>/<version>/<artefact>   built model files + manifest.json
+$HEPINFER_HOME/server-env/                           the server's own Python environment
+$HEPINFER_HOME/runs/<id>/                            embedded-server repositories and logs
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -43,14 +44,22 @@ class Attempts:
         return max(0, self.count - 1)
 
 
-def call_with_retries(fn: Callable[[], T], backoff: Backoff, retry_on: tuple[type[BaseException], ...],
-                      *, retry_if: Callable[[BaseException], bool] | None = None,
-                      before_retry: Callable[[BaseException], None] | None = None,
-                      attempts: Attempts | None = None, sleep=time.sleep, clock=time.monotonic,
-                      rng: random.Random | None = None) -> T:
+def call_with_retries(
+    fn: Callable[[], T],
+    backoff: Backoff,
+    retry_on: tuple[type[BaseException], ...],
+    *,
+    retry_if: Callable[[BaseException], bool] | None = None,
+    before_retry: Callable[[BaseException], None] | None = None,
+    attempts: Attempts | None = None,
+    sleep=time.sleep,
+    clock=time.monotonic,
+    rng: random.Random | None = None,
+) -> T:
     """``fn()``; on an error of ``retry_on`` (for which ``retry_if``, when given, is true), wait and try
-    again until the bounds are reached, then raise the last error.  ``before_retry(error)`` runs before each retry (e.g. to drop a broken
-    connection); ``attempts`` is filled in as the call goes, also when it finally fails."""
+    again until the bounds are reached, then raise the last error.  ``before_retry(error)`` runs before
+    each retry (e.g. to drop a broken connection); ``attempts`` is filled in as the call goes, also
+    when it finally fails."""
     attempts = attempts if attempts is not None else Attempts()
     t0 = clock()
     while True:

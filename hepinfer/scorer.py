@@ -1,9 +1,10 @@
 """Scorer: the one scoring API.  ``Scorer(model, mode=..., url=...)(inputs) -> outputs``.
 
 Both paths run the same engine code (hepinfer/runtime/engines.py) on the same artefact, so local
-and remote scores agree to float precision.  Remote calls are retried (``InferenceConfig.retries`` ..., :mod:`hepinfer.retry`) when the server is
-unreachable, does not answer in time, or lost a model it had served earlier in this process (it is
-restarting); a fresh connection is made before each retry after a refused one.
+and remote scores agree to float precision.  Remote calls are retried (``InferenceConfig.retries``
+and the other retry settings, :mod:`hepinfer.retry`) when the server is unreachable, does not
+answer in time, or lost a model it had served earlier in this process (it is restarting); a fresh
+connection is made before each retry after a refused one.
 
 * ``mode="remote"`` never falls back: when the retries are spent it raises ServerUnavailable /
   InferenceTimeout / ModelNotFound, whose message names the URL, the model and the attempts.
@@ -21,11 +22,12 @@ from __future__ import annotations
 import threading
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
+from .caching import ProcessCache
 from .config import InferenceConfig
 from .errors import InferenceTimeout, ModelNotFound, ServerUnavailable
 from .models import get_spec
@@ -58,8 +60,15 @@ class Scorer:
     its fields.  The object pickles without its clients (they are rebuilt where it lands).
     """
 
-    def __init__(self, model, mode: str | None = None, url: str | None = None, *,
-                 config: InferenceConfig | None = None, **settings):
+    def __init__(
+        self,
+        model,
+        mode: str | None = None,
+        url: str | None = None,
+        *,
+        config: InferenceConfig | None = None,
+        **settings,
+    ):
         changes = {k: v for k, v in dict(mode=mode, url=url, **settings).items() if v is not None}
         base = config or InferenceConfig()
         self.config = base.replace(**changes) if changes else base
@@ -67,14 +76,18 @@ class Scorer:
         self._init_local_state()
 
     def _init_local_state(self) -> None:
-        self._lock = threading.Lock()
-        self._local = None
-        self._remote = None
+        self._runtimes: ProcessCache = ProcessCache()
         self._use_remote: bool | None = None
         self._next_probe = 0.0
         self._stats_lock = threading.Lock()
-        self.stats = {"local_calls": 0, "remote_calls": 0, "retried_calls": 0, "retries": 0, "fallbacks": 0,
-                      "returns": 0}
+        self.stats = {
+            "local_calls": 0,
+            "remote_calls": 0,
+            "retried_calls": 0,
+            "retries": 0,
+            "fallbacks": 0,
+            "returns": 0,
+        }
 
     def __getstate__(self):
         return {"config": self.config, "spec": self.spec}
@@ -89,23 +102,17 @@ class Scorer:
     # -- runtimes --------------------------------------------------------------------------------
     @property
     def local(self):
-        if self._local is None:
-            with self._lock:
-                if self._local is None:
-                    self._local = get_runtime_class("local")(self.spec, threads=self.config.threads)
-        return self._local
+        """This process' local runtime of the model (created on first use)."""
+        return self._runtimes.get("local", lambda: get_runtime_class("local")(self.spec, threads=self.config.threads))
 
     @property
     def remote(self):
-        if self._remote is None:
-            with self._lock:
-                if self._remote is None:
-                    self._remote = get_runtime_class("triton")(self.spec, config=self.config)
-        return self._remote
+        """This process' Triton runtime of the model (created on first use)."""
+        return self._runtimes.get("remote", lambda: get_runtime_class("triton")(self.spec, config=self.config))
 
     @property
     def mode_used(self) -> str | None:
-        """"local" or "remote" once decided (always at once for mode local/remote; after the first call for auto)."""
+        """ "local" or "remote" once decided (always at once for mode local/remote; after the first call for auto)."""
         if self.config.mode != "auto":
             return self.config.mode
         return None if self._use_remote is None else ("remote" if self._use_remote else "local")
@@ -148,8 +155,9 @@ class Scorer:
                 self._next_probe = time.monotonic() + self.config.reprobe_interval_s
             elif was is False:
                 self._count(returns=1)
-                warnings.warn(f"hepinfer: {self.spec.name}: the server at {self.config.url} is back; "
-                              "using it again", stacklevel=2)
+                warnings.warn(
+                    f"hepinfer: {self.spec.name}: the server at {self.config.url} is back; using it again", stacklevel=2
+                )
         if self._use_remote:
             attempts = Attempts()
             try:
@@ -173,9 +181,14 @@ class Scorer:
         try:
             # A model this process has seen ready and now misses is a restarting server: retried.
             # A model never seen (a typo, not deployed) fails at once.
-            out = call_with_retries(lambda: remote.infer(inputs), self.config.backoff, _FALLBACK_ERRORS,
-                                    retry_if=lambda e: remote.seen_ready or not isinstance(e, ModelNotFound),
-                                    before_retry=lambda e: remote.reconnect(), attempts=attempts)
+            out = call_with_retries(
+                lambda: remote.infer(inputs),
+                self.config.backoff,
+                _FALLBACK_ERRORS,
+                retry_if=lambda e: remote.seen_ready or not isinstance(e, ModelNotFound),
+                before_retry=lambda e: remote.reconnect(),
+                attempts=attempts,
+            )
         except _FALLBACK_ERRORS as err:
             failed = err
         finally:
@@ -184,14 +197,14 @@ class Scorer:
         if failed is not None:  # raised here, outside the except block: no __context__ to pickle (Dask)
             raise type(failed)(
                 f"{failed} [model {self.spec.name!r}, server {self.config.url}: gave up after {attempts.count} "
-                f"attempt{'s' if attempts.count > 1 else ''} in {attempts.elapsed_s:.1f} s]") from failed.__cause__
+                f"attempt{'s' if attempts.count > 1 else ''} in {attempts.elapsed_s:.1f} s]"
+            ) from failed.__cause__
         self._count(remote_calls=1)
         return out
 
     def close(self) -> None:
-        for rt in (self._local, self._remote):
-            if rt is not None:
-                rt.close()
+        for runtime in self._runtimes.values():
+            runtime.close()
 
     def __enter__(self):
         return self
@@ -207,9 +220,13 @@ class Scorer:
         rows = [("model", self.spec.name), ("mode", self.config.mode), ("in use", self.mode_used or "not decided yet")]
         if self.config.mode != "local":
             rows.append(("server", self.config.url))
-        rows += [("inputs", ", ".join(f"{t.name} {t.dtype}(N,{','.join(map(str, t.shape))})" for t in self.spec.inputs)),
-                 ("calls", f"{self.stats['local_calls']} local, {self.stats['remote_calls']} remote, "
-                           f"{self.stats['retries']} retries, {self.stats['fallbacks']} fallbacks")]
+        rows += [
+            ("inputs", ", ".join(f"{t.name} {t.dtype}(N,{','.join(map(str, t.shape))})" for t in self.spec.inputs)),
+            (
+                "calls",
+                f"{self.stats['local_calls']} local, {self.stats['remote_calls']} remote, "
+                f"{self.stats['retries']} retries, {self.stats['fallbacks']} fallbacks",
+            ),
+        ]
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>" for k, v in rows)
         return f"<table><caption>hepinfer.Scorer</caption>{body}</table>"
-

@@ -13,7 +13,7 @@ under a running task).  Listeners (the panel) are told of each change.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from .config import InferenceConfig
 
@@ -51,8 +51,10 @@ class Session:
 
     def _repr_html_(self) -> str:
         c = self._config
-        rows = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>"
-                       for k, v in (("mode", c.mode), ("server", c.url), ("timeout", f"{c.timeout_s:g} s")))
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>"
+            for k, v in (("mode", c.mode), ("server", c.url), ("timeout", f"{c.timeout_s:g} s"))
+        )
         return f"<table><caption>hepinfer.Session</caption>{rows}</table>"
 
 

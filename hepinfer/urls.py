@@ -46,7 +46,7 @@ class TritonUrl:
     version: str | None = None
 
     @classmethod
-    def parse(cls, url: str) -> "TritonUrl":
+    def parse(cls, url: str) -> TritonUrl:
         if isinstance(url, TritonUrl):
             return url
         if not isinstance(url, str) or not url.strip():
@@ -73,9 +73,7 @@ class TritonUrl:
             raise ConfigError(f"Triton URL {url!r} must not carry user info, a query or a fragment")
         segments = [s for s in parts.path.split("/") if s]
         if len(segments) > 2:
-            raise ConfigError(
-                f"Triton URL {url!r} has too many path parts; expected at most /model/version"
-            )
+            raise ConfigError(f"Triton URL {url!r} has too many path parts; expected at most /model/version")
         model = segments[0] if segments else None
         version = segments[1] if len(segments) > 1 else None
         if version is not None and not version.isdigit():

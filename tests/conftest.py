@@ -17,7 +17,7 @@ from hepinfer.models import SPECS
 def artefacts():
     from hepinfer.models.build import build_all
 
-    return build_all(list(SPECS), log=lambda *_: None)
+    return build_all(list(SPECS))
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +30,7 @@ def server(artefacts):
 def generated(tmp_path_factory):
     """A small fresh sample from the real generator (seeds never used for the shipped training):
     {"ttbar": path, "qcd": path}."""
-    from hepinfer.data.generate import generate
+    from hepinfer.app.data.generate import generate
 
     out = tmp_path_factory.mktemp("generated")
     return {
@@ -48,5 +48,6 @@ def pfnano_events(generated):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # coffea warns about PFNano tables we do not write
-        return NanoEventsFactory.from_root({str(generated["ttbar"]): "Events"}, schemaclass=PFNanoAODSchema,
-                                           mode="eager").events()
+        return NanoEventsFactory.from_root(
+            {str(generated["ttbar"]): "Events"}, schemaclass=PFNanoAODSchema, mode="eager"
+        ).events()

@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hepinfer
+from hepinfer.app.job import JobSettings, check_inputs, inspect_inputs, run_job
 from hepinfer.errors import InputMismatch
 from hepinfer.features.common import finite_inputs
-from hepinfer.job import JobSettings, check_inputs, inspect_inputs, run_job
 
 MODELS = ("particlenet", "bdt")
 
@@ -44,8 +44,10 @@ def corrupted(src, dst, branch="PFCands_pt"):
 @pytest.fixture(scope="module")
 def damaged(generated, tmp_path_factory):
     out = tmp_path_factory.mktemp("damaged")
-    return {"truncated": truncated(generated["ttbar"], out / "truncated.root"),
-            "corrupt": corrupted(generated["qcd"], out / "corrupt.root")}
+    return {
+        "truncated": truncated(generated["ttbar"], out / "truncated.root"),
+        "corrupt": corrupted(generated["qcd"], out / "corrupt.root"),
+    }
 
 
 def test_truncated_file_is_named_before_the_run(generated, damaged):
@@ -62,10 +64,15 @@ def test_corrupt_basket_is_found_by_the_deep_check(generated, damaged):
 
 
 def test_corrupt_file_without_skip_fails_naming_file_and_entries(generated, damaged, artefacts, tmp_path):
-    settings = JobSettings(inputs=(str(generated["ttbar"]), str(damaged["corrupt"])), models=("bdt",),
-                           mode="local", executor="iterative", chunksize=75)
+    settings = JobSettings(
+        inputs=(str(generated["ttbar"]), str(damaged["corrupt"])),
+        models=("bdt",),
+        mode="local",
+        executor="iterative",
+        chunksize=75,
+    )
     with pytest.raises(Exception) as info:
-        run_job(settings, output=tmp_path / "s.json", log=lambda *_: None)
+        run_job(settings, output=tmp_path / "s.json")
     text = str(info.value) + " ".join(getattr(info.value, "__notes__", []))
     assert "corrupt.root" in text and "--skip-bad-files" in text
     assert not (tmp_path / "s.json").exists()
@@ -74,18 +81,20 @@ def test_corrupt_file_without_skip_fails_naming_file_and_entries(generated, dama
 @pytest.mark.slow
 def test_skip_bad_files_finishes_the_rest_and_lists_the_skipped(generated, damaged, artefacts, tmp_path):
     files = (str(generated["ttbar"]), str(damaged["truncated"]), str(damaged["corrupt"]), str(generated["qcd"]))
-    settings = JobSettings(inputs=files, models=MODELS, mode="local", executor="iterative", chunksize=100,
-                           skip_bad_files=True)
-    result = run_job(settings, output=tmp_path / "s.json", log=lambda *_: None)
+    settings = JobSettings(
+        inputs=files, models=MODELS, mode="local", executor="iterative", chunksize=100, skip_bad_files=True
+    )
+    result = run_job(settings, output=tmp_path / "s.json")
     s = json.loads((tmp_path / "s.json").read_text())
     assert sorted(s["skipped_files"]) == sorted([str(damaged["truncated"]), str(damaged["corrupt"])])
     assert "PFCands_pt" in s["skipped_files"][str(damaged["corrupt"])]
     assert s["events"] == 300 and s["inputs"] == [str(generated["ttbar"]), str(generated["qcd"])]
-    clean = run_job(JobSettings(inputs=(files[0], files[3]), models=MODELS, mode="local", executor="iterative",
-                                chunksize=100), log=lambda *_: None)
+    clean = run_job(
+        JobSettings(inputs=(files[0], files[3]), models=MODELS, mode="local", executor="iterative", chunksize=100)
+    )
     assert result.summary["histograms"] == clean.summary["histograms"]
     with pytest.raises(InputMismatch, match="every input file is bad"):
-        run_job(JobSettings(inputs=files[1:3], models=MODELS, mode="local", skip_bad_files=True), log=lambda *_: None)
+        run_job(JobSettings(inputs=files[1:3], models=MODELS, mode="local", skip_bad_files=True))
 
 
 @settings(max_examples=60, deadline=None)
@@ -115,9 +124,14 @@ def test_nan_and_inf_in_a_file_are_counted_and_local_equals_remote(generated, se
         return ak.unflatten(flat, ak.num(array))
 
     bad = _rewrite(generated["ttbar"], tmp_path / "nan.root", cast=poison)
-    runs = {mode: run_job(JobSettings(inputs=(str(bad),), models=MODELS, mode=mode, url=server.url,
-                                      executor="iterative", chunksize=50), log=lambda *_: None)
-            for mode in ("local", "remote")}
+    runs = {
+        mode: run_job(
+            JobSettings(
+                inputs=(str(bad),), models=MODELS, mode=mode, url=server.url, executor="iterative", chunksize=50
+            )
+        )
+        for mode in ("local", "remote")
+    }
     for mode, r in runs.items():
         s = r.summary
         for m in MODELS:
@@ -129,7 +143,6 @@ def test_nan_and_inf_in_a_file_are_counted_and_local_equals_remote(generated, se
 
 def test_jets_without_constituents_and_events_without_jets_stay_aligned(pfnano_events, artefacts):
     from hepinfer.coffea import JetTagger
-
     from hepinfer.features.common import in_window
 
     every = pfnano_events.FatJet

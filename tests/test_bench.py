@@ -5,15 +5,22 @@ import csv
 
 import pytest
 
-from hepinfer.bench.peer import run_peer
+from hepinfer.app.bench.peer import run_peer
 from hepinfer.cli import main
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
 
 def test_peer_quick(generated, tmp_path):
-    result = run_peer("particlenet", files=[generated["ttbar"], generated["qcd"]], events_per_chunk=50,
-                      instances=1, repeats=1, max_chunks=2, out_dir=tmp_path, log=lambda *_: None)
+    result = run_peer(
+        "particlenet",
+        files=[generated["ttbar"], generated["qcd"]],
+        events_per_chunk=50,
+        instances=1,
+        repeats=1,
+        max_chunks=2,
+        out_dir=tmp_path,
+    )
     assert result.chunks == 2 and result.jets > 0 and result.events == 100
     assert result.max_abs_diff <= 1e-5  # the same scores through both clients
     assert result.hepinfer_s > 0 and result.coffea_s > 0
@@ -25,29 +32,50 @@ def test_peer_quick(generated, tmp_path):
 
 
 def test_bench_command(generated, tmp_path, capsys):
-    assert main(["bench", "peer", "--quick", "--input", str(generated["ttbar"]), "--events-per-chunk", "50",
-                 "--server-instances", "1", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "peer",
+                "--quick",
+                "--input",
+                str(generated["ttbar"]),
+                "--events-per-chunk",
+                "50",
+                "--server-instances",
+                "1",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert "hepinfer / coffea.ml_tools =" in capsys.readouterr().out
     assert (tmp_path / "peer.csv").is_file()
 
 
 def test_models_study_quick(tmp_path, artefacts):
-    from hepinfer.bench.models import ceiling, run_models
+    from hepinfer.app.bench.models import ceiling, run_models
 
-    rows = run_models(models=("bdt",), batches=(1, 8), concurrency=(1, 2), duration_s=0.2, out_dir=tmp_path,
-                      log=lambda *_: None)
+    rows = run_models(models=("bdt",), batches=(1, 8), concurrency=(1, 2), duration_s=0.2, out_dir=tmp_path)
     paths = {(r["path"].split()[0], r["batch"], r["concurrency"]) for r in rows}
-    assert paths == {("local", 1, 1), ("local", 8, 1), ("triton", 1, 1), ("triton", 1, 2), ("triton", 8, 1),
-                     ("triton", 8, 2)}
+    assert paths == {
+        ("local", 1, 1),
+        ("local", 8, 1),
+        ("triton", 1, 1),
+        ("triton", 1, 2),
+        ("triton", 8, 1),
+        ("triton", 8, 2),
+    }
     assert all(r["calls"] > 0 and r["rows_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in rows)
     assert set(ceiling(rows)) == {"bdt"}
     assert {p.name for p in tmp_path.iterdir()} == {"models.csv", "models.md", "models.png"}
 
 
 def test_configs_study_quick(tmp_path, artefacts):
-    from hepinfer.bench.configs import CONFIGS, batching_gain, run_configs
+    from hepinfer.app.bench.configs import CONFIGS, batching_gain, run_configs
 
-    rows = run_configs(models=("bdt",), batch=2, concurrency=4, duration_s=0.3, out_dir=tmp_path, log=lambda *_: None)
+    rows = run_configs(models=("bdt",), batch=2, concurrency=4, duration_s=0.3, out_dir=tmp_path)
     assert [r["config"] for r in rows] == list(CONFIGS) and all(r["calls"] > 0 for r in rows)
     assert set(batching_gain(rows)) == {"bdt"}
     assert "dynamic batching" in (tmp_path / "configs.md").read_text()
@@ -55,10 +83,9 @@ def test_configs_study_quick(tmp_path, artefacts):
 
 
 def test_workers_study_quick(generated, tmp_path):
-    from hepinfer.bench.workers import run_workers
+    from hepinfer.app.bench.workers import run_workers
 
-    rows = run_workers(files=[generated["ttbar"]], workers=(1,), models=("bdt",), chunksize=75, out_dir=tmp_path,
-                       log=lambda *_: None)
+    rows = run_workers(files=[generated["ttbar"]], workers=(1,), models=("bdt",), chunksize=75, out_dir=tmp_path)
     assert [(r["workers"], r["mode"]) for r in rows] == [(1, "local"), (1, "remote")]
     assert all(r["events"] == 150 and r["events_per_s"] > 0 for r in rows)
     local, remote = rows
@@ -69,11 +96,10 @@ def test_workers_study_quick(generated, tmp_path):
 def test_perf_analyzer_study_quick(tmp_path, artefacts):
     """Triton's own perf_analyzer (from the tritonclient 2.51.0 wheel, libraries from the server
     environment) measures the same server as hepinfer's harness."""
-    from hepinfer.bench.perf_analyzer import agreement, ensure_perf_analyzer, run_perf_analyzer
+    from hepinfer.app.bench.perf_analyzer import agreement, ensure_perf_analyzer, run_perf_analyzer
 
-    assert ensure_perf_analyzer(log=lambda *_: None).is_file()
-    rows = run_perf_analyzer(models=("bdt",), batches=(16,), concurrency=(1,), duration_s=0.5, out_dir=tmp_path,
-                             log=lambda *_: None)
+    assert ensure_perf_analyzer().is_file()
+    rows = run_perf_analyzer(models=("bdt",), batches=(16,), concurrency=(1,), duration_s=0.5, out_dir=tmp_path)
     assert [r["tool"] for r in rows] == ["perf_analyzer", "hepinfer"]
     assert all(r["rows_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0 for r in rows)
     assert set(agreement(rows)) == {("bdt", 16, 1)}
@@ -84,9 +110,9 @@ def test_shm_study_quick(tmp_path, artefacts):
     """System shared memory gives the same outputs as gRPC (checked inside) and leaves no region."""
     import os
 
-    from hepinfer.bench.shm import gains, run_shm
+    from hepinfer.app.bench.shm import gains, run_shm
 
-    rows = run_shm(models=("bdt",), duration_s=0.3, out_dir=tmp_path, log=lambda *_: None)
+    rows = run_shm(models=("bdt",), duration_s=0.3, out_dir=tmp_path)
     assert [r["transport"] for r in rows] == ["grpc", "system shm"] and set(gains(rows)) == {"bdt"}
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"hepinfer-{os.getpid()}-")]
     assert {p.name for p in tmp_path.iterdir()} == {"shm.csv", "shm.md", "shm.png"}
@@ -94,9 +120,9 @@ def test_shm_study_quick(tmp_path, artefacts):
 
 def test_load_study_quick(tmp_path, artefacts):
     from hepinfer import ConfigError
-    from hepinfer.bench.load import run_load
+    from hepinfer.app.bench.load import run_load
 
-    row = run_load(model="bdt", batch=8, clients=2, seconds=1.0, out_dir=tmp_path, log=lambda *_: None)
+    row = run_load(model="bdt", batch=8, clients=2, seconds=1.0, out_dir=tmp_path)
     assert row["errors"] == 0 and row["requests"] > 10 and row["p99_ms"] >= row["p50_ms"] > 0
     assert row["server_rss_mb_before"] > 50 and row["server_rss_mb_peak"] >= row["server_rss_mb_before"]
     assert {p.name for p in tmp_path.iterdir()} == {"load_bdt.csv", "load_bdt.md", "load_bdt.png"}

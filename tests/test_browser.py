@@ -13,13 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from hepinfer.serving.server import _free_ports
+from hepinfer.serving.ports import free_ports
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SCREENSHOTS = Path(os.environ.get("HEPINFER_SCREENSHOTS", ROOT / "output" / "screenshots"))
 
 
@@ -28,12 +36,24 @@ def voila(tmp_path, artefacts):
     if not os.path.exists(CHROMIUM):
         pytest.skip("no chromium: `apt-get install chromium` (./run.sh test installs it when run as root)")
     shutil.copy(ROOT / "notebooks" / "quickstart.ipynb", tmp_path)
-    (port,) = _free_ports("127.0.0.1", 1)
+    (port,) = free_ports("127.0.0.1", 1)
     log = open(tmp_path / "voila.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", "quickstart.ipynb", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-         "--VoilaConfiguration.file_allowlist=[]", "--ServerApp.log_level=WARN"],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "voila",
+            "quickstart.ipynb",
+            "--no-browser",
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+            "--VoilaConfiguration.file_allowlist=[]",
+            "--ServerApp.log_level=WARN",
+        ],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 60
@@ -57,8 +77,9 @@ def test_panel_in_a_real_browser(voila):
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
-        browser = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
-                                                       viewport={"width": 1200, "height": 4000})  # Voilà scrolls inside the page: a tall window shows all
+        browser = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=FLAGS, viewport={"width": 1200, "height": 4000}
+        )  # Voilà scrolls inside the page: a tall window shows all
         try:
             page = browser.new_page()
             page.set_default_timeout(300_000)
@@ -67,7 +88,10 @@ def test_panel_in_a_real_browser(voila):
             page.wait_for_selector(".hepinfer-status[data-live='true']")
             page.get_by_role("button", name="Remote").click()
             results = page.locator(".hepinfer-panel-results")
-            assert results.locator(".hepinfer-mode-used").all_inner_texts() == ["local", "local"]  # the notebook's last run
+            assert results.locator(".hepinfer-mode-used").all_inner_texts() == [
+                "local",
+                "local",
+            ]  # the notebook's last run
             page.get_by_role("button", name="Run").click()  # not exact: the icon's glyph is part of the name
             expect(results.locator(".hepinfer-mode-used")).to_have_text(["remote", "remote"], timeout=180_000)
             modes = results.locator(".hepinfer-mode-used").all_inner_texts()

@@ -9,8 +9,9 @@ import pytest
 
 import hepinfer
 from hepinfer import InferenceConfig
-from hepinfer.coffea import _SCORERS, JetTagger, TopTagProcessor
-from hepinfer.serving.server import _free_ports
+from hepinfer.app.processor import TopTagProcessor
+from hepinfer.coffea import _SCORERS, JetTagger
+from hepinfer.serving.ports import free_ports
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 MODELS = ("particlenet", "bdt")
@@ -22,7 +23,9 @@ def _events(path, schema="PFNanoAODSchema", mode="eager", steps=None):
     source = {str(path): {"object_path": "Events", "steps": steps} if steps else "Events"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return nanoevents.NanoEventsFactory.from_root(source, schemaclass=getattr(nanoevents, schema), mode=mode).events()
+        return nanoevents.NanoEventsFactory.from_root(
+            source, schemaclass=getattr(nanoevents, schema), mode=mode
+        ).events()
 
 
 def _same(a, b):
@@ -52,7 +55,7 @@ def test_nanoaod_and_pfnano_schemas_agree(artefacts, generated):
 
 @pytest.fixture(scope="module")
 def dask_client():
-    from hepinfer.cluster import dask_client as open_client
+    from hepinfer.app.clusters import dask_client as open_client
 
     with open_client("local", workers=2) as client:
         yield client
@@ -98,8 +101,11 @@ def test_one_scorer_per_process_reused_across_chunks(server, generated):
     runner = processor.Runner(executor=processor.IterativeExecutor(), schema=PFNanoAODSchema, chunksize=30)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        runner({"t": {"files": {str(generated["ttbar"]): "Events"}}}, TopTagProcessor(models=("bdt",), config=config),
-               treename="Events")
+        runner(
+            {"t": {"files": {str(generated["ttbar"]): "Events"}}},
+            TopTagProcessor(models=("bdt",), config=config),
+            treename="Events",
+        )
     mine = [s for key, s in _SCORERS.items() if key[1] == "bdt" and key[2] == config.cache_key()]
     assert len(mine) == 1 and mine[0].stats["remote_calls"] == 5  # 150 events in 5 chunks, one Scorer
 
@@ -107,7 +113,7 @@ def test_one_scorer_per_process_reused_across_chunks(server, generated):
 def test_dask_graph_is_built_without_the_server(server, generated):
     import dask
 
-    (port,) = _free_ports("127.0.0.1", 1)
+    (port,) = free_ports("127.0.0.1", 1)
     closed = InferenceConfig(mode="remote", url=f"grpc://127.0.0.1:{port}", timeout_s=5)
     events = _events(generated["ttbar"], mode="dask", steps=[[0, 75], [75, 150]])
     graph = TopTagProcessor(models=MODELS, config=closed).process(events)  # no server: must not raise
@@ -142,7 +148,7 @@ def test_pieces_cover_every_event_once():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from hepinfer.coffea import _pieces
+    from hepinfer.app.processor import _pieces
 
     @settings(max_examples=200, deadline=None)
     @given(st.lists(st.integers(0, 9), max_size=60), st.integers(1, 20))

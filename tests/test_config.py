@@ -30,8 +30,13 @@ def test_invalid_settings_are_named(kwargs, fragment):
 
 def test_from_env():
     cfg = InferenceConfig.from_env(
-        {"HEPINFER_MODE": "remote", "HEPINFER_URL": "http://h:9", "HEPINFER_TIMEOUT_S": "2.5",
-         "HEPINFER_THREADS": "3", "HEPINFER_SSL": "yes"},
+        {
+            "HEPINFER_MODE": "remote",
+            "HEPINFER_URL": "http://h:9",
+            "HEPINFER_TIMEOUT_S": "2.5",
+            "HEPINFER_THREADS": "3",
+            "HEPINFER_SSL": "yes",
+        },
         threads=4,
     )
     assert (cfg.mode, cfg.url, cfg.timeout_s, cfg.threads, cfg.use_ssl) == ("remote", "http://h:9", 2.5, 4, True)

@@ -16,7 +16,7 @@ VENV_BIN = str(Path(sys.executable).parent)
 def _pip_part() -> list[str]:
     lines = (ROOT / "environment.yml").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
-    return [line.strip()[2:] for line in lines[start + 1:] if line.startswith("      - ")]
+    return [line.strip()[2:] for line in lines[start + 1 :] if line.startswith("      - ")]
 
 
 @pytest.mark.slow
@@ -25,9 +25,22 @@ def test_environment_yml_pip_part_installs(tmp_path):
     assert any(r.startswith("-e .") for r in reqs) and any(r.startswith("tritonclient") for r in reqs)
     (tmp_path / "requirements.txt").write_text("\n".join(reqs) + "\n")
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--disable-pip-version-check",
-         "-r", str(tmp_path / "requirements.txt")],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            str(tmp_path / "requirements.txt"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -35,19 +48,31 @@ def test_environment_yml_pip_part_installs(tmp_path):
 @pytest.mark.triton
 @pytest.mark.slow
 def test_binder_postbuild_then_start(tmp_path, artefacts):
-    env = {**os.environ, "HEPINFER_BINDER_DIR": str(tmp_path), "HEPINFER_BINDER_GRPC_PORT": str(_free_port()),
-           "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "HEPINFER_BINDER_DIR": str(tmp_path),
+        "HEPINFER_BINDER_GRPC_PORT": str(_free_port()),
+        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+    }
     env.pop("HEPINFER_URL", None)
     built = subprocess.run([str(ROOT / "binder" / "postBuild")], env=env, capture_output=True, text=True, timeout=900)
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     assert (tmp_path / "repository" / "particlenet" / "config.pbtxt").is_file()
     assert "demo_ttbar_7001_200.root" in built.stdout
-    check = ("import os, hepinfer; from hepinfer.toy import toy_inputs; "
-             "s = hepinfer.Session(); assert s.config.url == os.environ['HEPINFER_URL']; "
-             "print(hepinfer.Scorer('bdt', config=s.config.replace(mode='remote'))(toy_inputs('bdt', 4, seed=1))['output__0'].shape)")
+    check = (
+        "import os, hepinfer; from hepinfer.models.toy import toy_inputs; "
+        "s = hepinfer.Session(); assert s.config.url == os.environ['HEPINFER_URL']; "
+        "scorer = hepinfer.Scorer('bdt', config=s.config.replace(mode='remote')); "
+        "print(scorer(toy_inputs('bdt', 4, seed=1))['output__0'].shape)"
+    )
     try:
-        started = subprocess.run([str(ROOT / "binder" / "start"), sys.executable, "-c", check], env=env,
-                                 capture_output=True, text=True, timeout=300)
+        started = subprocess.run(
+            [str(ROOT / "binder" / "start"), sys.executable, "-c", check],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert started.returncode == 0, started.stderr[-2000:] + (tmp_path / "server.log").read_text()[-2000:]
         assert "(4, 2)" in started.stdout
     finally:
@@ -73,6 +98,6 @@ def _alive(pid: int) -> bool:
 
 
 def _free_port() -> int:
-    from hepinfer.serving.server import _free_ports
+    from hepinfer.serving.ports import free_ports
 
-    return _free_ports("127.0.0.1", 1)[0]
+    return free_ports("127.0.0.1", 1)[0]

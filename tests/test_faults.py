@@ -16,7 +16,7 @@ import pytest
 
 import hepinfer
 from hepinfer import InferenceConfig
-from hepinfer.job import JobSettings, run_job
+from hepinfer.app.job import JobSettings, run_job
 from hepinfer.serving.server import serve
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -26,8 +26,14 @@ QUICK = dict(retries=2, retry_initial_ms=50, retry_max_ms=200, retry_total_s=5, 
 
 
 def _settings(generated, **kw):
-    base = dict(inputs=(str(generated["ttbar"]), str(generated["qcd"])), models=MODELS, executor="dask",
-                cluster="local", workers=2, chunksize=25)
+    base = dict(
+        inputs=(str(generated["ttbar"]), str(generated["qcd"])),
+        models=MODELS,
+        executor="dask",
+        cluster="local",
+        workers=2,
+        chunksize=25,
+    )
     base.update(kw)
     return JobSettings(**base)
 
@@ -110,8 +116,9 @@ def test_server_restarted_mid_run_client_reconnects(generated, artefacts, local_
         os.kill(server.pid, signal.SIGKILL)
         server.process.wait()
         time.sleep(1.0)  # the old server is really gone before the new one binds the same ports
-        replacement["server"] = serve(MODELS, grpc_port=ports["grpc"], http_port=ports["http"],
-                                      metrics_port=ports["metrics"])
+        replacement["server"] = serve(
+            MODELS, grpc_port=ports["grpc"], http_port=ports["http"], metrics_port=ports["metrics"]
+        )
 
     progress, restarters = _after_first_round(restart, delay_s=0.2)
     patient = InferenceConfig(retries=12, retry_initial_ms=200, retry_max_ms=2000, retry_total_s=90, timeout_s=30)
@@ -135,7 +142,7 @@ def test_server_restarted_mid_run_client_reconnects(generated, artefacts, local_
 def test_dask_worker_killed_mid_run_the_run_completes(generated, server, local_reference):
     from distributed import Client
 
-    from hepinfer.cluster import local_cluster
+    from hepinfer.app.clusters import local_cluster
 
     with local_cluster(workers=2) as cluster, Client(cluster) as client:
         pids = list(client.run(os.getpid).values())
@@ -151,11 +158,12 @@ def test_dask_worker_killed_mid_run_the_run_completes(generated, server, local_r
 
 
 def test_model_slower_than_the_timeout_raises_in_bounded_time(server):
-    from hepinfer.toy import toy_inputs
+    from hepinfer.models.toy import toy_inputs
 
     x = toy_inputs("particlenet", 64, seed=5)  # about 0.8 s of server time: far beyond 50 ms
-    cfg = InferenceConfig(mode="remote", url=server.url, timeout_s=0.05, retries=2, retry_initial_ms=50,
-                          retry_max_ms=100, retry_total_s=2)
+    cfg = InferenceConfig(
+        mode="remote", url=server.url, timeout_s=0.05, retries=2, retry_initial_ms=50, retry_max_ms=100, retry_total_s=2
+    )
     scorer = hepinfer.Scorer("particlenet", config=cfg)
     scorer.remote.metadata()  # metadata first, with the default deadline of its own calls
     t0 = time.monotonic()
@@ -170,14 +178,21 @@ def test_model_slower_than_the_timeout_raises_in_bounded_time(server):
 def test_auto_returns_to_the_server_when_it_is_back(artefacts):
     """auto mode: the server dies -> the call falls back to local; a new server on the same ports ->
     after reprobe_interval_s the Scorer uses it again (counted as a return)."""
-    from hepinfer.toy import toy_inputs
+    from hepinfer.models.toy import toy_inputs
 
     x = toy_inputs("bdt", 16, seed=9)
     want = hepinfer.Scorer("bdt")(x)["output__0"]
     server = serve(["bdt"])
     ports = dict(server.ports)
-    cfg = InferenceConfig(mode="auto", url=server.url, retries=1, retry_initial_ms=20, retry_max_ms=40,
-                          reprobe_interval_s=1.0, probe_timeout_s=1.0)
+    cfg = InferenceConfig(
+        mode="auto",
+        url=server.url,
+        retries=1,
+        retry_initial_ms=20,
+        retry_max_ms=40,
+        reprobe_interval_s=1.0,
+        probe_timeout_s=1.0,
+    )
     scorer = hepinfer.Scorer("bdt", config=cfg)
     again = None
     try:

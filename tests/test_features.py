@@ -13,18 +13,53 @@ from hepinfer import InputMismatch, get_spec
 from hepinfer.features import bdt_inputs, build_inputs, jet_images, link_constituents, particlenet_inputs
 from hepinfer.models import BDT_FEATURES, PARTICLENET_FEATURES
 
-JET = dict(pt=600.0, eta=0.5, phi=0.2, mass=170.0, msoftdrop=165.0, tau1=0.3, tau2=0.15, tau3=0.06, tau4=0.05,
-           n2b1=0.2, n3b1=1.5, nConstituents=3)
-EMPTY_JET = dict(pt=300.0, eta=-1.0, phi=3.1, mass=20.0, msoftdrop=0.0, tau1=0.0, tau2=0.0, tau3=0.0, tau4=0.0,
-                 n2b1=0.0, n3b1=0.0, nConstituents=0)
+JET = dict(
+    pt=600.0,
+    eta=0.5,
+    phi=0.2,
+    mass=170.0,
+    msoftdrop=165.0,
+    tau1=0.3,
+    tau2=0.15,
+    tau3=0.06,
+    tau4=0.05,
+    n2b1=0.2,
+    n3b1=1.5,
+    nConstituents=3,
+)
+EMPTY_JET = dict(
+    pt=300.0,
+    eta=-1.0,
+    phi=3.1,
+    mass=20.0,
+    msoftdrop=0.0,
+    tau1=0.0,
+    tau2=0.0,
+    tau3=0.0,
+    tau4=0.0,
+    n2b1=0.0,
+    n3b1=0.0,
+    nConstituents=0,
+)
 PHOTON = dict(pt=100.0, eta=0.61, phi=0.09, mass=0.0, charge=0, pdgId=22, d0=0.0, dz=0.0)
 PION = dict(pt=300.0, eta=0.5, phi=0.26, mass=0.13957, charge=1, pdgId=211, d0=0.1, dz=-0.2)
 ELECTRON = dict(pt=200.0, eta=1.5, phi=0.2, mass=0.000511, charge=-1, pdgId=11, d0=-0.05, dz=0.0)
 
 
 def _many(n):
-    return [dict(pt=float(i + 1), eta=0.01 * (i % 7), phi=-0.01 * (i % 5), mass=0.0, charge=(i % 3) - 1,
-                 pdgId=[211, 22, -211][i % 3], d0=0.0, dz=0.0) for i in range(n)]
+    return [
+        dict(
+            pt=float(i + 1),
+            eta=0.01 * (i % 7),
+            phi=-0.01 * (i % 5),
+            mass=0.0,
+            charge=(i % 3) - 1,
+            pdgId=[211, 22, -211][i % 3],
+            d0=0.0,
+            dz=0.0,
+        )
+        for i in range(n)
+    ]
 
 
 @pytest.fixture
@@ -130,8 +165,13 @@ def test_link_table_matches_coffea(generated, pfnano_events):
     import uproot
 
     arrays = uproot.open(generated["ttbar"])["Events"].arrays()
-    events = ak.zip({c: ak.zip({k.split("_", 1)[1]: arrays[k] for k in arrays.fields if k.startswith(c + "_")})
-                     for c in ("FatJet", "PFCands", "FatJetPFCands")}, depth_limit=1)
+    events = ak.zip(
+        {
+            c: ak.zip({k.split("_", 1)[1]: arrays[k] for k in arrays.fields if k.startswith(c + "_")})
+            for c in ("FatJet", "PFCands", "FatJetPFCands")
+        },
+        depth_limit=1,
+    )
     ours = link_constituents(events)
     theirs = pfnano_events.FatJet.constituents.pf
     assert ak.all(ak.num(ours, axis=2) == ak.num(theirs, axis=2))
@@ -149,18 +189,30 @@ def jagged_jets(draw):
     counts = draw(st.lists(st.integers(0, 130), min_size=n_jets, max_size=n_jets))
     rng = np.random.default_rng(draw(st.integers(0, 2**31)))
     n_part = sum(counts)
-    cons = ak.zip({
-        "pt": rng.exponential(10.0, n_part) + 1e-3, "eta": rng.normal(0, 0.5, n_part),
-        "phi": rng.uniform(-np.pi, np.pi, n_part), "mass": rng.uniform(0, 0.2, n_part),
-        "charge": rng.integers(-1, 2, n_part), "pdgId": rng.choice([11, -13, 22, 211, 130], n_part),
-        "d0": rng.normal(0, 1, n_part), "dz": rng.normal(0, 5, n_part),
-    })
-    jet = ak.zip({
-        "pt": rng.uniform(200, 800, n_jets), "eta": rng.uniform(-2, 2, n_jets), "phi": rng.uniform(-np.pi, np.pi, n_jets),
-        "mass": rng.uniform(0, 250, n_jets), "msoftdrop": rng.uniform(0, 200, n_jets),
-        **{f"tau{i}": rng.uniform(0, 0.5, n_jets) * rng.integers(0, 2, n_jets) for i in (1, 2, 3, 4)},
-        "n2b1": rng.uniform(0, 0.5, n_jets), "n3b1": rng.uniform(0, 3, n_jets),
-    })
+    cons = ak.zip(
+        {
+            "pt": rng.exponential(10.0, n_part) + 1e-3,
+            "eta": rng.normal(0, 0.5, n_part),
+            "phi": rng.uniform(-np.pi, np.pi, n_part),
+            "mass": rng.uniform(0, 0.2, n_part),
+            "charge": rng.integers(-1, 2, n_part),
+            "pdgId": rng.choice([11, -13, 22, 211, 130], n_part),
+            "d0": rng.normal(0, 1, n_part),
+            "dz": rng.normal(0, 5, n_part),
+        }
+    )
+    jet = ak.zip(
+        {
+            "pt": rng.uniform(200, 800, n_jets),
+            "eta": rng.uniform(-2, 2, n_jets),
+            "phi": rng.uniform(-np.pi, np.pi, n_jets),
+            "mass": rng.uniform(0, 250, n_jets),
+            "msoftdrop": rng.uniform(0, 200, n_jets),
+            **{f"tau{i}": rng.uniform(0, 0.5, n_jets) * rng.integers(0, 2, n_jets) for i in (1, 2, 3, 4)},
+            "n2b1": rng.uniform(0, 0.5, n_jets),
+            "n3b1": rng.uniform(0, 3, n_jets),
+        }
+    )
     jets_per_event = np.asarray(jets_per_event, dtype=np.int64)
     counts = np.asarray(counts, dtype=np.int64)
     jets = ak.unflatten(jet, jets_per_event)
@@ -201,7 +253,8 @@ def test_builders_per_partition_on_dask_awkward(generated, pfnano_events):
         warnings.simplefilter("ignore", RuntimeWarning)
         events = NanoEventsFactory.from_root(
             {str(generated["ttbar"]): {"object_path": "Events", "steps": [[0, 50], [50, 100], [100, 150]]}},
-            schemaclass=PFNanoAODSchema, mode="dask",
+            schemaclass=PFNanoAODSchema,
+            mode="dask",
         ).events()
         out = dak.map_partitions(real_particles, events.FatJet, events.FatJet.constituents.pf)
         columns = set(next(iter(dak.report_necessary_columns(out).values())))

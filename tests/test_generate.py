@@ -10,7 +10,7 @@ import pytest
 import uproot
 
 from hepinfer import ConfigError
-from hepinfer.data.generate import generate
+from hepinfer.app.data.generate import generate
 
 pytestmark = pytest.mark.slow
 
@@ -34,10 +34,31 @@ def test_nanoaod_branches(generated):
     tree = uproot.open(generated["ttbar"])["Events"]
     assert type(tree).__name__.startswith("Model_TTree")
     keys = set(tree.keys())
-    for name in ("run", "luminosityBlock", "event", "nFatJet", "FatJet_pt", "FatJet_msoftdrop", "FatJet_tau4",
-                 "FatJet_n2b1", "FatJet_n3b1", "FatJet_nConstituents", "FatJet_label", "nJet", "Jet_pt",
-                 "nPFCands", "PFCands_pdgId", "PFCands_d0", "PFCands_dz", "nFatJetPFCands", "FatJetPFCands_jetIdx",
-                 "FatJetPFCands_pFCandsIdx", "nGenPart", "GenPart_pdgId", "GenPart_genPartIdxMother"):
+    for name in (
+        "run",
+        "luminosityBlock",
+        "event",
+        "nFatJet",
+        "FatJet_pt",
+        "FatJet_msoftdrop",
+        "FatJet_tau4",
+        "FatJet_n2b1",
+        "FatJet_n3b1",
+        "FatJet_nConstituents",
+        "FatJet_label",
+        "nJet",
+        "Jet_pt",
+        "nPFCands",
+        "PFCands_pdgId",
+        "PFCands_d0",
+        "PFCands_dz",
+        "nFatJetPFCands",
+        "FatJetPFCands_jetIdx",
+        "FatJetPFCands_pFCandsIdx",
+        "nGenPart",
+        "GenPart_pdgId",
+        "GenPart_genPartIdxMother",
+    ):
         assert name in keys, name
     x = tree.arrays(["PFCands_charge", "PFCands_d0", "PFCands_dz", "event", "luminosityBlock"])
     assert set(np.unique(ak.to_numpy(ak.flatten(x.PFCands_charge)))) <= {-1, 0, 1}
@@ -51,8 +72,9 @@ def test_coffea_pfnano_schema_links_constituents(generated, mode):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        events = NanoEventsFactory.from_root({str(generated["ttbar"]): "Events"}, schemaclass=PFNanoAODSchema,
-                                             mode=mode).events()
+        events = NanoEventsFactory.from_root(
+            {str(generated["ttbar"]): "Events"}, schemaclass=PFNanoAODSchema, mode=mode
+        ).events()
         fat, pf = events.FatJet, events.FatJet.constituents.pf
         if mode == "dask":
             fat, pf = fat.compute(), pf.compute()
@@ -88,9 +110,28 @@ def test_bad_settings_are_named(tmp_path):
 
 def test_cli_generates_files_in_parallel(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "hepinfer.cli", "generate", "--process", "qcd", "--events", "5", "--seed", "31",
-         "--files", "2", "--jobs", "2", "-o", str(tmp_path / "q_{seed}.root"), "--no-progress"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "hepinfer.cli",
+            "generate",
+            "--process",
+            "qcd",
+            "--events",
+            "5",
+            "--seed",
+            "31",
+            "--files",
+            "2",
+            "--jobs",
+            "2",
+            "-o",
+            str(tmp_path / "q_{seed}.root"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     files = sorted(tmp_path.glob("q_*.root"))

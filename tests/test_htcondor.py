@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hepinfer.cluster import HTCondorSettings
-from hepinfer.job import JobSettings, run_job, same_result
+from hepinfer.app.clusters import HTCondorSettings
+from hepinfer.app.job import JobSettings, run_job, same_result
 
 pytestmark = [pytest.mark.htcondor, pytest.mark.triton, pytest.mark.slow]
 SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "htcondor-pool"
@@ -71,14 +71,26 @@ def test_processor_on_htcondor_workers_matches_local(htcondor_pool, server, gene
     logs = shared_dir / "logs"
     logs.mkdir()
     logs.chmod(0o1777)
-    condor = HTCondorSettings(cores=1, memory="2GB", disk="1GB", death_timeout_s=30, scheduler_host="127.0.0.1",
-                              log_directory=str(logs))
-    settings = JobSettings(inputs=tuple(files), models=MODELS, mode="remote", url=server.url, executor="dask",
-                           cluster="htcondor", workers=2, chunksize=50, htcondor=condor)
-    remote = run_job(settings, log=lambda *_: None)
-    local = run_job(replace(settings, mode="local", executor="iterative"), log=lambda *_: None)
-    assert same_result({"cutflow": remote.summary["cutflow"], "hists": remote.hists},
-                       {"cutflow": local.summary["cutflow"], "hists": local.hists})
+    condor = HTCondorSettings(
+        cores=1, memory="2GB", disk="1GB", death_timeout_s=30, scheduler_host="127.0.0.1", log_directory=str(logs)
+    )
+    settings = JobSettings(
+        inputs=tuple(files),
+        models=MODELS,
+        mode="remote",
+        url=server.url,
+        executor="dask",
+        cluster="htcondor",
+        workers=2,
+        chunksize=50,
+        htcondor=condor,
+    )
+    remote = run_job(settings)
+    local = run_job(replace(settings, mode="local", executor="iterative"))
+    assert same_result(
+        {"cutflow": remote.summary["cutflow"], "hists": remote.hists},
+        {"cutflow": local.summary["cutflow"], "hists": local.hists},
+    )
     assert remote.summary["events"] == 300 and remote.summary["cluster"] == "htcondor"
     assert remote.summary["mode_used"] == {"particlenet": "remote", "bdt": "remote"}
     # the workers really were HTCondor jobs: HTCondor wrote their logs, and they joined this scheduler

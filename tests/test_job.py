@@ -8,13 +8,13 @@ import pytest
 import uproot
 
 import hepinfer
+from hepinfer.app.clusters import dask_client, worker_environment
+from hepinfer.app.data.nanoaod import write_events
+from hepinfer.app.job import JobSettings, check_inputs, expand_inputs, run_job, same_result
 from hepinfer.cli import main
-from hepinfer.data.generate import write_events
-from hepinfer.cluster import dask_client, worker_environment
 from hepinfer.errors import ConfigError, InputMismatch
-from hepinfer.job import JobSettings, check_inputs, expand_inputs, run_job, same_result
 from hepinfer.serving import server as server_mod
-from hepinfer.serving.server import _free_ports
+from hepinfer.serving.ports import free_ports
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 MODELS = ("particlenet", "bdt")
@@ -29,8 +29,7 @@ def _rewrite(src, dst, drop=(), cast=None):
     with ``cast(name, array)`` applied to the rest; collections are written back as nX + X_*."""
     with uproot.open(src) as f:
         tree = f["Events"]
-        names = [k for k in tree.keys()
-                 if not any(k == d or (d.endswith("*") and k.startswith(d[:-1])) for d in drop)]
+        names = [k for k in tree.keys() if not any(k == d or (d.endswith("*") and k.startswith(d[:-1])) for d in drop)]
         arrays = tree.arrays(names)
     counters = {k for k in names if k.startswith("n") and any(j.startswith(k[1:] + "_") for j in names)}
     out, groups = {}, {}
@@ -76,18 +75,22 @@ def test_input_checks_name_the_file_and_branch(generated, tmp_path):
 def test_runs_on_files_without_the_generator_extras(generated, tmp_path, artefacts):
     """Any NanoAOD/PFNano file with fat jets and their candidates: no truth labels, no GenPart, no AK4
     jets, and other number types (float64 kinematics, int64 indices) than ours."""
+
     def cast(name, array):
         if "float32" in str(array.type):
             return ak.values_astype(array, np.float64)
         return ak.values_astype(array, np.int64) if name.endswith("Idx") else array
 
     src = generated["ttbar"]
-    foreign = _rewrite(src, tmp_path / "foreign.root", cast=cast,
-                       drop=("FatJet_label", "GenPart*", "nGenPart", "Jet_*", "nJet"))
+    foreign = _rewrite(
+        src, tmp_path / "foreign.root", cast=cast, drop=("FatJet_label", "GenPart*", "nGenPart", "Jet_*", "nJet")
+    )
     with uproot.open(foreign) as f:
         assert f["Events"]["FatJet_pt"].typename == "double[]" and "FatJet_label" not in f["Events"]
-    runs = [run_job(JobSettings(inputs=(str(path),), models=MODELS, mode="local", executor="iterative"),
-                    log=lambda *_: None) for path in (src, foreign)]
+    runs = [
+        run_job(JobSettings(inputs=(str(path),), models=MODELS, mode="local", executor="iterative"))
+        for path in (src, foreign)
+    ]
     assert runs[0].summary["fatjets_selected"] > 20
     assert runs[0].summary["cutflow"] == runs[1].summary["cutflow"]
     for name in runs[0].hists:  # float64 features are rounded to the model's float32 on the way in
@@ -98,12 +101,14 @@ def test_run_local_equals_remote_and_writes_summary(server, generated, tmp_path)
     files = _files(generated)
     runs = {}
     for mode in ("local", "remote"):
-        settings = JobSettings(inputs=files, models=MODELS, mode=mode, url=server.url, executor="iterative",
-                               chunksize=60)
-        runs[mode] = run_job(settings, output=tmp_path / mode / "summary.json",
-                             plots=tmp_path / mode / "plots", log=lambda *_: None)
-    assert same_result({"cutflow": runs["local"].summary["cutflow"], "hists": runs["local"].hists},
-                       {"cutflow": runs["remote"].summary["cutflow"], "hists": runs["remote"].hists})
+        settings = JobSettings(
+            inputs=files, models=MODELS, mode=mode, url=server.url, executor="iterative", chunksize=60
+        )
+        runs[mode] = run_job(settings, output=tmp_path / mode / "summary.json", plots=tmp_path / mode / "plots")
+    assert same_result(
+        {"cutflow": runs["local"].summary["cutflow"], "hists": runs["local"].hists},
+        {"cutflow": runs["remote"].summary["cutflow"], "hists": runs["remote"].hists},
+    )
     summary = json.loads((tmp_path / "remote" / "summary.json").read_text())
     assert summary["events"] == 300 and summary["events_per_s"] > 0 and summary["wall_s"] > 0
     assert summary["mode_used"] == {"particlenet": "remote", "bdt": "remote"}
@@ -123,8 +128,26 @@ def test_run_local_equals_remote_and_writes_summary(server, generated, tmp_path)
 def test_remote_without_url_starts_and_stops_the_embedded_server(generated, tmp_path, monkeypatch, artefacts):
     monkeypatch.delenv("HEPINFER_URL", raising=False)
     out = tmp_path / "summary.json"
-    rc = main(["run", "--input", *_files(generated), "--models", "bdt", "--mode", "remote", "--executor", "futures",
-               "--workers", "2", "--chunksize", "50", "--check-local", "--output", str(out)])
+    rc = main(
+        [
+            "run",
+            "--input",
+            *_files(generated),
+            "--models",
+            "bdt",
+            "--mode",
+            "remote",
+            "--executor",
+            "futures",
+            "--workers",
+            "2",
+            "--chunksize",
+            "50",
+            "--check-local",
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 0
     summary = json.loads(out.read_text())
     assert summary["embedded_server"] is True and summary["mode_used"] == {"bdt": "remote"}
@@ -133,25 +156,37 @@ def test_remote_without_url_starts_and_stops_the_embedded_server(generated, tmp_
 
 
 def test_failed_remote_run_writes_no_summary(generated, tmp_path):
-    (port,) = _free_ports("127.0.0.1", 1)
-    settings = JobSettings(inputs=_files(generated), models=("bdt",), mode="remote",
-                           url=f"grpc://127.0.0.1:{port}", executor="iterative",
-                           base_config=hepinfer.InferenceConfig(timeout_s=5))
+    (port,) = free_ports("127.0.0.1", 1)
+    settings = JobSettings(
+        inputs=_files(generated),
+        models=("bdt",),
+        mode="remote",
+        url=f"grpc://127.0.0.1:{port}",
+        executor="iterative",
+        base_config=hepinfer.InferenceConfig(timeout_s=5),
+    )
     out = tmp_path / "summary.json"
     with pytest.raises(hepinfer.ServerUnavailable, match=str(port)) as err:
-        run_job(settings, output=out, log=lambda *_: None)
+        run_job(settings, output=out)
     assert any("while processing" in note and "_11.root" in note for note in err.value.__notes__)  # file named
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
 def test_dask_on_an_existing_scheduler(server, generated, tmp_path):
     """--cluster tcp://...: attach to a running scheduler (here a LocalCluster's) and leave it running."""
-    from hepinfer.cluster import local_cluster
+    from hepinfer.app.clusters import local_cluster
 
     with local_cluster(2) as cluster:
-        settings = JobSettings(inputs=_files(generated), models=("bdt",), mode="remote", url=server.url,
-                               executor="dask", cluster=cluster.scheduler_address, chunksize=50)
-        result = run_job(settings, log=lambda *_: None)
+        settings = JobSettings(
+            inputs=_files(generated),
+            models=("bdt",),
+            mode="remote",
+            url=server.url,
+            executor="dask",
+            cluster=cluster.scheduler_address,
+            chunksize=50,
+        )
+        result = run_job(settings)
         assert result.summary["events"] == 300 and result.summary["mode_used"] == {"bdt": "remote"}
         assert len(cluster.scheduler_info["workers"]) == 2  # still there
     with pytest.raises(ConfigError, match="cluster must be one of"):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from hepinfer.models import get_spec
-from hepinfer.models.build import artefact_path, manifest_path
+from hepinfer.models.catalogue import artefact_path, manifest_path
+from hepinfer.models.toy import toy_inputs
 from hepinfer.runtime.local import LocalRuntime
-from hepinfer.toy import toy_inputs
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def test_manifests_record_onnx_agreement(artefacts):
 
 def test_particlenet_torch_vs_onnxruntime(artefacts):
     torch = pytest.importorskip("torch")
-    from hepinfer.models.particlenet import ParticleNet
+    from hepinfer.models.build.particlenet import ParticleNet
 
     net = ParticleNet(num_features=15).eval()
     for m in net.modules():
@@ -42,9 +42,16 @@ def test_particlenet_torch_vs_onnxruntime(artefacts):
         warnings.simplefilter("ignore")
         path = f"{tmp}/pn.onnx"
         names = ["points", "features", "mask"]
-        torch.onnx.export(net, tuple(torch.from_numpy(x[n]) for n in names), path, input_names=names,
-                          output_names=["softmax"], dynamic_axes={n: {0: "b"} for n in names + ["softmax"]},
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(
+            net,
+            tuple(torch.from_numpy(x[n]) for n in names),
+            path,
+            input_names=names,
+            output_names=["softmax"],
+            dynamic_axes={n: {0: "b"} for n in names + ["softmax"]},
+            opset_version=17,
+            dynamo=False,
+        )
         got = LocalRuntime("particlenet", artefact=path).infer(toy_inputs("particlenet", 33, seed=4))["softmax"]
     with torch.no_grad():
         want = net(*[torch.from_numpy(toy_inputs("particlenet", 33, seed=4)[n]) for n in names]).numpy()
@@ -105,7 +112,7 @@ def test_missing_artefact_says_how_to_build(tmp_path):
 
 def test_resnet50_architecture():
     torch = pytest.importorskip("torch")
-    from hepinfer.models.resnet import Bottleneck, resnet50
+    from hepinfer.models.build.resnet import Bottleneck, resnet50
 
     net = resnet50()
     assert [len(stage) for stage in net.stages] == [3, 4, 6, 3]

@@ -2,18 +2,42 @@ import hepinfer
 
 
 def test_public_api_snapshot():
-    assert sorted(hepinfer.__all__) == sorted([
-        "ArtefactMissing", "ConfigError", "HepinferError", "InferenceConfig", "InferenceTimeout", "InputMismatch",
-        "ModelNotFound", "ModelSpec", "SPECS", "Scorer", "ServerError", "Session", "ServerUnavailable", "TensorSpec",
-        "TritonUrl", "__version__", "get_spec", "serve",
-    ])
+    assert sorted(hepinfer.__all__) == sorted(
+        [
+            "ArtefactMissing",
+            "ConfigError",
+            "HepinferError",
+            "InferenceConfig",
+            "InferenceTimeout",
+            "InputMismatch",
+            "ModelNotFound",
+            "ModelSpec",
+            "SPECS",
+            "Scorer",
+            "ServerError",
+            "Session",
+            "ServerUnavailable",
+            "TensorSpec",
+            "TritonUrl",
+            "__version__",
+            "get_spec",
+            "serve",
+        ]
+    )
     for name in hepinfer.__all__:
         assert hasattr(hepinfer, name)
 
 
 def test_one_exception_base():
-    for name in ("ArtefactMissing", "ConfigError", "InferenceTimeout", "InputMismatch", "ModelNotFound",
-                 "ServerError", "ServerUnavailable"):
+    for name in (
+        "ArtefactMissing",
+        "ConfigError",
+        "InferenceTimeout",
+        "InputMismatch",
+        "ModelNotFound",
+        "ServerError",
+        "ServerUnavailable",
+    ):
         assert issubclass(getattr(hepinfer, name), hepinfer.HepinferError)
 
 
@@ -21,6 +45,7 @@ def test_import_is_light():
     import subprocess
     import sys
 
-    code = "import hepinfer, sys; print(sorted(m for m in ('torch', 'onnxruntime', 'tritonclient', 'xgboost') if m in sys.modules))"
+    heavy = ("torch", "onnxruntime", "tritonclient", "xgboost")
+    code = f"import hepinfer, sys; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.check_output([sys.executable, "-c", code], text=True).strip()
     assert out == "[]"

@@ -49,12 +49,21 @@ def test_retries_until_success_and_counts_attempts():
     fn, calls = failing(3)
     attempts = Attempts()
     dropped = []
-    out = call_with_retries(fn, Backoff(retries=5, initial_ms=100, max_ms=400, total_s=60), (ConnectionError,),
-                            before_retry=dropped.append, attempts=attempts, sleep=clock.sleep, clock=clock)
+    out = call_with_retries(
+        fn,
+        Backoff(retries=5, initial_ms=100, max_ms=400, total_s=60),
+        (ConnectionError,),
+        before_retry=dropped.append,
+        attempts=attempts,
+        sleep=clock.sleep,
+        clock=clock,
+    )
     assert out == "ok" and calls["n"] == 4 and attempts.count == 4 and attempts.retries == 3
     assert len(dropped) == 3 and all(isinstance(e, ConnectionError) for e in dropped)
     # milliseconds in the settings, seconds at the sleep call: 100, 200, 400 ms caps
-    assert [0.05 <= clock.slept_s[0] <= 0.1, 0.1 <= clock.slept_s[1] <= 0.2, 0.2 <= clock.slept_s[2] <= 0.4] == [True] * 3
+    assert [0.05 <= clock.slept_s[0] <= 0.1, 0.1 <= clock.slept_s[1] <= 0.2, 0.2 <= clock.slept_s[2] <= 0.4] == [
+        True
+    ] * 3
 
 
 def test_gives_up_after_the_retry_count_with_the_last_error():
@@ -62,8 +71,14 @@ def test_gives_up_after_the_retry_count_with_the_last_error():
     fn, calls = failing(100)
     attempts = Attempts()
     with pytest.raises(ConnectionError, match="failure 3"):
-        call_with_retries(fn, Backoff(retries=2, initial_ms=10, max_ms=10, total_s=60), (ConnectionError,),
-                          attempts=attempts, sleep=clock.sleep, clock=clock)
+        call_with_retries(
+            fn,
+            Backoff(retries=2, initial_ms=10, max_ms=10, total_s=60),
+            (ConnectionError,),
+            attempts=attempts,
+            sleep=clock.sleep,
+            clock=clock,
+        )
     assert calls["n"] == 3 and attempts.count == 3
 
 
@@ -71,16 +86,26 @@ def test_total_time_bound_stops_before_the_count():
     clock = Clock()
     fn, calls = failing(10_000)
     with pytest.raises(ConnectionError):
-        call_with_retries(fn, Backoff(retries=10_000, initial_ms=100, max_ms=1000, total_s=5), (ConnectionError,),
-                          sleep=clock.sleep, clock=clock)
+        call_with_retries(
+            fn,
+            Backoff(retries=10_000, initial_ms=100, max_ms=1000, total_s=5),
+            (ConnectionError,),
+            sleep=clock.sleep,
+            clock=clock,
+        )
     assert clock.now <= 5.0 and calls["n"] < 20
 
 
 def test_many_retries_are_a_loop_not_recursion():
     clock = Clock()
     fn, calls = failing(5000)
-    out = call_with_retries(fn, Backoff(retries=6000, initial_ms=1, max_ms=1, total_s=1e9), (ConnectionError,),
-                            sleep=clock.sleep, clock=clock)
+    out = call_with_retries(
+        fn,
+        Backoff(retries=6000, initial_ms=1, max_ms=1, total_s=1e9),
+        (ConnectionError,),
+        sleep=clock.sleep,
+        clock=clock,
+    )
     assert out == "ok" and calls["n"] == 5001
 
 
@@ -96,8 +121,13 @@ def test_config_carries_the_backoff_and_validates_it():
     assert (b.retries, b.initial_ms, b.max_ms, b.total_s) == (2, 50, 800, 3)
     from hepinfer import ConfigError
 
-    for bad in ({"retries": -1}, {"retry_initial_ms": 0}, {"retry_initial_ms": 10, "retry_max_ms": 5},
-                {"retry_total_s": 0}, {"reprobe_interval_s": -1}):
+    for bad in (
+        {"retries": -1},
+        {"retry_initial_ms": 0},
+        {"retry_initial_ms": 10, "retry_max_ms": 5},
+        {"retry_total_s": 0},
+        {"reprobe_interval_s": -1},
+    ):
         with pytest.raises(ConfigError):
             InferenceConfig(**bad)
     assert InferenceConfig.from_env({"HEPINFER_RETRIES": "0", "HEPINFER_RETRY_MAX_MS": "250"}).retries == 0

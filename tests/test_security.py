@@ -12,7 +12,7 @@ import pytest
 
 import hepinfer
 from hepinfer import ConfigError, InferenceConfig, Scorer
-from hepinfer.toy import toy_inputs
+from hepinfer.models.toy import toy_inputs
 
 PACKAGE = pathlib.Path(hepinfer.__file__).parent
 
@@ -21,7 +21,7 @@ def _address(hexaddr: str) -> str:
     """/proc/net/tcp's address (32-bit words in host byte order) as text; IPv4-mapped IPv6 as IPv4."""
     import ipaddress
 
-    raw = b"".join(bytes.fromhex(hexaddr[i:i + 8])[::-1] for i in range(0, len(hexaddr), 8))
+    raw = b"".join(bytes.fromhex(hexaddr[i : i + 8])[::-1] for i in range(0, len(hexaddr), 8))
     ip = ipaddress.ip_address(raw)
     return str(getattr(ip, "ipv4_mapped", None) or ip)
 
@@ -60,8 +60,10 @@ def guarded(artefacts):
     server would: HTTP needs ``authorization: Bearer <token>``, gRPC the metadata
     ``triton-grpc-protocol-x-site-key: <key>`` (Triton's restricted-protocol feature)."""
     token, key = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-    extra = (f"--http-restricted-api=inference:authorization=Bearer {token}",
-             f"--grpc-restricted-protocol=inference:x-site-key={key}")
+    extra = (
+        f"--http-restricted-api=inference:authorization=Bearer {token}",
+        f"--grpc-restricted-protocol=inference:x-site-key={key}",
+    )
     with hepinfer.serve(["bdt"], extra_args=extra) as srv:
         yield srv, token, key
 
@@ -82,8 +84,10 @@ def test_bearer_token_from_the_environment_reaches_the_server(guarded, monkeypat
     monkeypatch.setenv("SITE_TOKEN", token)
     scorer = Scorer("bdt", config=cfg)
     assert np.abs(scorer(x)["output__0"] - want).max() <= 1e-5
-    shown = " ".join([str(refused.value), str(wrong.value), repr(scorer), scorer._repr_html_(), repr(cfg),
-                      caplog.text] + [str(w.message) for w in recwarn])
+    shown = " ".join(
+        [str(refused.value), str(wrong.value), repr(scorer), scorer._repr_html_(), repr(cfg), caplog.text]
+        + [str(w.message) for w in recwarn]
+    )
     assert token not in shown and "not-the-token" not in shown
 
 
@@ -145,10 +149,13 @@ def test_nothing_unpickles_or_evaluates_data():
                 fn = node.func
                 name = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(fn, ast.Attribute) else ""
                 owner = fn.value.id if isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Name) else ""
-                if (isinstance(fn, ast.Name) and name in ("eval", "exec")) or (name in bad_calls and owner in ("pickle", "marshal", "yaml", "dill",
-                                                                                 "cloudpickle")):
+                if (isinstance(fn, ast.Name) and name in ("eval", "exec")) or (
+                    name in bad_calls and owner in ("pickle", "marshal", "yaml", "dill", "cloudpickle")
+                ):
                     offenders.append(f"{path.name}:{node.lineno} {owner}.{name}")
                 for kw in node.keywords:
-                    if kw.arg == "allow_pickle" and not (isinstance(kw.value, ast.Constant) and kw.value.value is False):
+                    if kw.arg == "allow_pickle" and not (
+                        isinstance(kw.value, ast.Constant) and kw.value.value is False
+                    ):
                         offenders.append(f"{path.name}:{node.lineno} allow_pickle")
     assert offenders == []

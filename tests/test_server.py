@@ -13,8 +13,8 @@ import pytest
 
 import hepinfer
 from hepinfer import ModelNotFound, Scorer, ServerError
-from hepinfer.serving.server import port_is_free
-from hepinfer.toy import toy_inputs
+from hepinfer.models.toy import toy_inputs
+from hepinfer.serving.ports import port_is_free
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
@@ -106,7 +106,10 @@ def test_cli_serve_runs_until_sigint(artefacts):
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "hepinfer.cli", "serve", "--models", "bdt"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         url, lines = None, []
@@ -144,8 +147,10 @@ def test_server_does_not_outlive_the_process_that_started_it(artefacts, how):
     import subprocess
     import sys
 
-    code = ("import sys, time, hepinfer; s = hepinfer.serve(['bdt']); "
-            "print(s.pid, *s.ports.values(), flush=True); time.sleep(600)")
+    code = (
+        "import sys, time, hepinfer; s = hepinfer.serve(['bdt']); "
+        "print(s.pid, *s.ports.values(), flush=True); time.sleep(600)"
+    )
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         guard, *ports = map(int, parent.stdout.readline().split())

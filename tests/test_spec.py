@@ -8,8 +8,8 @@ import pytest
 import hepinfer
 from hepinfer import InputMismatch, ModelNotFound, get_spec
 from hepinfer.models import SPECS
+from hepinfer.models.toy import toy_inputs
 from hepinfer.serving import environment, repository
-from hepinfer.toy import toy_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,8 +90,9 @@ def test_invalid_config_is_named(tmp_path):
 def test_production_options():
     spec = get_spec("particlenet")
     pb = repository._pb()
-    cfg = repository.model_config(spec, repository.RepositoryOptions(
-        flavour="production", gpu=True, tensorrt=True, dynamic_batching=False))
+    cfg = repository.model_config(
+        spec, repository.RepositoryOptions(flavour="production", gpu=True, tensorrt=True, dynamic_batching=False)
+    )
     assert cfg.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU
     assert cfg.optimization.execution_accelerators.gpu_execution_accelerator[0].name == "tensorrt"
     assert not cfg.HasField("dynamic_batching")
@@ -100,7 +101,7 @@ def test_production_options():
 
 
 def _pins(requirements):
-    return {re.split(r"[=<>\[ ]", r, 1)[0]: r for r in requirements}
+    return {re.split(r"[=<>\[ ]", r, maxsplit=1)[0]: r for r in requirements}
 
 
 def test_server_env_and_local_extra_pin_the_same_engines():

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hepinfer.app.training import metrics
 from hepinfer.models import build as build_mod
-from hepinfer.training import metrics
 
 
 def _pairwise_auc(labels, scores):
@@ -43,11 +43,15 @@ def test_auc_equals_pairwise_definition(rows):
 
 @pytest.mark.slow
 def test_train_and_evaluate_bdt_end_to_end(generated, tmp_path):
-    from hepinfer.training import train
+    from hepinfer.app.training import train
 
-    result = train("bdt", [str(generated["ttbar"]), str(generated["qcd"])], out_dir=tmp_path / "bdt",
-                   test=[str(generated["ttbar"]), str(generated["qcd"])], command="hepinfer train bdt (test)",
-                   log=lambda *a: None)
+    result = train(
+        "bdt",
+        [str(generated["ttbar"]), str(generated["qcd"])],
+        out_dir=tmp_path / "bdt",
+        test=[str(generated["ttbar"]), str(generated["qcd"])],
+        command="hepinfer train bdt (test)",
+    )
     artefact = tmp_path / "bdt" / "xgboost.json"
     manifest = json.loads((tmp_path / "bdt" / "manifest.json").read_text())
     assert manifest["weights"] == "trained" and manifest["sha256"] == result["sha256"]
@@ -57,12 +61,27 @@ def test_train_and_evaluate_bdt_end_to_end(generated, tmp_path):
     assert manifest["metrics"]["independent test sample"]["auc"] > 0.8
     plot = tmp_path / "roc.png"
     out = subprocess.run(
-        [sys.executable, "-m", "hepinfer.cli", "evaluate", "bdt", "--sample", str(generated["ttbar"]),
-         str(generated["qcd"]), "--artefact", str(artefact), "--plot", str(plot), "--json"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "hepinfer.cli",
+            "evaluate",
+            "bdt",
+            "--sample",
+            str(generated["ttbar"]),
+            str(generated["qcd"]),
+            "--artefact",
+            str(artefact),
+            "--plot",
+            str(plot),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
-    reported = json.loads(out.stdout[out.stdout.index("{"):])
+    reported = json.loads(out.stdout[out.stdout.index("{") :])
     assert reported["auc"] == pytest.approx(manifest["metrics"]["independent test sample"]["auc"])
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -71,16 +90,20 @@ def test_train_and_evaluate_bdt_end_to_end(generated, tmp_path):
 @pytest.mark.build
 def test_train_network_exports_what_it_trained(generated, tmp_path):
     pytest.importorskip("torch")
+    from hepinfer.app.training import TrainSettings, train
     from hepinfer.runtime.local import LocalRuntime
-    from hepinfer.training import TrainSettings, train
 
-    result = train("particlenet", [str(generated["ttbar"]), str(generated["qcd"])], out_dir=tmp_path / "pn",
-                   settings=TrainSettings(epochs=1, batch_size=16, device="cpu", progress=False), max_jets=48,
-                   log=lambda *a: None)
+    result = train(
+        "particlenet",
+        [str(generated["ttbar"]), str(generated["qcd"])],
+        out_dir=tmp_path / "pn",
+        settings=TrainSettings(epochs=1, batch_size=16, device="cpu", progress=False),
+        max_jets=48,
+    )
     assert result["training"]["onnx_vs_torch_max_abs_diff"] < 1e-4
     assert len(result["training"]["epochs"]) == 1
     rt = LocalRuntime("particlenet", artefact=tmp_path / "pn" / "model.onnx")
-    from hepinfer.toy import toy_inputs
+    from hepinfer.models.toy import toy_inputs
 
     assert rt.infer(toy_inputs("particlenet", 3))["softmax"].shape == (3, 2)
 
@@ -102,8 +125,11 @@ def test_shipped_artefacts_are_trained_and_intact(model):
 def test_build_installs_shipped_but_keeps_own_training(tmp_path, monkeypatch):
     monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
     build_mod.build("bdt")
-    assert build_mod.is_trained("bdt") and build_mod.manifest("bdt")["sha256"] == json.loads(
-        (build_mod.shipped("bdt").parent / "manifest.json").read_text())["sha256"]
+    assert (
+        build_mod.is_trained("bdt")
+        and build_mod.manifest("bdt")["sha256"]
+        == json.loads((build_mod.shipped("bdt").parent / "manifest.json").read_text())["sha256"]
+    )
     # a user's own training (weights trained, another sha) is never replaced
     own = dict(build_mod.manifest("bdt"), sha256="0" * 64, source="hepinfer train")
     build_mod.manifest_path("bdt").write_text(json.dumps(own))
@@ -120,15 +146,15 @@ def test_build_installs_shipped_but_keeps_own_training(tmp_path, monkeypatch):
 def test_shipped_models_separate_top_from_qcd_on_fresh_events(generated, artefacts, model):
     """Seeds 11/12 were never used for training.  The sample is small (~70 top, ~130 QCD jets), so
     the bound sits below the AUC targets that the full test sample measures (README)."""
-    from hepinfer.training import evaluate
+    from hepinfer.app.training import evaluate
 
-    result = evaluate(model, [str(generated["ttbar"]), str(generated["qcd"])], log=lambda *a: None)
+    result = evaluate(model, [str(generated["ttbar"]), str(generated["qcd"])])
     assert result["jets"]["top"] > 30 and result["jets"]["qcd"] > 30
     assert result["auc"] > 0.9
 
 
 def test_untrained_networks_are_labelled(tmp_path, monkeypatch):
-    from hepinfer.demo import Comparison, format_table
+    from hepinfer.app.demo import Comparison, format_table
 
     monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
     build_mod.manifest_path("resnet50").parent.mkdir(parents=True)

@@ -9,9 +9,9 @@ import pytest
 import hepinfer
 from hepinfer import InferenceConfig, InputMismatch, ModelNotFound, Scorer, ServerUnavailable
 from hepinfer.models import SPECS
+from hepinfer.models.toy import toy_inputs
 from hepinfer.runtime.triton import TritonRuntime
-from hepinfer.serving.server import _free_ports
-from hepinfer.toy import toy_inputs
+from hepinfer.serving.ports import free_ports
 
 pytestmark = pytest.mark.triton
 
@@ -107,7 +107,7 @@ def test_empty_batch_is_not_sent(server):
 
 
 def test_unreachable_server_is_named():
-    (port,) = _free_ports("127.0.0.1", 1)
+    (port,) = free_ports("127.0.0.1", 1)
     url = f"grpc://127.0.0.1:{port}"
     with pytest.raises(ServerUnavailable) as info:
         Scorer("bdt", mode="remote", url=url, timeout_s=5)(toy_inputs("bdt", 3))
@@ -172,7 +172,7 @@ def test_auto_uses_the_server_when_it_answers(server):
 
 
 def test_auto_without_server_scores_locally():
-    (port,) = _free_ports("127.0.0.1", 1)
+    (port,) = free_ports("127.0.0.1", 1)
     scorer = Scorer("bdt", mode="auto", url=f"grpc://127.0.0.1:{port}", probe_timeout_s=1)
     x = toy_inputs("bdt", 4)
     assert np.array_equal(scorer(x)["output__0"], Scorer("bdt")(x)["output__0"])
@@ -245,9 +245,9 @@ print(sorted(m for m in BLOCKED if m in sys.modules))
 
 @pytest.mark.slow
 def test_main_job_scores_generated_jets_locally_and_remotely(server, tmp_path, monkeypatch):
-    from hepinfer.demo import compare, format_table
+    from hepinfer.app.demo import compare, format_table
 
-    rows = compare(["bdt", "particlenet"], events=60, url=server.url, log=lambda *a: None)
+    rows = compare(["bdt", "particlenet"], events=60, url=server.url)
     assert [r.model for r in rows] == ["bdt", "particlenet"]
     for r in rows:
         assert r.agree and r.jets > 10 and r.local_jets_per_s > 0 and r.remote_jets_per_s > 0

@@ -22,7 +22,12 @@ from hepinfer import ConfigError, TritonUrl
 def test_parse_accepted_forms(text, protocol, host, port, ssl, model, version):
     url = TritonUrl.parse(text)
     assert (url.protocol, url.host, url.port, url.ssl, url.model, url.version) == (
-        protocol, host, port, ssl, model, version,
+        protocol,
+        host,
+        port,
+        ssl,
+        model,
+        version,
     )
 
 

@@ -7,9 +7,9 @@ import pytest
 
 import hepinfer
 from hepinfer import InferenceConfig, Session
-from hepinfer.coffea import TopTagProcessor
-from hepinfer.job import same_result
-from hepinfer.widgets import panel, server_status
+from hepinfer.app.job import same_result
+from hepinfer.app.panel import panel, server_status
+from hepinfer.app.processor import TopTagProcessor
 
 
 def test_session_set_observe_and_pickle():
@@ -31,8 +31,14 @@ def test_session_set_observe_and_pickle():
 @pytest.mark.slow
 def test_panel_toggle_runs_identical_with_progress(server, generated):
     session = Session(InferenceConfig(mode="local", url=server.url))
-    p = panel(session, inputs=[generated["ttbar"], generated["qcd"]], models=("particlenet", "bdt"),
-              executor="iterative", chunksize=50, refresh_s=0)
+    p = panel(
+        session,
+        inputs=[generated["ttbar"], generated["qcd"]],
+        models=("particlenet", "bdt"),
+        executor="iterative",
+        chunksize=50,
+        refresh_s=0,
+    )
     try:
         status = p.refresh()
         assert status["live"] and status["ready"] and status["models"] == {"particlenet": True, "bdt": True}
@@ -48,8 +54,10 @@ def test_panel_toggle_runs_identical_with_progress(server, generated):
         assert p.mode.value == "local"
         local = p.run()
         assert local.summary["mode_used"] == {"particlenet": "local", "bdt": "local"}
-        assert same_result({"cutflow": local.summary["cutflow"], "hists": local.hists},
-                           {"cutflow": remote.summary["cutflow"], "hists": remote.hists})
+        assert same_result(
+            {"cutflow": local.summary["cutflow"], "hists": local.hists},
+            {"cutflow": remote.summary["cutflow"], "hists": remote.hists},
+        )
         p.url.value = "grpc://[bad"
         assert "hepinfer-error" in p.message.value and session.config.url == server.url
     finally:
@@ -80,14 +88,15 @@ def test_a_toggle_reaches_dask_workers(server, generated):
     from coffea.nanoevents import PFNanoAODSchema
     from distributed import Client
 
-    from hepinfer.cluster import local_cluster
+    from hepinfer.app.clusters import local_cluster
 
     session = Session(InferenceConfig(mode="local", url=server.url))
     proc = TopTagProcessor(models=("bdt",), config=session)
     fileset = {"t": {"files": {str(generated["ttbar"]): "Events"}}}
     with local_cluster(2) as cluster, Client(cluster) as client:
-        runner = processor.Runner(executor=processor.DaskExecutor(client=client, status=False), schema=PFNanoAODSchema,
-                                  chunksize=50)
+        runner = processor.Runner(
+            executor=processor.DaskExecutor(client=client, status=False), schema=PFNanoAODSchema, chunksize=50
+        )
         used = {}
         for mode in ("local", "remote"):
             session.set(mode=mode)

@@ -27,4 +27,12 @@ def build_inputs(model: str, jets, constituents):
     return BUILDERS[get_spec(model).name](jets, constituents)
 
 
-__all__ = ["BUILDERS", "REQUIRED_FIELDS", "bdt_inputs", "build_inputs", "jet_images", "link_constituents", "particlenet_inputs"]
+__all__ = [
+    "BUILDERS",
+    "REQUIRED_FIELDS",
+    "bdt_inputs",
+    "build_inputs",
+    "jet_images",
+    "link_constituents",
+    "particlenet_inputs",
+]

@@ -21,14 +21,7 @@ import awkward as ak
 import numpy as np
 
 from ..models import BDT_FEATURES
-from .common import (
-    delta_phi,
-    flat_jets,
-    is_typetracer,
-    require_fields,
-    safe_ratio,
-    typetracer_placeholder,
-)
+from .common import delta_phi, flat_jets, is_typetracer, require_fields, safe_ratio, typetracer_placeholder
 
 JET_FIELDS = ("pt", "eta", "phi", "mass", "msoftdrop", "tau1", "tau2", "tau3", "tau4", "n2b1", "n3b1")
 CONSTITUENT_FIELDS = ("pt", "eta", "phi", "charge")

@@ -12,20 +12,16 @@ import awkward as ak
 import numpy as np
 
 from ..models import JET_IMAGE_CHANNELS, JET_IMAGE_PIXELS
-from .common import (
-    delta_phi,
-    flat_jets,
-    is_typetracer,
-    require_fields,
-    typetracer_placeholder,
-)
+from .common import delta_phi, flat_jets, is_typetracer, require_fields, typetracer_placeholder
 
 HALF_WIDTH = 0.8
 JET_FIELDS = ("pt", "eta", "phi")
 CONSTITUENT_FIELDS = ("pt", "eta", "phi", "charge")
 
 
-def jet_images(jets, constituents, pixels: int = JET_IMAGE_PIXELS, half_width: float = HALF_WIDTH) -> dict[str, np.ndarray]:
+def jet_images(
+    jets, constituents, pixels: int = JET_IMAGE_PIXELS, half_width: float = HALF_WIDTH
+) -> dict[str, np.ndarray]:
     """``{"images": (N, 3, pixels, pixels)}`` float32."""
     if is_typetracer(jets, constituents):
         return typetracer_placeholder("resnet50", jets, JET_FIELDS, constituents, CONSTITUENT_FIELDS)

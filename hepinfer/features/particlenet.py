@@ -79,6 +79,8 @@ def particlenet_inputs(jets, constituents, max_particles: int = PARTICLENET_MAX_
     mask = pad_to_numpy(ak.ones_like(feats["deta"]), max_particles)[:, None, :]
     points = np.stack([pad_to_numpy(feats["deta"], max_particles), pad_to_numpy(feats["dphi"], max_particles)], axis=1)
     features = features.reshape(n, len(PARTICLENET_FEATURES), max_particles)
-    return {"points": np.ascontiguousarray(points, dtype=np.float32),
-            "features": np.ascontiguousarray(features * mask, dtype=np.float32),
-            "mask": np.ascontiguousarray(mask, dtype=np.float32)}
+    return {
+        "points": np.ascontiguousarray(points, dtype=np.float32),
+        "features": np.ascontiguousarray(features * mask, dtype=np.float32),
+        "mask": np.ascontiguousarray(mask, dtype=np.float32),
+    }

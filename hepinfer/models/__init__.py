@@ -11,9 +11,21 @@ from .spec import ModelSpec, TensorSpec
 
 # Per-particle features of ParticleNet, in the CMS / weaver style (issue 3 computes them).
 PARTICLENET_FEATURES = (
-    "log_pt", "log_e", "log_pt_rel", "log_e_rel", "deta", "dphi", "dr", "charge",
-    "is_electron", "is_muon", "is_charged_hadron", "is_neutral_hadron", "is_photon",
-    "tanh_d0", "tanh_dz",
+    "log_pt",
+    "log_e",
+    "log_pt_rel",
+    "log_e_rel",
+    "deta",
+    "dphi",
+    "dr",
+    "charge",
+    "is_electron",
+    "is_muon",
+    "is_charged_hadron",
+    "is_neutral_hadron",
+    "is_photon",
+    "tanh_d0",
+    "tanh_dz",
 )
 PARTICLENET_MAX_PARTICLES = 100
 
@@ -23,9 +35,26 @@ JET_IMAGE_PIXELS = 64
 
 # BDT jet-level variables (standard NanoAOD FatJet branches + constituent summaries).
 BDT_FEATURES = (
-    "pt", "eta", "mass", "msoftdrop", "tau21", "tau32", "tau43", "n2b1", "n3b1",
-    "n_constituents", "n_charged", "n_neutral", "pt_frac_leading", "pt_frac_charged",
-    "girth", "pt_dispersion", "width_eta", "width_phi", "lead_dr", "mass_over_pt",
+    "pt",
+    "eta",
+    "mass",
+    "msoftdrop",
+    "tau21",
+    "tau32",
+    "tau43",
+    "n2b1",
+    "n3b1",
+    "n_constituents",
+    "n_charged",
+    "n_neutral",
+    "pt_frac_leading",
+    "pt_frac_charged",
+    "girth",
+    "pt_dispersion",
+    "width_eta",
+    "width_phi",
+    "lead_dr",
+    "mass_over_pt",
 )
 
 P = PARTICLENET_MAX_PARTICLES
@@ -38,8 +67,12 @@ SPECS: dict[str, ModelSpec] = {
             name="particlenet",
             inputs=(
                 TensorSpec("points", "float32", (2, P), "(deta, dphi) of the constituents"),
-                TensorSpec("features", "float32", (len(PARTICLENET_FEATURES), P),
-                           "per-particle features: " + ", ".join(PARTICLENET_FEATURES)),
+                TensorSpec(
+                    "features",
+                    "float32",
+                    (len(PARTICLENET_FEATURES), P),
+                    "per-particle features: " + ", ".join(PARTICLENET_FEATURES),
+                ),
                 TensorSpec("mask", "float32", (1, P), "1 for a real particle, 0 for padding"),
             ),
             outputs=_softmax,
@@ -52,8 +85,12 @@ SPECS: dict[str, ModelSpec] = {
         ModelSpec(
             name="resnet50",
             inputs=(
-                TensorSpec("images", "float32", (len(JET_IMAGE_CHANNELS), JET_IMAGE_PIXELS, JET_IMAGE_PIXELS),
-                           "jet image channels: " + ", ".join(JET_IMAGE_CHANNELS)),
+                TensorSpec(
+                    "images",
+                    "float32",
+                    (len(JET_IMAGE_CHANNELS), JET_IMAGE_PIXELS, JET_IMAGE_PIXELS),
+                    "jet image channels: " + ", ".join(JET_IMAGE_CHANNELS),
+                ),
             ),
             outputs=_softmax,
             # 64 images x 48 KiB = 3 MiB stays under gRPC's default 4 MiB message limit.
@@ -67,8 +104,9 @@ SPECS: dict[str, ModelSpec] = {
             name="bdt",
             # Triton's FIL backend fixes the tensor names to input__0 / output__0; the embedded
             # flavour uses the same names so one client serves both flavours.
-            inputs=(TensorSpec("input__0", "float32", (len(BDT_FEATURES),),
-                               "jet variables: " + ", ".join(BDT_FEATURES)),),
+            inputs=(
+                TensorSpec("input__0", "float32", (len(BDT_FEATURES),), "jet variables: " + ", ".join(BDT_FEATURES)),
+            ),
             outputs=(TensorSpec("output__0", "float32", (2,), "P(QCD), P(top)"),),
             max_batch_size=4096,
             engine="xgboost",
@@ -87,9 +125,7 @@ def get_spec(model: str | ModelSpec) -> ModelSpec:
     try:
         return SPECS[model]
     except (KeyError, TypeError):
-        raise ModelNotFound(
-            f"unknown model {model!r}; known models: {', '.join(sorted(SPECS))}"
-        ) from None
+        raise ModelNotFound(f"unknown model {model!r}; known models: {', '.join(sorted(SPECS))}") from None
 
 
 __all__ = ["SPECS", "ModelSpec", "TensorSpec", "get_spec", "BDT_FEATURES", "PARTICLENET_FEATURES"]

@@ -13,8 +13,8 @@ Shapes are per row: the batch dimension is implicit (Triton's convention when ``
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 
@@ -27,8 +27,10 @@ SAFE_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 def check_model_name(name) -> str:
     """``name`` if it is safe as a folder name inside a model repository; ConfigError otherwise."""
     if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
-        raise ConfigError(f"model name {name!r} is not allowed: use letters, digits, '_', '-' and '.', "
-                          "starting with a letter or digit (no '/', no '..')")
+        raise ConfigError(
+            f"model name {name!r} is not allowed: use letters, digits, '_', '-' and '.', "
+            "starting with a letter or digit (no '/', no '..')"
+        )
     return name
 
 
@@ -141,16 +143,10 @@ def validate_tensors(model: str, expected: tuple[TensorSpec, ...], inputs: Mappi
     for t in expected:
         arr = inputs[t.name]
         if not isinstance(arr, np.ndarray):
-            raise InputMismatch(
-                f"model {model!r}, tensor {t.name!r}: expected a numpy array, got {type(arr).__name__}"
-            )
+            raise InputMismatch(f"model {model!r}, tensor {t.name!r}: expected a numpy array, got {type(arr).__name__}")
         want = "(N, " + ", ".join(str(d) for d in t.shape) + ")"
-        if arr.ndim != len(t.shape) + 1 or any(
-            d != -1 and d != a for d, a in zip(t.shape, arr.shape[1:])
-        ):
-            raise InputMismatch(
-                f"model {model!r}, tensor {t.name!r}: expected shape {want}, got {tuple(arr.shape)}"
-            )
+        if arr.ndim != len(t.shape) + 1 or any(d != -1 and d != a for d, a in zip(t.shape, arr.shape[1:])):
+            raise InputMismatch(f"model {model!r}, tensor {t.name!r}: expected shape {want}, got {tuple(arr.shape)}")
         if arr.dtype != t.numpy_dtype:
             raise InputMismatch(
                 f"model {model!r}, tensor {t.name!r}: expected dtype {t.dtype}, got {arr.dtype}"

@@ -10,7 +10,8 @@ onnxruntime and a local-only install never imports tritonclient.
 from __future__ import annotations
 
 import importlib
-from typing import Mapping, Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,8 +41,7 @@ def get_runtime_class(name: str):
         return getattr(importlib.import_module(module), attr)
     except ImportError as err:
         raise ConfigError(
-            f"the {name!r} runtime needs packages that are not installed ({err.name}): "
-            f"pip install 'hepinfer[{extra}]'"
+            f"the {name!r} runtime needs packages that are not installed ({err.name}): pip install 'hepinfer[{extra}]'"
         ) from err
 
 

@@ -7,20 +7,19 @@ engine is dropped on pickling and rebuilt in the receiving process.
 
 from __future__ import annotations
 
-import os
-import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
+from ..caching import ProcessCache
 from ..errors import ArtefactMissing, ConfigError
 from ..models import get_spec
+from ..models.catalogue import artefact_path
 from . import empty_outputs
 from .engines import load_engine
 
-_ENGINES: dict = {}
-_LOCK = threading.Lock()
+_ENGINES = ProcessCache()
 
 
 class LocalRuntime:
@@ -33,33 +32,25 @@ class LocalRuntime:
     def artefact(self) -> Path:
         if self._artefact is not None:
             return self._artefact
-        from ..models.build import artefact_path
-
         return artefact_path(self.spec.name)
 
     def _engine(self):
-        key = (os.getpid(), str(self.artefact), self.threads)
-        engine = _ENGINES.get(key)
-        if engine is None:
-            with _LOCK:
-                engine = _ENGINES.get(key)
-                if engine is None:
-                    if not self.artefact.exists():
-                        raise ArtefactMissing(
-                            f"model {self.spec.name!r}: artefact {self.artefact} not built; run `hepinfer models build`"
-                        )
-                    try:
-                        engine = load_engine(
-                            self.spec.engine, str(self.artefact), self.spec.input_names, self.spec.output_names,
-                            self.threads,
-                        )
-                    except ImportError as err:
-                        raise ConfigError(
-                            f"local inference of {self.spec.name!r} needs {err.name or self.spec.engine}, which is "
-                            "not installed: pip install 'hepinfer[local]' (or use mode='remote')"
-                        ) from err
-                    _ENGINES[key] = engine
-        return engine
+        return _ENGINES.get((str(self.artefact), self.threads), self._load)
+
+    def _load(self):
+        if not self.artefact.exists():
+            raise ArtefactMissing(
+                f"model {self.spec.name!r}: artefact {self.artefact} not built; run `hepinfer models build`"
+            )
+        try:
+            return load_engine(
+                self.spec.engine, str(self.artefact), self.spec.input_names, self.spec.output_names, self.threads
+            )
+        except ImportError as err:
+            raise ConfigError(
+                f"local inference of {self.spec.name!r} needs {err.name or self.spec.engine}, which is "
+                "not installed: pip install 'hepinfer[local]' (or use mode='remote')"
+            ) from err
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = self.spec.validate(inputs)

@@ -14,15 +14,21 @@
 from __future__ import annotations
 
 import functools
-import os
 import threading
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
+from ..caching import ProcessCache
 from ..config import InferenceConfig
 from ..errors import (
-    ConfigError, HepinferError, InferenceTimeout, InputMismatch, ModelNotFound, ServerError, ServerUnavailable,
+    ConfigError,
+    HepinferError,
+    InferenceTimeout,
+    InputMismatch,
+    ModelNotFound,
+    ServerError,
+    ServerUnavailable,
 )
 from ..models import get_spec
 from ..models.spec import WIRE_TO_NUMPY
@@ -32,6 +38,16 @@ from . import empty_outputs, split_rows
 
 def _reraise(error: BaseException):
     raise error
+
+
+def _close_quietly(clients) -> None:
+    for client in clients:
+        if client is None:
+            continue
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 - closing a dead channel must not raise
+            pass
 
 
 def _modules(protocol: str):
@@ -60,22 +76,25 @@ class TritonRuntime:
         self.url = config.triton_url
         self.model_name = model_name or self.url.model or self.spec.name
         self.model_version = str(model_version or self.url.version or "")
-        if self.config.use_ssl and self.url.protocol == "http" and self.config.private_key and not self.config.certificate_chain:
+        if (
+            self.config.use_ssl
+            and self.url.protocol == "http"
+            and self.config.private_key
+            and not self.config.certificate_chain
+        ):
             raise ConfigError("a TLS client key needs its certificate_chain too")
         self._init_local_state()
 
     def _init_local_state(self) -> None:
-        self._tls = threading.local()
+        self._clients: ProcessCache = ProcessCache(per_thread=True)  # Triton clients are not thread-safe
         self._meta = None
         self._meta_lock = threading.Lock()
-        self._clients: list = []  # every thread's client, so close() reaches them all
-        self._clients_lock = threading.Lock()
         self.seen_ready = False  # the model answered ready (or served a request) in this process
 
     # -- pickling / dask -------------------------------------------------------------------------
     def __getstate__(self):
         state = self.__dict__.copy()
-        for key in ("_tls", "_meta", "_meta_lock", "_clients", "_clients_lock", "seen_ready"):
+        for key in ("_clients", "_meta", "_meta_lock", "seen_ready"):
             state.pop(key, None)
         return state
 
@@ -84,8 +103,14 @@ class TritonRuntime:
         self._init_local_state()
 
     def __dask_tokenize__(self):
-        return ("hepinfer.TritonRuntime", self.spec.name, str(self.url), self.model_name, self.model_version,
-                self.config.use_ssl)
+        return (
+            "hepinfer.TritonRuntime",
+            self.spec.name,
+            str(self.url),
+            self.model_name,
+            self.model_version,
+            self.config.use_ssl,
+        )
 
     def __repr__(self) -> str:
         return f"TritonRuntime({self.spec.name!r}, url={str(self.url)!r}, model_name={self.model_name!r})"
@@ -94,22 +119,19 @@ class TritonRuntime:
     @property
     def client(self):
         """This process' and thread's tritonclient client (created on first use)."""
-        pid = os.getpid()
-        held = getattr(self._tls, "held", None)
-        if held is None or held[0] != pid:
-            held = (pid, self._make_client())
-            self._tls.held = held
-            with self._clients_lock:
-                self._clients.append(held)
-        return held[1]
+        return self._clients.get("client", self._make_client)
 
     def _make_client(self):
         cfg = self.config
         mod = _modules(self.url.protocol)
         if self.url.protocol == "grpc":
             return self._call(
-                "connecting", mod.InferenceServerClient, url=self.url.address, ssl=cfg.use_ssl,
-                root_certificates=cfg.root_certificates, private_key=cfg.private_key,
+                "connecting",
+                mod.InferenceServerClient,
+                url=self.url.address,
+                ssl=cfg.use_ssl,
+                root_certificates=cfg.root_certificates,
+                private_key=cfg.private_key,
                 certificate_chain=cfg.certificate_chain,
             )
         ssl_options = {}
@@ -120,36 +142,23 @@ class TritonRuntime:
         if cfg.private_key:
             ssl_options["keyfile"] = cfg.private_key
         return self._call(
-            "connecting", mod.InferenceServerClient, url=self.url.address, ssl=cfg.use_ssl,
-            ssl_options=ssl_options or None, connection_timeout=cfg.timeout_s, network_timeout=cfg.timeout_s,
+            "connecting",
+            mod.InferenceServerClient,
+            url=self.url.address,
+            ssl=cfg.use_ssl,
+            ssl_options=ssl_options or None,
+            connection_timeout=cfg.timeout_s,
+            network_timeout=cfg.timeout_s,
         )
 
     def reconnect(self) -> None:
         """Drop this thread's client (and its gRPC channel); the next call opens a fresh one.  Used
         before a retry: a channel that saw its server die may wait out gRPC's own reconnect backoff."""
-        held = getattr(self._tls, "held", None)
-        self._tls.held = None
-        if held is not None and held[0] == os.getpid():
-            with self._clients_lock:
-                self._clients = [c for c in self._clients if c is not held]
-            try:
-                held[1].close()
-            except Exception:  # noqa: BLE001 - closing a dead channel must not raise
-                pass
+        _close_quietly([self._clients.pop("client")])
 
     def close(self) -> None:
         """Close the clients this runtime created in this process (all threads)."""
-        self._tls = threading.local()
-        with self._clients_lock:
-            clients, self._clients = self._clients, []
-        pid = os.getpid()
-        for owner, client in clients:
-            if owner != pid:
-                continue  # inherited through fork: the parent owns it
-            try:
-                client.close()
-            except Exception:  # noqa: BLE001 - closing a dead channel must not raise
-                pass
+        _close_quietly(self._clients.clear())
 
     def __enter__(self):
         return self
@@ -189,13 +198,21 @@ class TritonRuntime:
             return ServerError(
                 f"{action}: refused by {where}: the request lacks a header the server requires (a shared "
                 f"server's token: set the variable named by token_env, now {self.config.token_env!r}, or headers; "
-                f"the embedded server's model-control endpoints need its admin token) ({text})")
+                f"the embedded server's model-control endpoints need its admin token) ({text})"
+            )
         if self.config.use_ssl and any(w in low for w in ("handshake", "ssl", "certificate", "tls")):
             return ServerUnavailable(
                 f"{action}: TLS handshake with {self.url} failed: the server's certificate is not signed by the "
-                f"root certificates given ({self.config.root_certificates or 'the system store; set root_certificates'})"
-                f", or the server does not speak TLS ({text.strip()})")
-        if "deadline" in low or isinstance(err, TimeoutError) or "timed out" in low or "timeout" in type(err).__name__.lower():
+                "root certificates given "
+                f"({self.config.root_certificates or 'the system store; set root_certificates'})"
+                f", or the server does not speak TLS ({text.strip()})"
+            )
+        if (
+            "deadline" in low
+            or isinstance(err, TimeoutError)
+            or "timed out" in low
+            or "timeout" in type(err).__name__.lower()
+        ):
             return InferenceTimeout(f"{action}: no answer from {where} within {self.config.timeout_s:g} s ({text})")
         if "unavailable" in low or "connect" in low or "refused" in low or isinstance(err, ConnectionError):
             return ServerUnavailable(
@@ -211,8 +228,16 @@ class TritonRuntime:
         """True when the server answers and the model is ready; raises ServerUnavailable when unreachable."""
         kw = {"client_timeout": timeout_s or self.config.probe_timeout_s} if self.url.protocol == "grpc" else {}
         client = self.client
-        ready = bool(self._call("readiness probe", client.is_model_ready, self.model_name, self.model_version,
-                                headers=self.config.request_headers() or None, **kw))
+        ready = bool(
+            self._call(
+                "readiness probe",
+                client.is_model_ready,
+                self.model_name,
+                self.model_version,
+                headers=self.config.request_headers() or None,
+                **kw,
+            )
+        )
         self.seen_ready = self.seen_ready or ready
         return ready
 
@@ -305,8 +330,9 @@ class TritonRuntime:
             infer_inputs.append(inp)
         outputs = [mod.InferRequestedOutput(n) for n in self.spec.output_names]
         kw = {"client_timeout": self.config.timeout_s} if self.url.protocol == "grpc" else {}
-        return infer_inputs, dict(model_version=self.model_version, outputs=outputs,
-                                  headers=self.config.request_headers() or None, **kw)
+        return infer_inputs, dict(
+            model_version=self.model_version, outputs=outputs, headers=self.config.request_headers() or None, **kw
+        )
 
     def _request(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = len(next(iter(batch.values())))
@@ -336,8 +362,14 @@ class TritonRuntime:
                 window.release()
                 break
             infer_inputs, kw = self._request_args(batch)
-            self._call(f"sending {len(next(iter(batch.values())))} rows", client.async_infer, self.model_name,
-                       infer_inputs, functools.partial(done, i), **kw)
+            self._call(
+                f"sending {len(next(iter(batch.values())))} rows",
+                client.async_infer,
+                self.model_name,
+                infer_inputs,
+                functools.partial(done, i),
+                **kw,
+            )
             sent += 1
         for _ in range(sent):
             finished.acquire()

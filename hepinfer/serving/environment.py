@@ -33,6 +33,9 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import ServerError
+from ..logs import get_logger
+
+log = get_logger(__name__)
 
 # Keep these in step with the `local` extra of pyproject.toml (a test compares them).
 ONNXRUNTIME_VERSION = "1.32.0"
@@ -70,7 +73,8 @@ class ServerEnvironment:
         env["PYTHONNOUSERSITE"] = "1"
         env["PATH"] = os.pathsep.join([str(self.root / "bin"), env.get("PATH", os.defpath)])
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            [str(self.libdir), str(self.site_packages / "nvidia_pytriton.libs")] + [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+            [str(self.libdir), str(self.site_packages / "nvidia_pytriton.libs")]
+            + [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
         )
         return env
 
@@ -109,7 +113,7 @@ def _from_marker(root: Path) -> ServerEnvironment | None:
     return env if env.tritonserver.exists() and (env.backend_dir / "python").is_dir() else None
 
 
-def ensure_server_env(root: str | Path | None = None, *, log=print) -> ServerEnvironment:
+def ensure_server_env(root: str | Path | None = None) -> ServerEnvironment:
     """Return the server environment, creating or updating it when needed (about 30 s, once)."""
     root = Path(root) if root else paths.server_env_dir()
     env = _from_marker(root)
@@ -117,7 +121,7 @@ def ensure_server_env(root: str | Path | None = None, *, log=print) -> ServerEnv
         return env
     python = os.environ.get("HEPINFER_SERVER_PYTHON") or _base_python()
     libdir = _libdir_of(python)
-    log(f"creating the Triton server environment in {root} (numpy<2, onnxruntime, xgboost, tritonserver) ...")
+    log.info(f"creating the Triton server environment in {root} (numpy<2, onnxruntime, xgboost, tritonserver) ...")
     if root.exists():
         shutil.rmtree(root)
     subprocess.run([python, "-m", "venv", str(root)], check=True)
@@ -130,9 +134,13 @@ def ensure_server_env(root: str | Path | None = None, *, log=print) -> ServerEnv
         raise ServerError(f"installing the server environment in {root} failed: {err}") from err
     info = json.loads(
         subprocess.check_output(
-            [str(py), "-c",
-             "import json, sys, sysconfig, numpy; print(json.dumps({'python_version': '%d.%d' % sys.version_info[:2],"
-             " 'site_packages': sysconfig.get_paths()['purelib'], 'numpy': numpy.__version__}))"],
+            [
+                str(py),
+                "-c",
+                "import json, sys, sysconfig, numpy; "
+                "print(json.dumps({'python_version': '%d.%d' % sys.version_info[:2],"
+                " 'site_packages': sysconfig.get_paths()['purelib'], 'numpy': numpy.__version__}))",
+            ],
             text=True,
         )
     )
@@ -146,11 +154,22 @@ def ensure_server_env(root: str | Path | None = None, *, log=print) -> ServerEnv
         shutil.copy2(src / name, backend / name)
     stub = env.triton_root / "python_backend_stubs" / env.python_version / "triton_python_backend_stub"
     if not stub.exists():
-        raise ServerError(f"nvidia-pytriton {PYTRITON_VERSION} has no python backend stub for Python {env.python_version}")
+        raise ServerError(
+            f"nvidia-pytriton {PYTRITON_VERSION} has no python backend stub for Python {env.python_version}"
+        )
     shutil.copy2(stub, backend / stub.name)
     (root / MARKER).write_text(
-        json.dumps({**_wanted(), "python_version": env.python_version, "site_packages": str(env.site_packages),
-                    "libdir": str(libdir), "numpy": info["numpy"]}, indent=2) + "\n"
+        json.dumps(
+            {
+                **_wanted(),
+                "python_version": env.python_version,
+                "site_packages": str(env.site_packages),
+                "libdir": str(libdir),
+                "numpy": info["numpy"],
+            },
+            indent=2,
+        )
+        + "\n"
     )
-    log(f"server environment ready: {env.tritonserver}")
+    log.info(f"server environment ready: {env.tritonserver}")
     return env

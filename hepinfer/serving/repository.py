@@ -69,7 +69,11 @@ def model_config(spec: ModelSpec, options: RepositoryOptions):
         cfg.input.add(name=t.name, data_type=pb.DataType.Value(t.triton_config_type), dims=list(t.shape))
     for t in spec.outputs:
         cfg.output.add(name=t.name, data_type=pb.DataType.Value(t.triton_config_type), dims=list(t.shape))
-    kind = pb.ModelInstanceGroup.KIND_GPU if options.gpu and options.flavour == "production" else pb.ModelInstanceGroup.KIND_CPU
+    kind = (
+        pb.ModelInstanceGroup.KIND_GPU
+        if options.gpu and options.flavour == "production"
+        else pb.ModelInstanceGroup.KIND_CPU
+    )
     cfg.instance_group.add(kind=kind, count=options.instances)
     if options.dynamic_batching:
         cfg.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
@@ -132,7 +136,7 @@ def write_repository(out: str | Path, options: RepositoryOptions | None = None) 
 
     Artefacts must have been built (``hepinfer models build``).
     """
-    from ..models.build import artefact_path
+    from ..models.catalogue import artefact_path
 
     options = options or RepositoryOptions()
     out = Path(out)

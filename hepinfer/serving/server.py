@@ -24,7 +24,6 @@ import atexit
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from ..errors import ConfigError, ServerError
 from ..models import SPECS, get_spec
 from ..urls import TritonUrl
 from .environment import ServerEnvironment, ensure_server_env
+from .ports import free_ports
 from .repository import RepositoryOptions, write_repository
 
 ADMIN_HEADER = "hepinfer-admin-token"
@@ -54,7 +54,7 @@ FATAL_LOG_LINES = (
 )
 GUARD = Path(__file__).with_name("guard.py")
 RESTRICTED = "model-repository,shared-memory,trace,logging"
-_LIVE: "weakref.WeakSet[EmbeddedServer]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[EmbeddedServer] = weakref.WeakSet()
 
 
 @dataclass(frozen=True)
@@ -92,32 +92,6 @@ class ServerOptions:
             port = getattr(self, name)
             if not 0 <= port < 65536:
                 raise ConfigError(f"{name} must be in 0..65535, got {port}")
-
-
-def _free_ports(host: str, n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-            s.bind((host, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def port_is_free(host: str, port: int) -> bool:
-    """True when a server could listen on ``port`` now.  Like Triton's own listeners this binds with
-    SO_REUSEADDR, so connections of a stopped server lingering in TIME_WAIT (up to 60 s, the
-    kernel's) do not count; a process still bound to the port does."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 class EmbeddedServer:
@@ -179,9 +153,12 @@ class EmbeddedServer:
             f"--backend-directory={env.backend_dir}",
             "--model-control-mode=explicit",
             *[f"--load-model={m}" for m in o.models],
-            f"--grpc-address={o.host}", f"--grpc-port={self.ports['grpc']}",
-            f"--http-address={o.host}", f"--http-port={self.ports['http']}",
-            f"--metrics-address={o.host}", f"--metrics-port={self.ports['metrics']}",
+            f"--grpc-address={o.host}",
+            f"--grpc-port={self.ports['grpc']}",
+            f"--http-address={o.host}",
+            f"--http-port={self.ports['http']}",
+            f"--metrics-address={o.host}",
+            f"--metrics-port={self.ports['metrics']}",
             "--allow-gpu-metrics=false",
             "--strict-readiness=true",
             "--exit-on-error=true",
@@ -197,7 +174,7 @@ class EmbeddedServer:
             cmd += ["--grpc-use-ssl=true", f"--grpc-server-cert={o.tls_cert}", f"--grpc-server-key={o.tls_key}"]
         return cmd
 
-    def start(self) -> "EmbeddedServer":
+    def start(self) -> EmbeddedServer:
         if self.process is not None:
             raise ServerError("server already started")
         o = self.options
@@ -209,9 +186,7 @@ class EmbeddedServer:
             )
         self.environment = ensure_server_env()
         paths.runs_dir().mkdir(parents=True, exist_ok=True)
-        self.run_dir = Path(
-            tempfile.mkdtemp(prefix=time.strftime("serve-%Y%m%d-%H%M%S-"), dir=paths.runs_dir())
-        )
+        self.run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("serve-%Y%m%d-%H%M%S-"), dir=paths.runs_dir()))
         if o.repository is not None:
             self.repository = Path(o.repository)
             if not self.repository.is_dir():
@@ -220,13 +195,17 @@ class EmbeddedServer:
             self.repository = write_repository(
                 self.run_dir / "repository",
                 RepositoryOptions(
-                    flavour="embedded", models=o.models, instances=o.instances, threads=o.threads,
-                    dynamic_batching=o.dynamic_batching, max_queue_delay_us=o.max_queue_delay_us,
+                    flavour="embedded",
+                    models=o.models,
+                    instances=o.instances,
+                    threads=o.threads,
+                    dynamic_batching=o.dynamic_batching,
+                    max_queue_delay_us=o.max_queue_delay_us,
                 ),
             )
         fixed = {"grpc": o.grpc_port, "http": o.http_port, "metrics": o.metrics_port}
         for attempt in range(3):
-            free = iter(_free_ports(o.host, 3))
+            free = iter(free_ports(o.host, 3))
             self.ports = {k: (v or next(free)) for k, v in fixed.items()}
             try:
                 self._launch()
@@ -247,8 +226,13 @@ class EmbeddedServer:
             # dies without running atexit (SIGTERM, kill -9, a crashed kernel)
             guard = [sys.executable, "-I", str(GUARD), str(os.getpid()), "--"]
             self.process = subprocess.Popen(
-                guard + self._command(env), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env.process_env(), cwd=self.run_dir, start_new_session=True,
+                guard + self._command(env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env.process_env(),
+                cwd=self.run_dir,
+                start_new_session=True,
             )
         _LIVE.add(self)
         deadline = t0 + self.options.startup_timeout_s
@@ -269,8 +253,10 @@ class EmbeddedServer:
                 # ready = the models are ready AND the metrics endpoint answers: tritonserver starts
                 # its metrics listener after the HTTP one, and a caller reading metrics right after
                 # serve() returned would otherwise find the port closed (seen once in a full run)
-                with urllib.request.urlopen(ready, timeout=1.0) as resp, \
-                        urllib.request.urlopen(self.metrics_url, timeout=1.0) as metrics:
+                with (
+                    urllib.request.urlopen(ready, timeout=1.0) as resp,
+                    urllib.request.urlopen(self.metrics_url, timeout=1.0) as metrics,
+                ):
                     if resp.status == 200 and metrics.status == 200:
                         break
             except OSError:
@@ -327,7 +313,7 @@ class EmbeddedServer:
             pass
         proc.wait()
 
-    def __enter__(self) -> "EmbeddedServer":
+    def __enter__(self) -> EmbeddedServer:
         return self if self.process is not None else self.start()
 
     def __exit__(self, *exc) -> None:
@@ -346,12 +332,35 @@ class EmbeddedServer:
         rows = "".join(
             f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>"
             for k, v in (
-                ("state", state), ("gRPC", self.url if self.ports else "-"),
-                ("HTTP", self.http_url if self.ports else "-"), ("models", ", ".join(self.options.models)),
+                ("state", state),
+                ("gRPC", self.url if self.ports else "-"),
+                ("HTTP", self.http_url if self.ports else "-"),
+                ("models", ", ".join(self.options.models)),
                 ("log", self.log_path or "-"),
             )
         )
         return f"<table><caption>hepinfer embedded Triton server</caption>{rows}</table>"
+
+
+def serve_until_signal(
+    options: ServerOptions, on_ready=None, signals=(signal.SIGINT, signal.SIGTERM), poll_s: float = 0.2
+) -> int | None:
+    """Start the server, call ``on_ready(server)``, and serve until one of ``signals`` arrives (its
+    number is returned) or tritonserver exits on its own (None); then stop it.  The handlers are
+    installed before the start (a signal during start-up stops the server as soon as it is up) and
+    the previous ones restored at the end.  ``hepinfer serve`` runs this."""
+    received: list[int] = []
+    old = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in signals}
+    try:
+        with EmbeddedServer(options) as server:
+            if on_ready is not None:
+                on_ready(server)
+            while not received and server.is_running():
+                time.sleep(poll_s)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    return received[0] if received else None
 
 
 def serve(models=None, **kwargs) -> EmbeddedServer:

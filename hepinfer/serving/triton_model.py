@@ -35,23 +35,23 @@ class TritonPythonModel:
         )
 
     def execute(self, requests):
-        batches = [
-            {n: pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in self.input_names} for r in requests
-        ]
+        batches = [{n: pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in self.input_names} for r in requests]
         sizes = [len(b[self.input_names[0]]) for b in batches]
         try:
-            merged = batches[0] if len(batches) == 1 else {
-                n: np.concatenate([b[n] for b in batches]) for n in self.input_names
-            }
+            merged = (
+                batches[0]
+                if len(batches) == 1
+                else {n: np.concatenate([b[n] for b in batches]) for n in self.input_names}
+            )
             out = self.engine.run(merged)
-        except Exception as err:  # answer each request instead of crashing the stub
+        except Exception as err:  # noqa: BLE001 - answer each request instead of crashing the stub
             message = f"{type(err).__name__}: {err}"
             return [pb_utils.InferenceResponse(error=pb_utils.TritonError(message)) for _ in requests]
         responses = []
         start = 0
         for size in sizes:
             tensors = [
-                pb_utils.Tensor(n, np.ascontiguousarray(out[n][start:start + size])) for n in self.output_names
+                pb_utils.Tensor(n, np.ascontiguousarray(out[n][start : start + size])) for n in self.output_names
             ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += size

@@ -1,0 +1,202 @@
+"""``hepinfer bench perf-analyzer``: Triton's own load generator as an independent measurement.
+
+PyPI's ``perf-analyzer`` package is a placeholder; the working binary ships inside the wheel of
+``tritonclient[grpc,http]==2.51.0`` (the release of the embedded server).  hepinfer downloads that
+wheel once with pip (``--no-deps``, 14 MB), extracts only ``perf_analyzer`` into
+``$HEPINFER_HOME/tools/perf-analyzer/`` and gives it the two libraries it links against:
+``libb64.so.0d`` and ``libcudart.so.12`` (never called on a CPU-only run) are the renamed copies in
+the server environment's ``nvidia_pytriton.libs``, linked under their sonames in a ``lib/`` folder
+next to the binary.
+
+The study runs perf_analyzer against the embedded server (its own random inputs, gRPC, the same
+instance count as ``hepinfer bench models``) and then hepinfer's closed loop at the same batch size
+and concurrency, and prints both inferences/s side by side: when they agree, the harness measures
+the server and not itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from ... import paths
+from ...errors import HepinferError
+from ...logs import get_logger
+from ...models import get_spec
+
+log = get_logger(__name__)
+
+TRITONCLIENT_VERSION = "2.51.0"
+COLUMNS = ["model", "tool", "batch", "concurrency", "rows_per_s", "p50_ms", "p99_ms", "stability_pct"]
+# perf_analyzer repeats its window until throughput and p99 vary by less than this (default 10 %):
+# on a 2-core machine shared with the server, 10 % is rarely reached for ParticleNet.
+STABILITY_PERCENT = 25
+_LIBS = {"libb64.so.0d": "libb64-", "libcudart.so.12": "libcudart-"}
+
+
+def tool_dir() -> Path:
+    return paths.home() / "tools" / "perf-analyzer"
+
+
+def ensure_perf_analyzer() -> Path:
+    """The perf_analyzer binary (fetched and prepared on first use)."""
+    from ...serving.environment import ensure_server_env
+
+    root = tool_dir()
+    binary = root / "bin" / "perf_analyzer"
+    libdir = root / "lib"
+    if not binary.exists():
+        log.info(f"fetching perf_analyzer from tritonclient=={TRITONCLIENT_VERSION} into {root}")
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-q",
+                "-d",
+                tmp,
+                f"tritonclient[grpc,http]=={TRITONCLIENT_VERSION}",
+            ]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            wheels = list(Path(tmp).glob("tritonclient-*.whl"))
+            if done.returncode or not wheels:
+                raise HepinferError(
+                    f"could not download tritonclient=={TRITONCLIENT_VERSION}: {done.stderr.strip()[-500:]}"
+                )
+            with zipfile.ZipFile(wheels[0]) as wheel:
+                member = next((n for n in wheel.namelist() if n.endswith("/bin/perf_analyzer")), None)
+                if member is None:
+                    raise HepinferError(f"{wheels[0].name} holds no perf_analyzer binary")
+                binary.parent.mkdir(parents=True, exist_ok=True)
+                part = binary.with_suffix(".part")
+                part.write_bytes(wheel.read(member))
+                part.chmod(0o755)
+                part.replace(binary)
+    libdir.mkdir(parents=True, exist_ok=True)
+    bundled = ensure_server_env().site_packages / "nvidia_pytriton.libs"
+    for soname, prefix in _LIBS.items():
+        link = libdir / soname
+        if not link.exists():
+            found = sorted(bundled.glob(prefix + "*"))
+            if not found:
+                raise HepinferError(f"perf_analyzer needs {soname}: no {prefix}* in {bundled}")
+            if link.is_symlink():
+                link.unlink()
+            link.symlink_to(found[0])
+    return binary
+
+
+def perf_analyzer(
+    binary: Path, grpc_address: str, model: str, batch: int, concurrency: int, measurement_ms: int = 2000
+) -> dict:
+    """One perf_analyzer measurement: rows/s (inferences/s), p50 / p99 latency in ms, and the
+    stability perf_analyzer reached (it is asked for STABILITY_PERCENT first; a point that does
+    not settle there is measured again with twice the tolerance, and the row says so)."""
+    env = dict(
+        os.environ,
+        LD_LIBRARY_PATH=os.pathsep.join(
+            [str(binary.parent.parent / "lib")]
+            + [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+        ),
+    )
+    output = ""
+    for stability in (STABILITY_PERCENT, 2 * STABILITY_PERCENT):
+        with tempfile.TemporaryDirectory() as tmp:
+            report = Path(tmp) / "report.csv"
+            cmd = [
+                str(binary),
+                "-m",
+                model,
+                "-u",
+                grpc_address,
+                "-i",
+                "grpc",
+                "-b",
+                str(batch),
+                "--concurrency-range",
+                f"{concurrency}:{concurrency}",
+                "--measurement-interval",
+                str(measurement_ms),
+                "--percentile",
+                "99",
+                "--max-trials",
+                "8",
+                "--stability-percentage",
+                str(stability),
+                "-f",
+                str(report),
+            ]
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+            output = (done.stdout + done.stderr).strip()
+            if done.returncode == 0 and report.exists():
+                row = next(csv.DictReader(io.StringIO(report.read_text())))
+                return {
+                    "rows_per_s": float(row["Inferences/Second"]),
+                    "p50_ms": float(row["p50 latency"]) / 1e3,
+                    "p99_ms": float(row["p99 latency"]) / 1e3,
+                    "stability_pct": stability,
+                }
+            if "stable measurement" not in output:
+                break
+    raise HepinferError(f"perf_analyzer failed on {model} (batch {batch}, concurrency {concurrency}): {output[-800:]}")
+
+
+def run_perf_analyzer(
+    models=("particlenet", "bdt"), batches=(1, 64), concurrency=(1, 2), duration_s: float = 2.0, out_dir=None
+) -> list[dict]:
+    from ...config import InferenceConfig
+    from ...models.build import build_all
+    from ...models.toy import toy_inputs
+    from ...scorer import Scorer
+    from ...serving.server import serve
+    from .harness import bar_plot, closed_loop, write_rows
+
+    binary = ensure_perf_analyzer()
+    models = [get_spec(m).name for m in models]
+    build_all(models)
+    rows = []
+    with serve(models, instances=os.cpu_count() or 1) as server:
+        address = server.url.split("://", 1)[1]
+        for m in models:
+            remote = Scorer(m, config=InferenceConfig(mode="remote", url=server.url))
+            for b in [b for b in batches if b <= get_spec(m).max_batch_size]:
+                x = toy_inputs(m, b, seed=b)
+                for c in concurrency:
+                    pa = perf_analyzer(binary, address, m, b, c, int(duration_s * 1000))
+                    rows.append({"model": m, "tool": "perf_analyzer", "batch": b, "concurrency": c, **pa})
+                    ours = closed_loop(remote, x, c, duration_s)
+                    rows.append({"model": m, "tool": "hepinfer", "batch": b, "concurrency": c, **ours})
+                    log.info(
+                        f"{m} batch {b} concurrency {c}: perf_analyzer {pa['rows_per_s']:,.0f}, "
+                        f"hepinfer {ours['rows_per_s']:,.0f} rows/s"
+                    )
+            remote.close()
+    if out_dir:
+        write_rows(rows, out_dir, "perf_analyzer", "perf_analyzer against hepinfer's harness (same server)", COLUMNS)
+        bar_plot(
+            rows,
+            Path(out_dir) / "perf_analyzer.png",
+            lambda r: f"{r['model']} b{r['batch']} c{r['concurrency']}: {r['tool']}",
+        )
+    return rows
+
+
+def agreement(rows: list[dict]) -> dict[tuple, float]:
+    """hepinfer / perf_analyzer rows/s per (model, batch, concurrency)."""
+    pa = {(r["model"], r["batch"], r["concurrency"]): r["rows_per_s"] for r in rows if r["tool"] == "perf_analyzer"}
+    return {
+        k: r["rows_per_s"] / pa[k]
+        for r in rows
+        if r["tool"] == "hepinfer"
+        for k in [(r["model"], r["batch"], r["concurrency"])]
+        if pa.get(k)
+    }

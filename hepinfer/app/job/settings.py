@@ -1,0 +1,70 @@
+"""What ``hepinfer run`` does: :class:`JobSettings`, and the input files it is given."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+
+from ...config import InferenceConfig
+from ...errors import ConfigError
+from ...models import get_spec
+from ..clusters import HTCondorSettings
+
+EXECUTORS = ("iterative", "futures", "dask")
+SCHEMAS = {"pfnano": "PFNanoAODSchema", "nanoaod": "NanoAODSchema"}
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """What ``hepinfer run`` does.  ``url=None`` with mode remote/auto: start the embedded server."""
+
+    inputs: tuple[str, ...]
+    models: tuple[str, ...] = ("particlenet", "bdt")
+    mode: str = "remote"
+    url: str | None = None
+    executor: str = "dask"
+    workers: int = 2
+    cluster: str = "local"
+    chunksize: int = 50_000
+    schema: str = "pfnano"
+    treename: str = "Events"
+    threshold: float = 0.5
+    check_local: bool = False
+    server_instances: int = 0  # embedded server: instances per model; 0 = one per worker, up to the cores
+    pipeline: bool = True  # overlap feature building with inference (TopTagProcessor's pipeline)
+    skip_bad_files: bool = False  # read every file once first; skip (and list) those that fail
+    base_config: InferenceConfig = field(default_factory=InferenceConfig)
+    htcondor: HTCondorSettings = field(default_factory=HTCondorSettings)
+
+    def __post_init__(self):
+        object.__setattr__(self, "models", tuple(get_spec(m).name for m in self.models))
+        if not self.models:
+            raise ConfigError("--models: at least one model")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
+        if self.schema not in SCHEMAS:
+            raise ConfigError(f"schema must be one of {tuple(SCHEMAS)}, got {self.schema!r}")
+        if self.workers < 1 or self.chunksize < 1:
+            raise ConfigError(f"workers and chunksize must be >= 1, got {self.workers} and {self.chunksize}")
+        self.base_config.replace(mode=self.mode)  # validates the mode
+        if not self.inputs:
+            raise ConfigError("no input files")
+
+
+def expand_inputs(patterns) -> tuple[str, ...]:
+    """Files from paths and globs, in the order given; a pattern that matches nothing is an error."""
+    files = []
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?["):
+            hits = sorted(glob.glob(pattern))
+            if not hits:
+                raise ConfigError(f"--input {pattern}: no file matches")
+            files += hits
+        elif "://" in pattern:  # xrootd / http: uproot opens it
+            files.append(pattern)
+        else:
+            if not os.path.isfile(pattern):
+                raise ConfigError(f"--input {pattern}: no such file")
+            files.append(os.path.abspath(pattern))
+    return tuple(files)

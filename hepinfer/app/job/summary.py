@@ -1,0 +1,175 @@
+"""What a run reports: the JSON summary, its text and HTML forms, and the comparison of two runs."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+def hist_to_dict(h) -> dict:
+    """A hist.Hist as plain JSON: axes (categories or bin edges) and bin values."""
+    import hist
+
+    axes = []
+    for ax in h.axes:
+        entry = {"name": ax.name, "label": ax.label}
+        if isinstance(ax, (hist.axis.StrCategory, hist.axis.IntCategory)):
+            entry["categories"] = list(ax)
+        else:
+            entry["edges"] = [float(e) for e in ax.edges]
+        axes.append(entry)
+    return {"axes": axes, "values": h.values().tolist()}
+
+
+def same_result(a: dict, b: dict) -> bool:
+    """Identical cut flow and histograms (bin for bin, exactly)."""
+    import numpy as np
+
+    if {k: int(v) for k, v in a["cutflow"].items()} != {k: int(v) for k, v in b["cutflow"].items()}:
+        return False
+    return all(np.array_equal(a["hists"][k].values(), b["hists"][k].values()) for k in a["hists"])
+
+
+def mode_used(inference: dict) -> dict[str, str]:
+    used = {}
+    for model, counts in inference.items():
+        remote, local = int(counts["remote_jets"]), int(counts["local_jets"])
+        used[model] = (
+            "remote"
+            if remote and not local
+            else "local"
+            if local and not remote
+            else (f"mixed ({remote} remote, {local} local)" if remote else "no jets scored")
+        )
+    return used
+
+
+def make_summary(
+    settings,
+    out: dict,
+    *,
+    url: str | None,
+    embedded: bool,
+    wall_s: float,
+    setup_s: float,
+    skipped: dict[str, str],
+    check: dict | None,
+) -> dict:
+    """The run summary (as written to JSON) from the settings and the processor's output."""
+    from ... import __version__
+    from ...models.catalogue import weights_note
+
+    cutflow = {k: int(v) for k, v in out["cutflow"].items()}
+    inference = {m: {k: int(v) for k, v in c.items()} for m, c in out["inference"].items()}
+    models = settings.models
+    summary = {
+        "hepinfer": __version__,
+        "inputs": list(settings.inputs),
+        "skipped_files": skipped,
+        "models": {m: {"weights": weights_note(m)} for m in models},
+        "mode_requested": settings.mode,
+        "mode_used": mode_used(inference),
+        "url": url if settings.mode != "local" else None,
+        "embedded_server": embedded,
+        "executor": settings.executor,
+        "cluster": settings.cluster if settings.executor == "dask" else None,
+        "workers": settings.workers,
+        "chunksize": settings.chunksize,
+        "events": cutflow["events"],
+        "fatjets_selected": cutflow["selected_fatjets"],
+        "fatjets_scored": {m: inference[m]["remote_jets"] + inference[m]["local_jets"] for m in models},
+        "tagged": {m: cutflow[f"tagged_{m}"] for m in models},
+        "inference": inference,
+        "wall_s": round(wall_s, 3),
+        "events_per_s": round(cutflow["events"] / wall_s, 2),
+        "setup_s": round(setup_s, 3),
+        "cutflow": cutflow,
+        "settings": {
+            "threshold": settings.threshold,
+            "schema": settings.schema,
+            "treename": settings.treename,
+            "htcondor": asdict(settings.htcondor) if settings.cluster == "htcondor" else None,
+        },
+        "histograms": {name: hist_to_dict(h) for name, h in out["hists"].items()},
+    }
+    if check is not None:
+        summary["local_check"] = check
+    return summary
+
+
+@dataclass
+class RunResult:
+    """What a run gives back in Python: the summary (as written to JSON) and the hist.Hist objects."""
+
+    summary: dict
+    hists: dict
+
+    def __str__(self) -> str:
+        return format_summary(self.summary)
+
+    def _repr_html_(self) -> str:
+        s = self.summary
+        head = (
+            f"<p><b>{s['events']}</b> events in {s['wall_s']:.2f} s = <b>{s['events_per_s']:,.1f}</b> events/s "
+            f"({s['workers']} worker(s), {s['executor']}{'/' + s['cluster'] if s['cluster'] else ''}); "
+            f"mode requested <b>{s['mode_requested']}</b>; {s['fatjets_selected']} fat jets in the window</p>"
+        )
+        rows = "".join(
+            f"<tr><td>{m}</td><td>{s['fatjets_scored'][m]}</td><td>{s['tagged'][m]}</td>"
+            f"<td class='hepinfer-mode-used'>{s['mode_used'][m]}</td><td>{s['inference'][m]['remote_jets']}</td>"
+            f"<td>{s['inference'][m]['local_jets']}</td></tr>"
+            for m in s["models"]
+        )
+        table = (
+            "<table class='hepinfer-result'><thead><tr><th>model</th><th>jets scored</th><th>tagged</th>"
+            "<th>mode used</th><th>remote jets</th><th>local jets (fallback or local)</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+        )
+        return f"<div class='hepinfer-run'>{head}{table}</div>"
+
+
+def write_summary(summary: dict, path) -> Path:
+    """Write JSON through a temporary file and a rename: the file exists only when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def format_summary(summary: dict) -> str:
+    lines = [
+        f"events {summary['events']} in {summary['wall_s']:.2f} s = {summary['events_per_s']:,.1f} events/s "
+        f"({summary['workers']} worker(s), {summary['executor']}"
+        f"{'/' + summary['cluster'] if summary['cluster'] else ''}; "
+        f"setup {summary['setup_s']:.1f} s)",
+        f"fat jets in the tagging window: {summary['fatjets_selected']}",
+        "| model | weights | jets scored | tagged | mode used |",
+        "|---|---|---:|---:|---|",
+    ]
+    for m, info in summary["models"].items():
+        lines.append(
+            f"| {m} | {info['weights'].split()[0]} | {summary['fatjets_scored'][m]} | {summary['tagged'][m]} | "
+            f"{summary['mode_used'][m]} |"
+        )
+    if summary["mode_requested"] != "local":
+        inf = summary["inference"]
+        total = {
+            k: sum(int(inf[m].get(k, 0)) for m in inf) for k in ("calls", "retried_calls", "retries", "fallback_calls")
+        }
+        lines.append(
+            f"scoring calls: {total['calls']}; retried: {total['retried_calls']} ({total['retries']} retries); "
+            f"fell back to local: {total['fallback_calls']}"
+        )
+    for reason in summary.get("skipped_files", {}).values():
+        lines.append(f"SKIPPED {reason}")
+    if "local_check" in summary:
+        c = summary["local_check"]
+        lines.append(
+            f"local inference, same job: {c['events_per_s']:,.1f} events/s; histograms and cut flow "
+            f"{'IDENTICAL' if c['identical'] else 'DIFFERENT'} to the {summary['mode_requested']} run"
+        )
+    return "\n".join(lines)

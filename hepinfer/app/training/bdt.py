@@ -1,0 +1,76 @@
+"""Training of the BDT: XGBoost (hist), early stopping on a validation split, seeded."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ...logs import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass
+class BDTSettings:
+    max_depth: int = 6
+    eta: float = 0.05
+    rounds: int = 1500
+    early_stopping: int = 50
+    subsample: float = 0.8
+    colsample: float = 0.8
+    seed: int = 1
+    threads: int = 0
+    val_fraction: float = 0.1
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def train_bdt(x: np.ndarray, labels: np.ndarray, settings: BDTSettings, *, progress: bool = True):
+    import xgboost as xgb
+
+    rng = np.random.default_rng(settings.seed)
+    order = rng.permutation(len(labels))
+    n_val = max(1, int(len(labels) * settings.val_fraction))
+    val, train = order[:n_val], order[n_val:]
+    dtrain = xgb.DMatrix(x[train], label=labels[train])
+    dval = xgb.DMatrix(x[val], label=labels[val])
+    params = {
+        "objective": "binary:logistic",
+        "eval_metric": "logloss",
+        "tree_method": "hist",
+        "max_depth": settings.max_depth,
+        "eta": settings.eta,
+        "subsample": settings.subsample,
+        "colsample_bytree": settings.colsample,
+        "seed": settings.seed,
+        "nthread": settings.threads,
+    }
+    callbacks = []
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=settings.rounds, desc="train bdt", unit="tree")
+
+        class Progress(xgb.callback.TrainingCallback):
+            def after_iteration(self, model, epoch, evals_log):
+                bar.update(1)
+                return False
+
+        callbacks.append(Progress())
+    booster = xgb.train(
+        params,
+        dtrain,
+        num_boost_round=settings.rounds,
+        evals=[(dval, "val")],
+        early_stopping_rounds=settings.early_stopping,
+        verbose_eval=False,
+        callbacks=callbacks,
+    )
+    if progress:
+        bar.close()
+    best = int(booster.best_iteration) + 1
+    booster = booster[:best]  # keep only the trees up to the best validation loss
+    log.info(f"bdt: {best} trees (early stopping on {n_val} validation jets)")
+    return booster, {"trees": best, "train_jets": len(train), "val_jets": n_val}

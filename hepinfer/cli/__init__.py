@@ -1,0 +1,50 @@
+"""The ``hepinfer`` command: this module assembles the command groups, one module each; every command
+parses its arguments and calls the library.
+
+    hepinfer setup                      build the model artefacts and the server environment
+    hepinfer run [--input FILES] ...    the main job: the example processor over files, local / remote /
+                                        auto, on a Dask cluster; summary JSON and plots
+    hepinfer serve [--models ...]       the embedded Triton server until SIGINT / SIGTERM
+    hepinfer demo                       per-model check: local vs embedded-Triton scores, jets/s
+    hepinfer bench STUDY [--quick]      benchmark studies (CSV, markdown and PNG in --out)
+    hepinfer models build|list          build the artefacts into $HEPINFER_HOME / list the ModelSpecs
+    hepinfer repo build OUT             write a Triton model repository (embedded or production)
+    hepinfer server setup               create the server's numpy<2 environment
+    hepinfer generate ...               generate PFNano-shaped events with Pythia 8 + FastJet
+    hepinfer train MODEL --sample ...   train a tagger on generated samples
+    hepinfer evaluate MODEL --sample .. AUC and background rejection of a model
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import HepinferError
+from ..logs import console
+from . import artefacts, bench, data, demo, run, serve
+
+GROUPS = (artefacts, run, serve, demo, bench, data)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hepinfer", description="ML inference for collider analyses, local or on Triton")
+    sub = p.add_subparsers(dest="command", required=True)
+    for group in GROUPS:
+        group.register(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else None
+    console()
+    try:
+        return args.func(args)
+    except HepinferError as err:
+        print(f"hepinfer: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""``hepinfer generate``, ``hepinfer train``, ``hepinfer evaluate``: events and taggers."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from ..config import MODES
+from ..models import SPECS
+
+
+def cmd_generate(args) -> int:
+    from ..app.data.generate import generate, generate_many
+
+    if args.files == 1 and "{seed}" not in args.output:
+        print(generate(args.process, args.events, args.seed, args.output, progress=not args.no_progress))
+        return 0
+    seeds = range(args.seed, args.seed + args.files)
+    for out in generate_many(
+        args.process, args.events, seeds, args.output, jobs=args.jobs, progress=not args.no_progress
+    ):
+        print(out)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from ..app.training import BDTSettings, TrainSettings, train
+
+    settings = TrainSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        max_minutes=args.max_minutes,
+        progress=not args.no_progress,
+    )
+    command = "hepinfer " + " ".join(shlex.quote(a) for a in (args.argv or sys.argv[1:]))
+    train(
+        args.model,
+        args.sample,
+        settings=settings,
+        bdt_settings=BDTSettings(seed=args.seed),
+        test=args.test,
+        out_dir=args.out,
+        max_jets=args.max_jets,
+        command=command,
+    )
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from ..app.training import evaluate
+
+    result = evaluate(args.model, args.sample, artefact=args.artefact, mode=args.mode, url=args.url, plot=args.plot)
+    if args.json:
+        import json
+
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+def register(sub) -> None:
+    from ..app.data.generate import PROCESSES
+
+    s = sub.add_parser("generate", help="generate PFNano-shaped events with Pythia 8 + FastJet")
+    s.add_argument("--process", required=True, choices=tuple(PROCESSES))
+    s.add_argument("--events", type=int, required=True, help="events per file")
+    s.add_argument("--seed", type=int, required=True, help="seed of the first file (then seed+1, ...)")
+    s.add_argument("-o", "--output", required=True, help="FILE.root, or a pattern with {seed} for several files")
+    s.add_argument("--files", type=int, default=1, help="number of files, one seed each, made in parallel")
+    s.add_argument("--jobs", type=int, default=None, help="parallel processes (default: cores)")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("train", help="train a tagger on generated samples and export it with a model card")
+    s.add_argument("model", choices=tuple(SPECS))
+    s.add_argument("--sample", nargs="+", required=True, help="training files (globs), signal and background")
+    s.add_argument("--test", nargs="+", default=None, help="independent files to evaluate the result on")
+    s.add_argument("--epochs", type=int, default=20)
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--lr", type=float, default=3e-3)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    s.add_argument("--max-jets", type=int, default=None)
+    s.add_argument("--max-minutes", type=float, default=None, help="bound the training time")
+    s.add_argument("--out", default=None, help="folder for the artefact (default: the artefact cache)")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="AUC and background rejection of a model on labelled samples")
+    s.add_argument("model", choices=tuple(SPECS))
+    s.add_argument("--sample", nargs="+", required=True)
+    s.add_argument("--artefact", default=None, help="evaluate this file instead of the cached artefact")
+    s.add_argument("--mode", default="local", choices=MODES)
+    s.add_argument("--url", default=None)
+    s.add_argument("--plot", default=None, help="write the ROC curve to this PNG")
+    s.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    s.set_defaults(func=cmd_evaluate)

@@ -1,0 +1,118 @@
+"""``hepinfer run``: the main job (the example processor over NanoAOD / PFNano files)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..config import MODES
+from .common import add_models, model_list
+
+
+def cmd_run(args) -> int:
+    from ..app.clusters import HTCondorSettings
+    from ..app.job import JobSettings, expand_inputs, format_summary, run_job
+    from ..config import InferenceConfig
+
+    if args.input:
+        inputs = expand_inputs(args.input)
+    else:
+        from ..app.samples import demo_files
+
+        inputs = tuple(str(p) for p in demo_files(args.events))
+        print(f"no --input: the demo sample ({args.events} ttbar + {args.events} QCD generated events)")
+    htcondor = HTCondorSettings(
+        cores=args.htcondor_cores,
+        memory=args.htcondor_memory,
+        disk=args.htcondor_disk,
+        death_timeout_s=args.htcondor_death_timeout_s,
+        scheduler_host=args.scheduler_host,
+        log_directory=args.htcondor_logs,
+    )
+    settings = JobSettings(
+        inputs=inputs,
+        models=model_list(args.models),
+        mode=args.mode,
+        url=args.url,
+        executor=args.executor,
+        workers=args.workers,
+        cluster=args.cluster,
+        chunksize=args.chunksize,
+        schema=args.schema,
+        treename=args.treename,
+        check_local=args.check_local,
+        server_instances=args.server_instances,
+        base_config=InferenceConfig.from_env(mode=args.mode),
+        htcondor=htcondor,
+        pipeline=not args.no_pipeline,
+        skip_bad_files=args.skip_bad_files,
+    )
+    result = run_job(settings, output=args.output, plots=args.plots)
+    print()
+    print(format_summary(result.summary))
+    print(f"\nsummary: {args.output}" + (f"; plots: {', '.join(result.summary['plots'])}" if args.plots else ""))
+    check = result.summary.get("local_check")
+    if check is not None and not check["identical"]:
+        print("local and remote histograms DIFFER", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(sub) -> None:
+    from ..app.clusters import CLUSTERS
+    from ..app.job.settings import EXECUTORS, SCHEMAS
+
+    s = sub.add_parser("run", help="main job: the example processor over NanoAOD/PFNano files, summary + plots")
+    s.add_argument(
+        "--input",
+        nargs="+",
+        default=None,
+        help="ROOT files or globs (default: the demo sample, generated once and cached)",
+    )
+    s.add_argument("--events", type=int, default=400, help="without --input: ttbar and QCD events each")
+    add_models(s, default="particlenet,bdt")
+    s.add_argument(
+        "--mode",
+        default=os.environ.get("HEPINFER_MODE", "remote"),
+        choices=MODES,
+        help="default $HEPINFER_MODE or remote",
+    )
+    s.add_argument("--url", default=None, help="Triton server (default $HEPINFER_URL; none: start the embedded one)")
+    s.add_argument("--executor", default="dask", choices=EXECUTORS)
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument(
+        "--cluster", default="local", help=f"{' | '.join(CLUSTERS)} | tcp://scheduler:port (with --executor dask)"
+    )
+    s.add_argument("--chunksize", type=int, default=50_000, help="events per chunk")
+    s.add_argument("--schema", default="pfnano", choices=tuple(SCHEMAS))
+    s.add_argument("--treename", default="Events")
+    s.add_argument("--output", required=True, help="summary JSON")
+    s.add_argument("--plots", default=None, help="folder for PNG plots")
+    s.add_argument(
+        "--check-local",
+        action="store_true",
+        help="run again with local inference and check the histograms are identical",
+    )
+    s.add_argument(
+        "--server-instances",
+        type=int,
+        default=0,
+        help="embedded server: instances per model (default: one per worker, up to the cores)",
+    )
+    s.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="read every input once first; skip the files that cannot be read, list them, finish the rest",
+    )
+    s.add_argument(
+        "--no-pipeline",
+        action="store_true",
+        help="score each model's jets in one call after the other (no overlap of features and inference)",
+    )
+    s.add_argument("--htcondor-cores", type=int, default=1)
+    s.add_argument("--htcondor-memory", default="2GB")
+    s.add_argument("--htcondor-disk", default="1GB")
+    s.add_argument("--htcondor-death-timeout-s", type=float, default=60.0)
+    s.add_argument("--htcondor-logs", default=None, help="folder for the HTCondor jobs' logs")
+    s.add_argument("--scheduler-host", default=None, help="HTCondor: address the scheduler listens on")
+    s.set_defaults(func=cmd_run)

@@ -1,0 +1,62 @@
+"""``hepinfer serve``: the embedded Triton server in the foreground until SIGINT / SIGTERM."""
+
+from __future__ import annotations
+
+import sys
+
+from .common import add_models, model_list
+
+
+def cmd_serve(args) -> int:
+    from ..serving.server import ServerOptions, serve_until_signal
+
+    options = ServerOptions(
+        models=model_list(args.models),
+        host=args.host,
+        grpc_port=args.grpc_port,
+        http_port=args.http_port,
+        metrics_port=args.metrics_port,
+        instances=args.instances,
+        threads=args.threads,
+        dynamic_batching=not args.no_dynamic_batching,
+        max_queue_delay_us=args.max_queue_delay_us,
+        **({"repository": args.repository} if args.repository else {}),
+    )
+    if not args.repository:
+        from ..models.build import build_all
+
+        build_all(options.models)
+    log_path = []
+
+    def ready(server) -> None:
+        log_path.append(server.log_path)
+        for line in (
+            f"hepinfer: Triton ready in {server.startup_seconds:.2f} s (pid {server.pid})",
+            f"  gRPC    {server.url}",
+            f"  HTTP    {server.http_url}",
+            f"  metrics {server.metrics_url}",
+            f"  models  {', '.join(server.options.models)}; log {server.log_path}",
+            server.url,
+        ):
+            print(line, flush=True)
+
+    if serve_until_signal(options, on_ready=ready) is None:
+        print(f"hepinfer: tritonserver exited unexpectedly; log {log_path[0] if log_path else '-'}", file=sys.stderr)
+        return 1
+    print("hepinfer: server stopped", flush=True)
+    return 0
+
+
+def register(sub) -> None:
+    s = sub.add_parser("serve", help="run the embedded Triton server (foreground)")
+    add_models(s)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    s.add_argument("--grpc-port", type=int, default=0, help="0 = a free port")
+    s.add_argument("--http-port", type=int, default=0, help="0 = a free port")
+    s.add_argument("--metrics-port", type=int, default=0, help="0 = a free port")
+    s.add_argument("--repository", default=None, help="serve this repository instead of writing one")
+    s.add_argument("--instances", type=int, default=1, help="model instances per model")
+    s.add_argument("--threads", type=int, default=1, help="engine threads per instance")
+    s.add_argument("--no-dynamic-batching", action="store_true")
+    s.add_argument("--max-queue-delay-us", type=int, default=100)
+    s.set_defaults(func=cmd_serve)

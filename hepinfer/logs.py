@@ -1,0 +1,34 @@
+"""hepinfer's logging: every module logs to a child of the ``hepinfer`` logger.
+
+A library prints nothing by itself: in a notebook the messages stay silent unless asked for
+(``hepinfer.logs.console()``), while warnings still show.  The command line calls :func:`console`
+so its progress lines appear on standard output.  Progress bars are tqdm's, apart from logging.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+LOGGER = "hepinfer"
+_HANDLER_NAME = "hepinfer-console"
+
+
+def get_logger(name: str = LOGGER) -> logging.Logger:
+    """The logger of a hepinfer module (``get_logger(__name__)``), a child of ``hepinfer``."""
+    return logging.getLogger(name if name.startswith(LOGGER) else f"{LOGGER}.{name}")
+
+
+def console(level: int | str = logging.INFO, stream=None) -> logging.Handler:
+    """Show hepinfer's messages from ``level`` up as plain lines on ``stream`` (default: stdout).
+    Calling it again replaces the handler it added before (no duplicated lines)."""
+    logger = logging.getLogger(LOGGER)
+    for handler in list(logger.handlers):
+        if handler.get_name() == _HANDLER_NAME:
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    return handler

@@ -1,0 +1,89 @@
+"""The artefact catalogue: where each model's file lives and what its manifest says.
+
+Runtime code (local runtime, repository writer, server) reads artefacts through this module only;
+it needs neither torch nor anything of the build step.
+
+    $HEPINFER_HOME/models/<model>/<version>/<artefact>   the model file
+    $HEPINFER_HOME/models/<model>/<version>/manifest.json how it was made (weights, sha256, versions)
+    $HEPINFER_HOME/models/<model>/<version>/model_card.md  for trained models
+
+Trained artefacts small enough to ship (ParticleNet, the BDT) are part of the package
+(``hepinfer/models/trained/``) and installed into the cache by :func:`install_shipped`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from .. import paths
+from . import get_spec
+
+TRAINED_DIR = Path(__file__).resolve().parent / "trained"
+CARD = "model_card.md"
+
+
+def artefact_path(model) -> Path:
+    spec = get_spec(model)
+    return paths.artefact_dir(spec.name, spec.version) / spec.artefact
+
+
+def manifest_path(model) -> Path:
+    return artefact_path(model).with_name("manifest.json")
+
+
+def is_built(model) -> bool:
+    return artefact_path(model).exists() and manifest_path(model).exists()
+
+
+def manifest(model) -> dict:
+    """The manifest of the artefact in the cache ({} when none)."""
+    try:
+        return json.loads(manifest_path(model).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def is_trained(model) -> bool:
+    return manifest(model).get("weights") == "trained"
+
+
+def weights_note(model) -> str:
+    """'trained' or a warning that scores come from an untrained network."""
+    return "trained" if is_trained(model) else "UNTRAINED (random weights): scores carry no physics meaning"
+
+
+def shipped(model) -> Path | None:
+    """The committed trained artefact of ``model``, if hepinfer ships one."""
+    spec = get_spec(model)
+    path = TRAINED_DIR / spec.name / spec.artefact
+    return path if path.exists() else None
+
+
+def shipped_manifest(model) -> dict:
+    spec = get_spec(model)
+    return json.loads((TRAINED_DIR / spec.name / "manifest.json").read_text())
+
+
+def install_shipped(model) -> Path:
+    """Copy the shipped artefact, its manifest and model card into the cache; return the artefact."""
+    spec = get_spec(model)
+    src = TRAINED_DIR / spec.name
+    dst = paths.artefact_dir(spec.name, spec.version)
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in (spec.artefact, "manifest.json", CARD):
+        if (src / name).exists():
+            shutil.copyfile(src / name, dst / name)
+    return dst / spec.artefact
+
+
+def needs_install(model) -> bool:
+    """True when the cache lacks the shipped trained artefact (or holds an older shipped one); the
+    user's own training (weights trained, not from the package) is never replaced."""
+    cached = manifest(model)
+    return (
+        not is_built(model)
+        or cached.get("weights") != "trained"
+        or (cached.get("source") == "shipped" and cached.get("sha256") != shipped_manifest(model).get("sha256"))
+    )
