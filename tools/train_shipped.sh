@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the trained artefacts shipped in hepinfer/models/trained/ (ParticleNet, BDT) and the
-# ResNet50 figures of the README, on this project's 2-core CPU machine.  Needs `pip install -e .[dev]`.
+# ResNet50 figures of the docs (Events and training), on this project's 2-core CPU machine.  Needs `pip install -e .[dev]`.
 # Samples: 8 ttbar + 6 QCD files of 1000 events for training, 3 + 3 for testing (other seeds).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..errors import ModelNotFound
 from .spec import ModelSpec, TensorSpec
 
-# Per-particle features of ParticleNet, in the CMS / weaver style (issue 3 computes them).
+# Per-particle features of ParticleNet, in the CMS / weaver style (hepinfer.features.particlenet computes them).
 PARTICLENET_FEATURES = (
     "log_pt",
     "log_e",

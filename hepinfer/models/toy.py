@@ -1,6 +1,7 @@
 """Toy jets: correctly shaped, seeded model inputs with realistic structure (variable particle
-multiplicity, zero padding, sparse images).  They stand in for real events until the input builders
-of hepinfer.features exist, and they are what the artefact checks and the demo score.
+multiplicity, zero padding, sparse images), without generating events.  The artefact build
+calibrates and checks the networks on them, and benchmarks and tests use them where the engines'
+cost, not the physics, is measured (``hepinfer demo --toy``).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ For each model, the same batch is sent to the embedded server two ways, one requ
   names the regions (tritonclient.utils.shared_memory).  Registering a region is a restricted
   endpoint of the embedded server, so this path needs the launcher's admin token.
 
-The answer decides whether hepinfer offers shared memory in its runtime; the README reports it.
+The answer decides whether hepinfer offers shared memory in its runtime; the docs' performance page
+reports it.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 processor.Runner, on the executor and cluster asked for, inference local or on Triton; a JSON
 summary and mplhep plots.
 
-Choices (the README repeats them):
+Choices (the docs' *Main job* page repeats them):
 * ``--mode remote`` or ``auto`` without a URL (neither ``--url`` nor ``HEPINFER_URL``) starts the
   embedded Triton server for the job and stops it at the end.
 * The files are checked before any work: each must open, hold the tree, and have every branch the

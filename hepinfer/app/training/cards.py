@@ -49,7 +49,7 @@ def write_card(
 {inputs}
 {outputs}
 
-Built by `hepinfer.features` from PFNano-shaped events (see the README's *Models* section).
+Built by `hepinfer.features` from PFNano-shaped events (see the docs' *Events and training* page).
 
 ## Training sample
 Pythia 8.317 (pythia8mc) + FastJet, 13 TeV, pT-hat in [500, 700] GeV; ttbar with hadronic W decays
