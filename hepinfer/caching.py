@@ -59,9 +59,13 @@ class ProcessCache(Generic[V]):
 
     def values(self) -> list[V]:
         """This process' values (all threads)."""
+        return [v for _, v in self.items()]
+
+    def items(self) -> list[tuple[Hashable, V]]:
+        """This process' ``(key, value)`` pairs (all threads)."""
         pid = os.getpid()
         with self._lock:
-            return [v for k, v in self._values.items() if k[0] == pid]
+            return [(k[2], v) for k, v in self._values.items() if k[0] == pid]
 
     def __reduce__(self):
         return (type(self), (self.per_thread,))

@@ -106,7 +106,7 @@ def test_one_scorer_per_process_reused_across_chunks(server, generated):
             TopTagProcessor(models=("bdt",), config=config),
             treename="Events",
         )
-    mine = [s for key, s in _SCORERS.items() if key[1] == "bdt" and key[2] == config.cache_key()]
+    mine = [s for key, s in _SCORERS.items() if key == ("bdt", config.cache_key())]
     assert len(mine) == 1 and mine[0].stats["remote_calls"] == 5  # 150 events in 5 chunks, one Scorer
 
 
