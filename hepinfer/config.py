@@ -26,30 +26,30 @@ DEFAULT_URL = "grpc://127.0.0.1:8001"
 class InferenceConfig:
     """Where and how to run inference.
 
-    mode: ``local`` (onnxruntime / xgboost in this process), ``remote`` (Triton at ``url``; never
-        falls back), ``auto`` (Triton when it answers, the local runtime otherwise).
-    url: Triton address, see :class:`hepinfer.urls.TritonUrl` for the accepted forms.
-    ssl: force TLS on (True) or off (False); None = as the URL scheme says (off for grpc://).
-    root_certificates / private_key / certificate_chain: PEM files for TLS (client certs optional).
-    headers: extra request headers (e.g. an auth token for a proxy in front of the server).
-    timeout_s: client-side timeout of one request.
-    probe_timeout_s: how long ``auto`` waits for the server to answer the readiness probe.
-    threads: intra-op threads of the local runtime (0 = the engine's default, all cores).
-    max_request_bytes: a remote batch is split so that one request stays below this size
-        (gRPC's customary 4 MiB message limit, which proxies in front of shared servers enforce).
-    max_in_flight: how many of those pieces one call keeps in flight at once over gRPC (answers are
-        put back in order); 1 sends them one after the other.
-    retries / retry_initial_ms / retry_max_ms / retry_total_s: a remote call that finds the server
-        unreachable, timing out, or without a model it had earlier, is retried up to ``retries``
-        times with capped exponential backoff and jitter (:mod:`hepinfer.retry`); no attempt starts
-        after ``retry_total_s``.  ``retries=0`` turns retrying off.
-    reprobe_interval_s: ``auto`` mode on the local runtime (after a fallback, or because the server
-        was down at the start) asks the server again at most this often and returns to it when
-        the model is ready.
-    token_env: the name of an environment variable; when it is set where a request is made, its
-        value is sent as ``authorization: Bearer <value>`` (a proxy in front of a shared server,
-        SuperSONIC-style).  The token itself is never stored in the config: it is not pickled to
-        workers, not written into job files and not shown by ``repr`` (nor are ``headers``' values).
+    * mode: ``local`` (onnxruntime / xgboost in this process), ``remote`` (Triton at ``url``; never
+      falls back), ``auto`` (Triton when it answers, the local runtime otherwise).
+    * url: Triton address, see :class:`hepinfer.urls.TritonUrl` for the accepted forms.
+    * ssl: force TLS on (True) or off (False); None = as the URL scheme says (off for grpc://).
+    * root_certificates / private_key / certificate_chain: PEM files for TLS (client certs optional).
+    * headers: extra request headers (e.g. an auth token for a proxy in front of the server).
+    * timeout_s: client-side timeout of one request.
+    * probe_timeout_s: how long ``auto`` waits for the server to answer the readiness probe.
+    * threads: intra-op threads of the local runtime (0 = the engine's default, all cores).
+    * max_request_bytes: a remote batch is split so that one request stays below this size
+      (gRPC's customary 4 MiB message limit, which proxies in front of shared servers enforce).
+    * max_in_flight: how many of those pieces one call keeps in flight at once over gRPC (answers are
+      put back in order); 1 sends them one after the other.
+    * retries / retry_initial_ms / retry_max_ms / retry_total_s: a remote call that finds the server
+      unreachable, timing out, or without a model it had earlier, is retried up to ``retries``
+      times with capped exponential backoff and jitter (:mod:`hepinfer.retry`); no attempt starts
+      after ``retry_total_s``.  ``retries=0`` turns retrying off.
+    * reprobe_interval_s: ``auto`` mode on the local runtime (after a fallback, or because the server
+      was down at the start) asks the server again at most this often and returns to it when
+      the model is ready.
+    * token_env: the name of an environment variable; when it is set where a request is made, its
+      value is sent as ``authorization: Bearer <value>`` (a proxy in front of a shared server,
+      SuperSONIC-style).  The token itself is never stored in the config: it is not pickled to
+      workers, not written into job files and not shown by ``repr`` (nor are ``headers``' values).
     """
 
     mode: str = "local"

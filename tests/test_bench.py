@@ -1,19 +1,95 @@
-"""`hepinfer bench peer` runs against the real server and coffea.ml_tools, both giving the same scores.
+"""`hepinfer bench`: every study at its smallest against real embedded servers (peer against
+coffea.ml_tools, both giving the same scores), and the harness on a declared toy study.
 (Figures are printed by the bench; no test asserts a speed.)"""
 
 import csv
 
 import pytest
 
-from hepinfer.app.bench.peer import run_peer
+from hepinfer.app.bench import STUDIES, run
+from hepinfer.app.bench.study import Option, Point, Study
+from hepinfer.app.plotting import bar_chart
 from hepinfer.cli import main
 
-pytestmark = [pytest.mark.triton, pytest.mark.slow]
+
+def files_in(path):
+    return {p.name for p in path.iterdir()}
 
 
+# -- the harness, on a study declared here -----------------------------------------------------
+def _toy_study(calls):
+    """A study without a server: one row per ``n``; fails when any row's value is above ``limit``."""
+
+    def measure(run_, point):
+        calls.append(dict(vars(run_.params)))
+        return {"value": point.row["n"] * run_.params.scale}
+
+    return Study(
+        name="toy",
+        help="a toy",
+        columns=("n", "value"),
+        params=dict(ns=(1, 2, 3), scale=1.0, limit=100.0),
+        quick=dict(ns=(1,), scale=2.0),
+        options={"scale": Option("--toy-scale", "multiplier", type=float), "limit": Option("--toy-limit", type=float)},
+        points=lambda p: [Point({"n": n}) for n in p.ns],
+        measure=measure,
+        output="toy_{scale:g}",
+        title="Toy x {scale:g}",
+        plot=lambda rows, path, p: bar_chart(rows, path, lambda r: str(r["n"]), value="value"),
+        summary=lambda rows, p: [f"toy total: {sum(r['value'] for r in rows):g}"],
+        check=lambda rows, p: f"value above {p.limit:g}" if any(r["value"] > p.limit for r in rows) else None,
+    )
+
+
+@pytest.mark.quick
+def test_declared_study_runs_through_the_command(tmp_path, capsys, monkeypatch):
+    """A study registered in STUDIES is a `hepinfer bench` choice with its own options, no CLI edit:
+    quick preset over defaults, options over the quick preset, the check decides the exit code."""
+    calls = []
+    monkeypatch.setitem(STUDIES, "toy", _toy_study(calls))
+    assert main(["bench", "toy", "--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| n | value |" in out and "| 1 | 2 |" in out and "toy total: 2" in out
+    assert files_in(tmp_path) == {"toy_2.csv", "toy_2.md", "toy_2.png"}
+    assert (tmp_path / "toy_2.md").read_text().startswith("## Toy x 2\n")
+    assert (tmp_path / "toy_2.png").read_bytes().startswith(b"\x89PNG")
+    with open(tmp_path / "toy_2.csv") as f:
+        assert list(csv.DictReader(f)) == [{"n": "1", "value": "2.0"}]
+
+    assert main(["bench", "toy", "--quick", "--toy-scale", "10", "--toy-limit", "5", "--out", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "value above 5" in captured.err and "toy total: 10" in captured.out
+    assert calls[-1]["scale"] == 10.0 and calls[-1]["ns"] == (1,)
+
+    assert main(["bench", "toy", "--clients", "3", "--out", str(tmp_path / "full")]) == 0
+    assert "--clients does not apply" in capsys.readouterr().err
+    assert calls[-1]["ns"] == (1, 2, 3) and calls[-1]["scale"] == 1.0
+    assert files_in(tmp_path / "full") == {"toy_1.csv", "toy_1.md", "toy_1.png"}
+
+
+@pytest.mark.quick
+def test_every_study_is_declared():
+    assert list(STUDIES) == ["models", "configs", "workers", "peer", "perf-analyzer", "shm", "load"]
+    for s in STUDIES.values():
+        assert set(s.quick) <= set(s.params) and set(s.options) <= set(s.params), s.name
+        assert set(s.table) <= set(s.columns) | {"verdict"}, s.name
+
+
+@pytest.mark.quick
+def test_unknown_parameter_is_refused():
+    from hepinfer import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        run("models", model="bdt")
+
+
+# -- the studies -------------------------------------------------------------------------------
+@pytest.mark.triton
+@pytest.mark.slow
 def test_peer_quick(generated, tmp_path):
-    result = run_peer(
-        "particlenet",
+    (row,) = run(
+        "peer",
+        model="particlenet",
         files=[generated["ttbar"], generated["qcd"]],
         events_per_chunk=50,
         instances=1,
@@ -21,43 +97,31 @@ def test_peer_quick(generated, tmp_path):
         max_chunks=2,
         out_dir=tmp_path,
     )
-    assert result.chunks == 2 and result.jets > 0 and result.events == 100
-    assert result.max_abs_diff <= 1e-5  # the same scores through both clients
-    assert result.hepinfer_s > 0 and result.coffea_s > 0
+    assert row["chunks"] == 2 and row["jets"] > 0 and row["events"] == 100
+    assert row["max_abs_diff"] <= 1e-5  # the same scores through both clients
+    assert row["hepinfer_s"] > 0 and row["coffea_s"] > 0
     with open(tmp_path / "peer.csv") as f:
-        row = next(csv.DictReader(f))
-    assert int(row["jets"]) == result.jets and float(row["ratio"]) == pytest.approx(result.ratio, rel=1e-3)
+        written = next(csv.DictReader(f))
+    assert int(written["jets"]) == row["jets"] and float(written["ratio"]) == pytest.approx(row["ratio"], rel=1e-3)
     assert "coffea.ml_tools events/s" in (tmp_path / "peer.md").read_text()
     assert (tmp_path / "peer.png").read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.triton
+@pytest.mark.slow
 def test_bench_command(generated, tmp_path, capsys):
-    assert (
-        main(
-            [
-                "bench",
-                "peer",
-                "--quick",
-                "--input",
-                str(generated["ttbar"]),
-                "--events-per-chunk",
-                "50",
-                "--server-instances",
-                "1",
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 0
-    )
+    argv = ["bench", "peer", "--quick", "--input", str(generated["ttbar"]), "--events-per-chunk", "50"]
+    assert main([*argv, "--server-instances", "1", "--out", str(tmp_path)]) == 0
     assert "hepinfer / coffea.ml_tools =" in capsys.readouterr().out
     assert (tmp_path / "peer.csv").is_file()
 
 
+@pytest.mark.triton
+@pytest.mark.slow
 def test_models_study_quick(tmp_path, artefacts):
-    from hepinfer.app.bench.models import ceiling, run_models
+    from hepinfer.app.bench.models import ceiling
 
-    rows = run_models(models=("bdt",), batches=(1, 8), concurrency=(1, 2), duration_s=0.2, out_dir=tmp_path)
+    rows = run("models", models=("bdt",), batches=(1, 8), concurrency=(1, 2), duration_s=0.2, out_dir=tmp_path)
     paths = {(r["path"].split()[0], r["batch"], r["concurrency"]) for r in rows}
     assert paths == {
         ("local", 1, 1),
@@ -69,23 +133,27 @@ def test_models_study_quick(tmp_path, artefacts):
     }
     assert all(r["calls"] > 0 and r["rows_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in rows)
     assert set(ceiling(rows)) == {"bdt"}
-    assert {p.name for p in tmp_path.iterdir()} == {"models.csv", "models.md", "models.png"}
+    assert files_in(tmp_path) == {"models.csv", "models.md", "models.png"}
+    with open(tmp_path / "models.csv") as f:
+        assert next(csv.reader(f)) == list(STUDIES["models"].columns)
 
 
+@pytest.mark.triton
+@pytest.mark.slow
 def test_configs_study_quick(tmp_path, artefacts):
-    from hepinfer.app.bench.configs import CONFIGS, batching_gain, run_configs
+    from hepinfer.app.bench.configs import CONFIGS, batching_gain
 
-    rows = run_configs(models=("bdt",), batch=2, concurrency=4, duration_s=0.3, out_dir=tmp_path)
+    rows = run("configs", models=("bdt",), batch=2, concurrency=4, duration_s=0.3, out_dir=tmp_path)
     assert [r["config"] for r in rows] == list(CONFIGS) and all(r["calls"] > 0 for r in rows)
     assert set(batching_gain(rows)) == {"bdt"}
     assert "dynamic batching" in (tmp_path / "configs.md").read_text()
     assert (tmp_path / "configs.png").read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.triton
+@pytest.mark.slow
 def test_workers_study_quick(generated, tmp_path):
-    from hepinfer.app.bench.workers import run_workers
-
-    rows = run_workers(files=[generated["ttbar"]], workers=(1,), models=("bdt",), chunksize=75, out_dir=tmp_path)
+    rows = run("workers", files=[generated["ttbar"]], workers=(1,), models=("bdt",), chunksize=75, out_dir=tmp_path)
     assert [(r["workers"], r["mode"]) for r in rows] == [(1, "local"), (1, "remote")]
     assert all(r["events"] == 150 and r["events_per_s"] > 0 for r in rows)
     local, remote = rows
@@ -93,40 +161,59 @@ def test_workers_study_quick(generated, tmp_path):
     assert (tmp_path / "workers.png").is_file() and (tmp_path / "workers.csv").is_file()
 
 
+@pytest.mark.triton
+@pytest.mark.slow
 def test_perf_analyzer_study_quick(tmp_path, artefacts):
     """Triton's own perf_analyzer (from the tritonclient 2.51.0 wheel, libraries from the server
     environment) measures the same server as hepinfer's harness."""
-    from hepinfer.app.bench.perf_analyzer import agreement, ensure_perf_analyzer, run_perf_analyzer
+    from hepinfer.app.bench.perf_analyzer import agreement, ensure_perf_analyzer
 
     assert ensure_perf_analyzer().is_file()
-    rows = run_perf_analyzer(models=("bdt",), batches=(16,), concurrency=(1,), duration_s=0.5, out_dir=tmp_path)
+    rows = run("perf-analyzer", models=("bdt",), batches=(16,), concurrency=(1,), duration_s=0.5, out_dir=tmp_path)
     assert [r["tool"] for r in rows] == ["perf_analyzer", "hepinfer"]
     assert all(r["rows_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0 for r in rows)
     assert set(agreement(rows)) == {("bdt", 16, 1)}
-    assert {p.name for p in tmp_path.iterdir()} == {"perf_analyzer.csv", "perf_analyzer.md", "perf_analyzer.png"}
+    assert files_in(tmp_path) == {"perf_analyzer.csv", "perf_analyzer.md", "perf_analyzer.png"}
 
 
+@pytest.mark.triton
+@pytest.mark.slow
 def test_shm_study_quick(tmp_path, artefacts):
     """System shared memory gives the same outputs as gRPC (checked inside) and leaves no region."""
     import os
 
-    from hepinfer.app.bench.shm import gains, run_shm
+    from hepinfer.app.bench.shm import gains
 
-    rows = run_shm(models=("bdt",), duration_s=0.3, out_dir=tmp_path)
+    rows = run("shm", models=("bdt",), duration_s=0.3, out_dir=tmp_path)
     assert [r["transport"] for r in rows] == ["grpc", "system shm"] and set(gains(rows)) == {"bdt"}
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"hepinfer-{os.getpid()}-")]
-    assert {p.name for p in tmp_path.iterdir()} == {"shm.csv", "shm.md", "shm.png"}
+    assert files_in(tmp_path) == {"shm.csv", "shm.md", "shm.png"}
 
 
+@pytest.mark.triton
+@pytest.mark.slow
 def test_load_study_quick(tmp_path, artefacts):
     from hepinfer import ConfigError
-    from hepinfer.app.bench.load import run_load
 
-    row = run_load(model="bdt", batch=8, clients=2, seconds=1.0, out_dir=tmp_path)
+    (row,) = run("load", model="bdt", batch=8, clients=2, seconds=1.0, out_dir=tmp_path)
     assert row["errors"] == 0 and row["requests"] > 10 and row["p99_ms"] >= row["p50_ms"] > 0
     assert row["server_rss_mb_before"] > 50 and row["server_rss_mb_peak"] >= row["server_rss_mb_before"]
-    assert {p.name for p in tmp_path.iterdir()} == {"load_bdt.csv", "load_bdt.md", "load_bdt.png"}
+    assert files_in(tmp_path) == {"load_bdt.csv", "load_bdt.md", "load_bdt.png"}
     with pytest.raises(ConfigError, match="loopback"):
-        run_load(url="grpc://192.0.2.1:8001", seconds=1)
+        run("load", url="grpc://192.0.2.1:8001", seconds=1)
     with pytest.raises(ConfigError, match="clients"):
-        run_load(clients=1000, seconds=1)
+        run("load", clients=1000, seconds=1)
+
+
+@pytest.mark.slow
+def test_load_exits_1_on_failed_requests(tmp_path, capsys):
+    """Every request of a client against a loopback port where no server listens fails: counted
+    (retries=0), reported, and the command exits 1."""
+    argv = ["bench", "load", "--model", "bdt", "--url", "grpc://127.0.0.1:1", "--clients", "1", "--seconds", "0.5"]
+    assert main([*argv, "--out", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "errors; first: ServerUnavailable" in captured.err
+    with open(tmp_path / "load_bdt.csv") as f:
+        row = next(csv.DictReader(f))
+    assert int(row["errors"]) > 0 and row["requests"] == "0"
+    assert files_in(tmp_path) == {"load_bdt.csv", "load_bdt.md", "load_bdt.png"}

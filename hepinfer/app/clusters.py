@@ -78,17 +78,17 @@ def local_cluster(workers: int = 2, threads_per_worker: int = 1, memory_limit: s
 class HTCondorSettings:
     """One HTCondor job = one Dask worker process.
 
-    cores / memory / disk: what each job requests (HTCondor's RequestCpus / RequestMemory /
-        RequestDisk); the worker gets ``cores`` threads and ``memory`` as its memory limit.
-    death_timeout_s: a worker that cannot reach the scheduler for this long exits (and frees its slot).
-    scheduler_host: the address the scheduler listens on; it must be reachable from the execute
-        nodes (None = dask-jobqueue's default, the submit host's own address; "127.0.0.1" for a
-        one-machine pool such as tools/htcondor-pool).
-    log_directory: where HTCondor writes each worker's stdout / stderr / job log (None = nowhere).
-        It must be writable by the user the jobs run as.
-    python: the interpreter the jobs start (default: this one; it must exist at the same path on
-        the execute nodes, e.g. on a shared file system).
-    job_extra_directives: more submit-file lines, e.g. ``{"+JobFlavour": '"espresso"'}``.
+    * cores / memory / disk: what each job requests (HTCondor's RequestCpus / RequestMemory /
+      RequestDisk); the worker gets ``cores`` threads and ``memory`` as its memory limit.
+    * death_timeout_s: a worker that cannot reach the scheduler for this long exits (and frees its slot).
+    * scheduler_host: the address the scheduler listens on; it must be reachable from the execute
+      nodes (None = dask-jobqueue's default, the submit host's own address; "127.0.0.1" for a
+      one-machine pool such as tools/htcondor-pool).
+    * log_directory: where HTCondor writes each worker's stdout / stderr / job log (None = nowhere).
+      It must be writable by the user the jobs run as.
+    * python: the interpreter the jobs start (default: this one; it must exist at the same path on
+      the execute nodes, e.g. on a shared file system).
+    * job_extra_directives: more submit-file lines, e.g. ``{"+JobFlavour": '"espresso"'}``.
     """
 
     cores: int = 1

@@ -49,7 +49,7 @@ def _processor_base():
 class TopTagProcessor(_processor_base()):
     """Example analysis: tag fat jets with each model and fill histograms.
 
-    Selection: fat jets with pT in [550, 650] GeV and |eta| < 2 (the taggers' training window).
+    Selection: fat jets with pT in [550, 650] GeV and ``|eta| < 2`` (the taggers' training window).
     Output: ``hists`` with ``score`` (model x P(top)) and ``msoftdrop`` (model x tagged/untagged x
     soft-drop mass); ``cutflow`` (events, events with a selected fat jet, selected jets, tagged jets
     per model); ``inference`` (per model, jets scored on the server and locally: the mode actually

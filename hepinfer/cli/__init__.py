@@ -1,5 +1,5 @@
 """The ``hepinfer`` command: this module assembles the command groups, one module each; every command
-parses its arguments and calls the library.
+parses its arguments and calls the library::
 
     hepinfer setup                      build the model artefacts and the server environment
     hepinfer run [--input FILES] ...    the main job: the example processor over files, local / remote /

@@ -21,7 +21,7 @@ ETA_MAX = 2.0
 
 
 def in_window(jets, pt_window=PT_WINDOW_GEV, eta_max: float = ETA_MAX):
-    """Mask of the jets with pT in ``pt_window`` (GeV, both ends included) and |eta| < ``eta_max``."""
+    """Mask of the jets with pT in ``pt_window`` (GeV, both ends included) and ``|eta| < eta_max``."""
     return (jets.pt >= pt_window[0]) & (jets.pt <= pt_window[1]) & (abs(jets.eta) < eta_max)
 
 

@@ -1,7 +1,7 @@
 """Jet images for ResNet50: constituents binned in (deta, dphi) around the jet axis.
 
 Channels (``JET_IMAGE_CHANNELS``): pT of charged particles / pT_jet, pT of neutral particles /
-pT_jet, particle count.  64 x 64 pixels over |deta|, |dphi| < 0.8 (the jet radius); rows are eta,
+pT_jet, particle count.  64 x 64 pixels over ``|deta|, |dphi| < 0.8`` (the jet radius); rows are eta,
 columns phi.  No rotation or flip: the images stay in the detector frame's orientation.
 Particles outside the window are dropped; a jet without constituents is an empty image.
 """

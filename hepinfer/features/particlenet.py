@@ -1,7 +1,7 @@
 """ParticleNet inputs: per jet, constituents sorted by pT, the first 100 kept, zero padded.
 
 ``points`` = (deta, dphi) to the jet axis; ``mask`` = 1 for a real particle; ``features`` (15, in
-the order of ``PARTICLENET_FEATURES``), CMS/weaver style with weaver's fixed affine scalings:
+the order of ``PARTICLENET_FEATURES``), CMS/weaver style with weaver's fixed affine scalings::
 
     log_pt      (log pT - 1.7) * 0.7          log_e      (log E - 2.0) * 0.7
     log_pt_rel  (log pT/pT_jet + 4.7) * 0.7   log_e_rel  (log E/E_jet + 4.7) * 0.7

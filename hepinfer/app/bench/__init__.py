@@ -1,4 +1,27 @@
-"""Benchmarks (``hepinfer bench ...``): each prints a markdown table and writes CSV + markdown.
+"""Benchmarks (``hepinfer bench STUDY``): each study is a declaration (:mod:`.study`) in its own
+module, run by one harness (:mod:`.harness`) that prints its table and summary and writes CSV,
+markdown and a PNG.
 
-So far: ``peer`` — hepinfer's remote scoring against coffea.ml_tools.triton_wrapper.
+* ``models`` — throughput against batch size and concurrency, local and on Triton;
+* ``configs`` — server configurations: dynamic batching, instances;
+* ``workers`` — events/s of the example job against Dask workers, local vs remote;
+* ``peer`` — hepinfer's remote scoring against coffea.ml_tools.triton_wrapper;
+* ``perf-analyzer`` — Triton's perf_analyzer against hepinfer's harness;
+* ``shm`` — gRPC tensors against system shared memory;
+* ``load`` — K client processes against one server for T seconds.
+
+``run("configs", models=("bdt",), out_dir="bench-out")`` measures one from Python and returns its rows.
 """
+
+from __future__ import annotations
+
+from . import configs, load, models, peer, perf_analyzer, shm, workers
+from .harness import run
+from .study import Study
+
+STUDIES: dict[str, Study] = {
+    s.name: s
+    for s in (models.STUDY, configs.STUDY, workers.STUDY, peer.STUDY, perf_analyzer.STUDY, shm.STUDY, load.STUDY)
+}
+
+__all__ = ["STUDIES", "Study", "run"]

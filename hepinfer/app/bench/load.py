@@ -7,7 +7,7 @@ URL is refused).  Bounded: at most ``MAX_CLIENTS`` processes and ``MAX_SECONDS``
 Each client is its own process (``spawn``) with its own hepinfer Scorer, ``retries=0`` (an error
 is counted, not hidden by a retry), calling back to back.  Reported: requests, errors, rows/s,
 p50 / p99 latency, and the server's memory (RSS of tritonserver and its python-backend stubs)
-before the load, at its peak, and after.
+before the load, at its peak, and after.  Any failed request fails the study (exit code 1).
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ConfigError
-from ...logs import get_logger
+from ...models import SPECS
 from ...urls import TritonUrl
-
-log = get_logger(__name__)
+from ..plotting import latency_histogram
+from .study import Option, Point, Study
 
 MAX_CLIENTS = 32
 MAX_SECONDS = 600.0
-COLUMNS = [
+COLUMNS = (
     "model",
     "batch",
     "clients",
@@ -40,7 +40,7 @@ COLUMNS = [
     "server_rss_mb_before",
     "server_rss_mb_peak",
     "server_rss_mb_after",
-]
+)
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -91,102 +91,91 @@ def _client(url: str, model: str, batch: int, seconds: float, seed: int, start, 
     queue.put((latencies, errors, first_error))
 
 
-def run_load(
-    model: str = "bdt",
-    batch: int = 64,
-    clients: int = 4,
-    seconds: float = 10.0,
-    url: str | None = None,
-    server_pid: int | None = None,
-    out_dir=None,
-) -> dict:
-    if not 1 <= clients <= MAX_CLIENTS:
-        raise ConfigError(f"clients must be 1..{MAX_CLIENTS}, got {clients}")
-    if not 0 < seconds <= MAX_SECONDS:
-        raise ConfigError(f"seconds must be in (0, {MAX_SECONDS:g}], got {seconds}")
-    if url is not None and not TritonUrl.parse(url).is_loopback:
-        raise ConfigError(f"--url {url}: the load test only runs against a server on this machine (loopback)")
-    from contextlib import ExitStack
+def prepare(p):
+    if not 1 <= p.clients <= MAX_CLIENTS:
+        raise ConfigError(f"clients must be 1..{MAX_CLIENTS}, got {p.clients}")
+    if not 0 < p.seconds <= MAX_SECONDS:
+        raise ConfigError(f"seconds must be in (0, {MAX_SECONDS:g}], got {p.seconds}")
+    if p.url is not None and not TritonUrl.parse(p.url).is_loopback:
+        raise ConfigError(f"--url {p.url}: the load test only runs against a server on this machine (loopback)")
 
-    from ...models.build import build_all
-    from ...serving.server import serve
-    from .harness import write_rows
 
-    with ExitStack() as stack:
-        if url is None:
-            build_all([model])
-            server = stack.enter_context(serve([model]))
-            url, server_pid = server.url, server.pid
-            log.info(f"embedded server at {url} (pid {server_pid})")
-        rss = (lambda: tree_rss_mb(server_pid)) if server_pid else (lambda: float("nan"))
-        ctx = mp.get_context("spawn")
-        start, queue = ctx.Barrier(clients + 1), ctx.Queue()
-        procs = [
-            ctx.Process(target=_client, args=(url, model, batch, seconds, k, start, queue), daemon=True)
-            for k in range(clients)
-        ]
-        for p in procs:
-            p.start()
-        start.wait(timeout=300)  # every client connected and warmed up
-        before = rss()
-        peak = [before]
-        done = threading.Event()
+def points(p):
+    row = {"model": p.model, "batch": p.batch, "clients": p.clients, "seconds": p.seconds}
+    yield Point(row, None if p.url else dict(models=[p.model]))
 
-        def sample():
-            while not done.wait(0.25):
-                peak[0] = max(peak[0], rss())
 
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        t0 = time.perf_counter()
-        results = [queue.get(timeout=seconds + 300) for _ in procs]
-        elapsed = time.perf_counter() - t0
-        done.set()
-        sampler.join()
-        for p in procs:
-            p.join(timeout=30)
-        after = rss()
+def measure(run, point):
+    p = run.params
+    url, server_pid = (run.server.url, run.server.pid) if run.server else (p.url, p.server_pid)
+    rss = (lambda: tree_rss_mb(server_pid)) if server_pid else (lambda: float("nan"))
+    ctx = mp.get_context("spawn")
+    start, queue = ctx.Barrier(p.clients + 1), ctx.Queue()
+    procs = [
+        ctx.Process(target=_client, args=(url, p.model, p.batch, p.seconds, k, start, queue), daemon=True)
+        for k in range(p.clients)
+    ]
+    for proc in procs:
+        proc.start()
+    start.wait(timeout=300)  # every client connected and warmed up
+    before = rss()
+    peak = [before]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.25):
+            peak[0] = max(peak[0], rss())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t0 = time.perf_counter()
+    results = [queue.get(timeout=p.seconds + 300) for _ in procs]
+    elapsed = time.perf_counter() - t0
+    done.set()
+    sampler.join()
+    for proc in procs:
+        proc.join(timeout=30)
+    after = rss()
     lat = np.array([x for r in results for x in r[0]]) * 1e3
-    errors = sum(r[1] for r in results)
-    row = {
-        "model": model,
-        "batch": batch,
-        "clients": clients,
-        "seconds": seconds,
+    return {
         "requests": int(lat.size),
-        "errors": errors,
-        "rows_per_s": lat.size * batch / elapsed,
+        "errors": sum(r[1] for r in results),
+        "rows_per_s": lat.size * p.batch / elapsed,
         "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
         "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
         "server_rss_mb_before": before,
         "server_rss_mb_peak": max(peak[0], after),
         "server_rss_mb_after": after,
         "first_error": next((r[2] for r in results if r[2]), ""),
+        "latencies_ms": lat,
     }
-    if out_dir:
-        write_rows(
-            [row], out_dir, f"load_{model}", f"Load: {clients} clients x {seconds:g} s, {model} batch {batch}", COLUMNS
-        )
-        plot_latencies(
-            lat, Path(out_dir) / f"load_{model}.png", f"{model} batch {batch}, {clients} clients x {seconds:g} s"
-        )
-    return row
 
 
-def plot_latencies(lat_ms, path, title: str) -> None:
-    """Histogram of request latencies with p50 and p99 marked."""
-    from matplotlib.figure import Figure
+def check(rows, p):
+    bad = [r for r in rows if r["errors"]]
+    return f"{bad[0]['errors']} errors; first: {bad[0]['first_error']}" if bad else None
 
-    fig = Figure(figsize=(6, 3.5))
-    ax = fig.subplots()
-    if len(lat_ms):
-        ax.hist(lat_ms, bins=50, color="tab:blue")
-        for q, style in ((50, "--"), (99, ":")):
-            v = float(np.percentile(lat_ms, q))
-            ax.axvline(v, color="k", linestyle=style, label=f"p{q} {v:.1f} ms")
-        ax.legend()
-    ax.set_xlabel("latency [ms]")
-    ax.set_ylabel("requests")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+
+STUDY = Study(
+    name="load",
+    help="K client processes x T seconds against one server",
+    columns=COLUMNS,
+    params=dict(model="particlenet", batch=16, clients=4, seconds=10.0, url=None, server_pid=None),
+    quick=dict(model="bdt", clients=2, seconds=3.0),
+    options={
+        "model": Option("--model", "the model", choices=tuple(SPECS)),
+        "batch": Option("--batch", "rows per request", type=int),
+        "clients": Option("--clients", f"client processes (at most {MAX_CLIENTS})", type=int),
+        "seconds": Option("--seconds", f"how long each client calls (at most {MAX_SECONDS:g})", type=float),
+        "url": Option("--url", "a server already running on this machine (default: embedded)"),
+    },
+    prepare=prepare,
+    points=points,
+    measure=measure,
+    check=check,
+    output="load_{model}",
+    title="Load: {clients} clients x {seconds:g} s, {model} batch {batch}",
+    plot=lambda rows, path, p: latency_histogram(
+        rows[0]["latencies_ms"], path, f"{p.model} batch {p.batch}, {p.clients} clients x {p.seconds:g} s"
+    ),
+)

@@ -5,8 +5,8 @@ What is compared: the inference call of one chunk of events, numpy in, numpy out
 (coffea's ``numpy_call``, the step under its ``wrapper(*arrays)``; the awkward preparation around
 it is the same work for both and is done beforehand, outside the clock).  Chunks are the fat jets of
 the tagging window in ``events_per_chunk`` consecutive events of the demo sample (or the given
-files).  Both sides must give the same scores (checked to 1e-5).  Each side runs ``repeats`` times,
-alternating, after one warm-up pass; the best pass counts.
+files).  Both sides must give the same scores (checked to 1e-5; a difference fails the study, exit
+code 1).  Each side runs ``repeats`` times, alternating, after one warm-up pass; the best pass counts.
 
 Settings of the peer: gRPC, ``ssl=False`` (coffea's default ``ssl=True`` fails against a plain
 loopback server), ``batch_size`` = the model's max batch size (what coffea reads from the model
@@ -18,55 +18,32 @@ rows it has and keeps split requests in flight.
 
 from __future__ import annotations
 
-import csv
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ...logs import get_logger
-from ...models import get_spec
+from ...models import SPECS, get_spec
+from ..plotting import bar_chart
+from .study import Option, Point, Study
 
 log = get_logger(__name__)
 
-TARGET = 2.0
-
-
-@dataclass
-class PeerResult:
-    model: str
-    events: int
-    jets: int
-    chunks: int
-    hepinfer_s: float
-    coffea_s: float
-    max_abs_diff: float
-    server_instances: int
-
-    @property
-    def hepinfer_events_per_s(self) -> float:
-        return self.events / self.hepinfer_s
-
-    @property
-    def coffea_events_per_s(self) -> float:
-        return self.events / self.coffea_s
-
-    @property
-    def ratio(self) -> float:
-        return self.coffea_s / self.hepinfer_s
-
-    def table(self) -> str:
-        return "\n".join(
-            [
-                "| model | events | jets | chunks | server instances | hepinfer events/s | coffea.ml_tools events/s | "
-                f"ratio (target >= {TARGET:g}) | max abs diff |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-                f"| {self.model} | {self.events} | {self.jets} | {self.chunks} | {self.server_instances} | "
-                f"{self.hepinfer_events_per_s:,.1f} | {self.coffea_events_per_s:,.1f} | {self.ratio:.2f} "
-                f"({'met' if self.ratio >= TARGET else 'MISSED'}) | {self.max_abs_diff:.1e} |",
-            ]
-        )
+TARGET = 2.0  # hepinfer / coffea.ml_tools events/s
+MAX_ABS_DIFF = 1e-5  # the two clients' scores must agree to this
+COLUMNS = (
+    "model",
+    "events",
+    "jets",
+    "chunks",
+    "server_instances",
+    "hepinfer_s",
+    "coffea_s",
+    "hepinfer_events_per_s",
+    "coffea_events_per_s",
+    "ratio",
+    "max_abs_diff",
+)
 
 
 def event_chunks(files, model: str, events_per_chunk: int):
@@ -98,102 +75,87 @@ def _coffea_wrapper(url: str, model: str, batch_size: int):
     return Peer(f"triton+grpc://{address}/{model}/1", client_args={"ssl": False}, batch_size=batch_size)
 
 
-def run_peer(
-    model: str = "particlenet",
-    files=None,
-    events_per_chunk: int = 100,
-    instances: int = 2,
-    repeats: int = 2,
-    max_chunks: int | None = None,
-    out_dir=None,
-) -> PeerResult:
-    from ...config import InferenceConfig
-    from ...models.build import build_all
-    from ...scorer import Scorer
-    from ...serving.server import serve
+def prepare(p):
     from ..samples import demo_files
 
-    spec = get_spec(model)
-    build_all([spec.name])
-    files = files or demo_files(400)
-    chunks = list(event_chunks(files, spec.name, events_per_chunk))[:max_chunks]
+    p.model = get_spec(p.model).name
+    p.chunks = list(event_chunks(p.files or demo_files(400), p.model, p.events_per_chunk))[: p.max_chunks]
+
+
+def measure(run, point):
+    p, spec = run.params, get_spec(run.params.model)
     out = spec.output_names[0]
-    with serve([spec.name], instances=instances) as server:
-        ours = Scorer(spec.name, config=InferenceConfig(mode="remote", url=server.url))
-        peer = _coffea_wrapper(server.url, spec.name, spec.max_batch_size)
-        sides = {"hepinfer": lambda x: ours(x)[out], "coffea": lambda x: peer.numpy_call([out], x)[out]}
-        scores, best = {}, {}
-        for side, call in sides.items():  # warm-up: clients, metadata, model instances
-            scores[side] = np.concatenate([call(x) for _, x in chunks[:1]])
-        for _ in range(repeats):
-            for side, call in sides.items():
-                t0 = time.perf_counter()
-                scores[side] = np.concatenate([call(x) for _, x in chunks])
-                best[side] = min(best.get(side, np.inf), time.perf_counter() - t0)
-                log.info(f"{side}: {best[side]:.2f} s")
-        ours.close()
-    result = PeerResult(
-        spec.name,
-        sum(n for n, _ in chunks),
-        len(scores["hepinfer"]),
-        len(chunks),
-        best["hepinfer"],
-        best["coffea"],
-        float(np.abs(scores["hepinfer"] - scores["coffea"]).max()),
-        instances,
-    )
-    if out_dir:
-        write(result, out_dir)
-    return result
+    ours = run.scorer(spec.name)
+    peer = _coffea_wrapper(run.server.url, spec.name, spec.max_batch_size)
+    sides = {"hepinfer": lambda x: ours(x)[out], "coffea": lambda x: peer.numpy_call([out], x)[out]}
+    scores, best = {}, {}
+    for side, call in sides.items():  # warm-up: clients, metadata, model instances
+        scores[side] = np.concatenate([call(x) for _, x in p.chunks[:1]])
+    for _ in range(p.repeats):
+        for side, call in sides.items():
+            t0 = time.perf_counter()
+            scores[side] = np.concatenate([call(x) for _, x in p.chunks])
+            best[side] = min(best.get(side, np.inf), time.perf_counter() - t0)
+            log.info(f"{side}: {best[side]:.2f} s")
+    events = sum(n for n, _ in p.chunks)
+    ratio = best["coffea"] / best["hepinfer"]
+    return {
+        "events": events,
+        "jets": len(scores["hepinfer"]),
+        "chunks": len(p.chunks),
+        "hepinfer_s": best["hepinfer"],
+        "coffea_s": best["coffea"],
+        "hepinfer_events_per_s": events / best["hepinfer"],
+        "coffea_events_per_s": events / best["coffea"],
+        "ratio": ratio,
+        "verdict": f"{ratio:.2f} ({'met' if ratio >= TARGET else 'MISSED'})",
+        "max_abs_diff": float(np.abs(scores["hepinfer"] - scores["coffea"]).max()),
+    }
 
 
-def write(result: PeerResult, out_dir) -> None:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "peer.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "model",
-                "events",
-                "jets",
-                "chunks",
-                "server_instances",
-                "hepinfer_s",
-                "coffea_s",
-                "hepinfer_events_per_s",
-                "coffea_events_per_s",
-                "ratio",
-                "max_abs_diff",
-            ]
-        )
-        w.writerow(
-            [
-                result.model,
-                result.events,
-                result.jets,
-                result.chunks,
-                result.server_instances,
-                f"{result.hepinfer_s:.4f}",
-                f"{result.coffea_s:.4f}",
-                f"{result.hepinfer_events_per_s:.2f}",
-                f"{result.coffea_events_per_s:.2f}",
-                f"{result.ratio:.3f}",
-                f"{result.max_abs_diff:.2e}",
-            ]
-        )
-    (out_dir / "peer.md").write_text("## hepinfer vs coffea.ml_tools.triton_wrapper\n\n" + result.table() + "\n")
-    from .harness import bar_plot
-
+def plot(rows, path, p):
+    r = rows[0]
     bars = [
-        {"who": "hepinfer", "eps": result.hepinfer_events_per_s},
-        {"who": "coffea.ml_tools.triton_wrapper", "eps": result.coffea_events_per_s},
+        {"who": "hepinfer", "eps": r["hepinfer_events_per_s"]},
+        {"who": "coffea.ml_tools.triton_wrapper", "eps": r["coffea_events_per_s"]},
     ]
-    bar_plot(
-        bars,
-        out_dir / "peer.png",
-        lambda r: r["who"],
-        value="eps",
-        ylabel="events/s",
-        title=f"{result.model}: ratio {result.ratio:.2f} (target >= {TARGET:g})",
-    )
+    title = f"{r['model']}: ratio {r['ratio']:.2f} (target >= {TARGET:g})"
+    bar_chart(bars, path, lambda b: b["who"], value="eps", xlabel="events/s", title=title)
+
+
+STUDY = Study(
+    name="peer",
+    help="hepinfer vs coffea.ml_tools.triton_wrapper, same server and jets",
+    columns=COLUMNS,
+    table=(*COLUMNS[:5], "hepinfer_events_per_s", "coffea_events_per_s", "verdict", "max_abs_diff"),
+    headers={
+        "server_instances": "server instances",
+        "hepinfer_events_per_s": "hepinfer events/s",
+        "coffea_events_per_s": "coffea.ml_tools events/s",
+        "verdict": f"ratio (target >= {TARGET:g})",
+        "max_abs_diff": "max abs diff",
+    },
+    params=dict(model="particlenet", files=None, events_per_chunk=100, instances=2, repeats=2, max_chunks=None),
+    quick=dict(repeats=1, max_chunks=3),
+    options={
+        "model": Option("--model", "the model", choices=tuple(SPECS)),
+        "files": Option("--input", "files (default: the demo sample)", nargs="+"),
+        "events_per_chunk": Option("--events-per-chunk", "events per chunk", type=int),
+        "instances": Option("--server-instances", "instances of the model on the server", type=int),
+        "repeats": Option("--repeats", "timed passes of each side (the best counts)", type=int),
+    },
+    prepare=prepare,
+    points=lambda p: [
+        Point({"model": p.model, "server_instances": p.instances}, dict(models=[p.model], instances=p.instances))
+    ],
+    measure=measure,
+    output="peer",
+    title="hepinfer vs coffea.ml_tools.triton_wrapper",
+    plot=plot,
+    summary=lambda rows, p: [f"hepinfer / coffea.ml_tools = {rows[0]['ratio']:.2f} (target >= {TARGET:g})"],
+    check=lambda rows, p: (
+        f"the two clients' scores differ by {rows[0]['max_abs_diff']:.1e} (more than {MAX_ABS_DIFF:g})"
+        if rows[0]["max_abs_diff"] > MAX_ABS_DIFF
+        else None
+    ),
+)

@@ -29,11 +29,13 @@ from ... import paths
 from ...errors import HepinferError
 from ...logs import get_logger
 from ...models import get_spec
+from ..plotting import bar_chart
+from .study import Point, Study, cores
 
 log = get_logger(__name__)
 
 TRITONCLIENT_VERSION = "2.51.0"
-COLUMNS = ["model", "tool", "batch", "concurrency", "rows_per_s", "p50_ms", "p99_ms", "stability_pct"]
+COLUMNS = ("model", "tool", "batch", "concurrency", "rows_per_s", "p50_ms", "p99_ms", "stability_pct")
 # perf_analyzer repeats its window until throughput and p99 vary by less than this (default 10 %):
 # on a 2-core machine shared with the server, 10 % is rarely reached for ParticleNet.
 STABILITY_PERCENT = 25
@@ -150,44 +152,26 @@ def perf_analyzer(
     raise HepinferError(f"perf_analyzer failed on {model} (batch {batch}, concurrency {concurrency}): {output[-800:]}")
 
 
-def run_perf_analyzer(
-    models=("particlenet", "bdt"), batches=(1, 64), concurrency=(1, 2), duration_s: float = 2.0, out_dir=None
-) -> list[dict]:
-    from ...config import InferenceConfig
-    from ...models.build import build_all
-    from ...models.toy import toy_inputs
-    from ...scorer import Scorer
-    from ...serving.server import serve
-    from .harness import bar_plot, closed_loop, write_rows
+def prepare(p):
+    p.binary = ensure_perf_analyzer()
 
-    binary = ensure_perf_analyzer()
-    models = [get_spec(m).name for m in models]
-    build_all(models)
-    rows = []
-    with serve(models, instances=os.cpu_count() or 1) as server:
-        address = server.url.split("://", 1)[1]
-        for m in models:
-            remote = Scorer(m, config=InferenceConfig(mode="remote", url=server.url))
-            for b in [b for b in batches if b <= get_spec(m).max_batch_size]:
-                x = toy_inputs(m, b, seed=b)
-                for c in concurrency:
-                    pa = perf_analyzer(binary, address, m, b, c, int(duration_s * 1000))
-                    rows.append({"model": m, "tool": "perf_analyzer", "batch": b, "concurrency": c, **pa})
-                    ours = closed_loop(remote, x, c, duration_s)
-                    rows.append({"model": m, "tool": "hepinfer", "batch": b, "concurrency": c, **ours})
-                    log.info(
-                        f"{m} batch {b} concurrency {c}: perf_analyzer {pa['rows_per_s']:,.0f}, "
-                        f"hepinfer {ours['rows_per_s']:,.0f} rows/s"
-                    )
-            remote.close()
-    if out_dir:
-        write_rows(rows, out_dir, "perf_analyzer", "perf_analyzer against hepinfer's harness (same server)", COLUMNS)
-        bar_plot(
-            rows,
-            Path(out_dir) / "perf_analyzer.png",
-            lambda r: f"{r['model']} b{r['batch']} c{r['concurrency']}: {r['tool']}",
-        )
-    return rows
+
+def points(p):
+    models = [get_spec(m).name for m in p.models]
+    server = dict(models=models, instances=cores())
+    for m in models:
+        for b in [b for b in p.batches if b <= get_spec(m).max_batch_size]:
+            for c in p.concurrency:
+                for tool in ("perf_analyzer", "hepinfer"):
+                    yield Point({"model": m, "tool": tool, "batch": b, "concurrency": c}, server)
+
+
+def measure(run, point):
+    m, b, c = point.row["model"], point.row["batch"], point.row["concurrency"]
+    if point.row["tool"] == "perf_analyzer":
+        address = run.server.url.split("://", 1)[1]
+        return perf_analyzer(run.params.binary, address, m, b, c, int(run.params.duration_s * 1000))
+    return run.loop(run.scorer(m), run.inputs(m, b, seed=b), c)
 
 
 def agreement(rows: list[dict]) -> dict[tuple, float]:
@@ -200,3 +184,24 @@ def agreement(rows: list[dict]) -> dict[tuple, float]:
         for k in [(r["model"], r["batch"], r["concurrency"])]
         if pa.get(k)
     }
+
+
+STUDY = Study(
+    name="perf-analyzer",
+    help="Triton's perf_analyzer vs hepinfer's harness, same server",
+    columns=COLUMNS,
+    params=dict(models=("particlenet", "resnet50", "bdt"), batches=(1, 64), concurrency=(1, 2), duration_s=2.0),
+    quick=dict(models=("bdt",), batches=(64,), concurrency=(1,), duration_s=1.0),
+    prepare=prepare,
+    points=points,
+    measure=measure,
+    output="perf_analyzer",
+    title="perf_analyzer against hepinfer's harness (same server)",
+    plot=lambda rows, path, p: bar_chart(
+        rows, path, lambda r: f"{r['model']} b{r['batch']} c{r['concurrency']}: {r['tool']}"
+    ),
+    summary=lambda rows, p: [
+        "hepinfer / perf_analyzer rows/s: "
+        + ", ".join(f"{m} b{b} c{c} {v:.2f}" for (m, b, c), v in agreement(rows).items())
+    ],
+)

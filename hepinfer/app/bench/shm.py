@@ -8,24 +8,22 @@ For each model, the same batch is sent to the embedded server two ways, one requ
   names the regions (tritonclient.utils.shared_memory).  Registering a region is a restricted
   endpoint of the embedded server, so this path needs the launcher's admin token.
 
-The answer decides whether hepinfer offers shared memory in its runtime; the docs' performance page
-reports it.
+Both transports must give the same outputs (checked before either is timed).  The answer decides
+whether hepinfer offers shared memory in its runtime; the docs' performance page reports it.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from pathlib import Path
 
 import numpy as np
 
-from ...logs import get_logger
 from ...models import get_spec
+from ..plotting import bar_chart
+from .study import Point, Study
 
-log = get_logger(__name__)
-
-COLUMNS = ["model", "transport", "batch", "request_mb", "rows_per_s", "p50_ms", "p99_ms", "calls"]
+COLUMNS = ("model", "transport", "batch", "request_mb", "rows_per_s", "p50_ms", "p99_ms", "calls")
 
 
 class SharedMemoryCaller:
@@ -83,51 +81,53 @@ class SharedMemoryCaller:
         self.client.close()
 
 
-def run_shm(models=("resnet50", "particlenet", "bdt"), duration_s: float = 3.0, out_dir=None) -> list[dict]:
-    from ...config import InferenceConfig
-    from ...models.build import build_all
-    from ...models.toy import toy_inputs
-    from ...scorer import Scorer
-    from ...serving.server import serve
-    from .harness import bar_plot, closed_loop, write_rows
+def points(p):
+    models = [get_spec(m).name for m in p.models]
+    for m in models:
+        for transport in ("grpc", "system shm"):
+            row = {"model": m, "transport": transport, "batch": get_spec(m).max_batch_size}
+            yield Point(row, dict(models=models, instances=1))
 
-    models = [get_spec(m).name for m in models]
-    build_all(models)
-    rows = []
-    with serve(models, instances=1) as server:
-        for m in models:
-            spec = get_spec(m)
-            b = spec.max_batch_size
-            x = toy_inputs(m, b, seed=3)
-            mb = sum(a.nbytes for a in x.values()) / 2**20
-            grpc = Scorer(m, config=InferenceConfig(mode="remote", url=server.url, max_request_bytes=64 * 2**20))
-            shm = SharedMemoryCaller(server.url, spec, b, server.admin_headers("grpc"))
-            try:
-                same = all(np.allclose(grpc(x)[k], v, rtol=1e-6, atol=1e-7) for k, v in shm(x).items())
-                if not same:
-                    raise AssertionError(f"{m}: shared-memory outputs differ from gRPC outputs")
-                for label, call in (("grpc", grpc), ("system shm", shm)):
-                    r = closed_loop(call, x, 1, duration_s)
-                    rows.append({"model": m, "transport": label, "batch": b, "request_mb": mb, **r})
-                    log.info(
-                        f"{m} batch {b} ({mb:.2f} MB) {label}: {r['rows_per_s']:,.0f} rows/s, p50 {r['p50_ms']:.2f} ms"
-                    )
-            finally:
-                shm.close()
-                grpc.close()
-    if out_dir:
-        write_rows(
-            rows,
-            out_dir,
-            "shm",
-            "gRPC tensors against system shared memory (same host, one request at a time)",
-            COLUMNS,
-        )
-        bar_plot(rows, Path(out_dir) / "shm.png", lambda r: f"{r['model']} b{r['batch']}: {r['transport']}")
-    return rows
+
+def measure(run, point):
+    m, b = point.row["model"], point.row["batch"]
+    x = run.inputs(m, b, seed=3)
+    grpc = run.scorer(m, max_request_bytes=64 * 2**20)
+    shm = run.keep(("shm", m), lambda: _checked(run.server, grpc, x))
+    call = grpc if point.row["transport"] == "grpc" else shm
+    return {"request_mb": sum(a.nbytes for a in x.values()) / 2**20, **run.loop(call, x, 1)}
+
+
+def _checked(server, grpc, x) -> SharedMemoryCaller:
+    """A SharedMemoryCaller for ``x``'s batch whose outputs are gRPC's (else closed, AssertionError)."""
+    shm = SharedMemoryCaller(server.url, grpc.spec, len(next(iter(x.values()))), server.admin_headers("grpc"))
+    try:
+        if not all(np.allclose(grpc(x)[k], v, rtol=1e-6, atol=1e-7) for k, v in shm(x).items()):
+            raise AssertionError(f"{shm.spec.name}: shared-memory outputs differ from gRPC outputs")
+    except BaseException:
+        shm.close()
+        raise
+    return shm
 
 
 def gains(rows: list[dict]) -> dict[str, float]:
     """shm / grpc rows/s per model."""
     by = {(r["model"], r["transport"]): r["rows_per_s"] for r in rows}
     return {m: by[(m, "system shm")] / by[(m, "grpc")] for m, t in by if t == "grpc" and (m, "system shm") in by}
+
+
+STUDY = Study(
+    name="shm",
+    help="gRPC tensors vs Triton system shared memory (same host)",
+    columns=COLUMNS,
+    params=dict(models=("resnet50", "particlenet", "bdt"), duration_s=3.0),
+    quick=dict(models=("bdt",), duration_s=1.0),
+    points=points,
+    measure=measure,
+    output="shm",
+    title="gRPC tensors against system shared memory (same host, one request at a time)",
+    plot=lambda rows, path, p: bar_chart(rows, path, lambda r: f"{r['model']} b{r['batch']}: {r['transport']}"),
+    summary=lambda rows, p: [
+        "system shared memory / gRPC rows/s: " + ", ".join(f"{m} {g:.2f}" for m, g in gains(rows).items())
+    ],
+)

@@ -5,15 +5,10 @@ read from its Prometheus metrics.  One embedded server (one instance per core) s
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from ..plotting import line_chart
+from .study import Option, Point, Study, cores
 
-from ...logs import get_logger
-from .harness import write_rows
-
-log = get_logger(__name__)
-
-COLUMNS = [
+COLUMNS = (
     "workers",
     "mode",
     "events",
@@ -22,72 +17,71 @@ COLUMNS = [
     "requests",
     "queue_ms_per_request",
     "compute_ms_per_execution",
-]
+)
 
 
-def run_workers(
-    files=None, workers=(1, 2), models=("particlenet", "bdt"), chunksize: int = 100, out_dir=None
-) -> list[dict]:
-    from ...serving.metrics import difference, model_metrics
-    from ...serving.server import serve
-    from ..job import JobSettings, run_job
+def prepare(p):
     from ..samples import demo_files
 
-    files = tuple(str(f) for f in (files or demo_files(400)))
-    rows = []
-    with serve(models, instances=os.cpu_count() or 1) as server:
-        for n in workers:
-            for mode in ("local", "remote"):
-                before = model_metrics(server.metrics_url)
-                result = run_job(
-                    JobSettings(
-                        inputs=files,
-                        models=tuple(models),
-                        mode=mode,
-                        url=server.url,
-                        executor="dask",
-                        cluster="local",
-                        workers=n,
-                        chunksize=chunksize,
-                    )
-                )
-                used = difference(model_metrics(server.metrics_url), before)
-                requests = sum(u["requests"] for u in used.values())
-                executions = sum(u["executions"] for u in used.values())
-                s = result.summary
-                rows.append(
-                    {
-                        "workers": n,
-                        "mode": mode,
-                        "events": s["events"],
-                        "wall_s": s["wall_s"],
-                        "events_per_s": s["events_per_s"],
-                        "requests": int(requests),
-                        "queue_ms_per_request": sum(u["queue_us"] for u in used.values()) / requests / 1e3
-                        if requests
-                        else 0.0,
-                        "compute_ms_per_execution": (
-                            sum(u["compute_infer_us"] for u in used.values()) / executions / 1e3 if executions else 0.0
-                        ),
-                    }
-                )
-                log.info(f"{n} worker(s), {mode}: {s['events_per_s']:,.1f} events/s")
-    if out_dir:
-        write_rows(rows, out_dir, "workers", "Events/s against Dask workers", COLUMNS)
-        plot(rows, Path(out_dir) / "workers.png")
-    return rows
+    p.files = tuple(str(f) for f in (p.files or demo_files(400)))
 
 
-def plot(rows: list[dict], path) -> None:
-    from matplotlib.figure import Figure
+def points(p):
+    server = dict(models=p.models, instances=cores())
+    for n in p.workers:
+        for mode in ("local", "remote"):
+            yield Point({"workers": n, "mode": mode}, server)
 
-    fig = Figure(figsize=(5, 3.6))
-    ax = fig.subplots()
-    for mode in ("local", "remote"):
-        pts = sorted((r["workers"], r["events_per_s"]) for r in rows if r["mode"] == mode)
-        ax.plot(*zip(*pts), "o-", label=f"{mode} inference")
-    ax.set_xlabel("Dask workers")
-    ax.set_ylabel("events/s")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+
+def measure(run, point):
+    from ...serving.metrics import difference, model_metrics
+    from ..job import JobSettings, run_job
+
+    p, server = run.params, run.server
+    settings = JobSettings(
+        inputs=p.files,
+        models=tuple(p.models),
+        mode=point.row["mode"],
+        url=server.url,
+        executor="dask",
+        cluster="local",
+        workers=point.row["workers"],
+        chunksize=p.chunksize,
+    )
+    before = model_metrics(server.metrics_url)
+    s = run_job(settings).summary
+    used = difference(model_metrics(server.metrics_url), before).values()
+    requests = sum(u["requests"] for u in used)
+    executions = sum(u["executions"] for u in used)
+    return {
+        "events": s["events"],
+        "wall_s": s["wall_s"],
+        "events_per_s": s["events_per_s"],
+        "requests": int(requests),
+        "queue_ms_per_request": sum(u["queue_us"] for u in used) / requests / 1e3 if requests else 0.0,
+        "compute_ms_per_execution": sum(u["compute_infer_us"] for u in used) / executions / 1e3 if executions else 0.0,
+    }
+
+
+STUDY = Study(
+    name="workers",
+    help="events/s vs Dask workers, local vs remote, server queue time",
+    columns=COLUMNS,
+    params=dict(files=None, workers=(1, 2), models=("particlenet", "bdt"), chunksize=100),
+    quick=dict(workers=(1, 2), models=("bdt",), chunksize=200),
+    options={"files": Option("--input", "files (default: the demo sample)", nargs="+")},
+    prepare=prepare,
+    points=points,
+    measure=measure,
+    output="workers",
+    title="Events/s against Dask workers",
+    plot=lambda rows, path, p: line_chart(
+        rows,
+        path,
+        "workers",
+        "events_per_s",
+        series=lambda r: f"{r['mode']} inference",
+        xlabel="Dask workers",
+        ylabel="events/s",
+    ),
+)

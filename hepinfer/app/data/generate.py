@@ -9,11 +9,11 @@ no detector simulation):
 * ``qcd``: all hard QCD 2 -> 2, background.
 * both with the hard-process pT-hat in [500, 700] GeV, which fills fat jets of pT 550-650 GeV
   (the top-tagging landscape window, applied when samples are used for training).
-* "PF candidates" are the visible final-state particles (neutrinos dropped) with |eta| < 5; d0/dz
+* "PF candidates" are the visible final-state particles (neutrinos dropped) with ``|eta| < 5``; d0/dz
   are the straight-line impact parameters of the production vertex with respect to the beam line
   and the origin, in cm (non-zero for decays of B/D hadrons, K_S, Lambda, ...).
-* ``FatJet``: anti-kT R = 0.8, pT > 200 GeV, |eta| < 2.5; ``Jet``: anti-kT R = 0.4, pT > 20 GeV,
-  |eta| < 4.7; substructure as :mod:`hepinfer.app.data.substructure` documents.
+* ``FatJet``: anti-kT R = 0.8, pT > 200 GeV, ``|eta| < 2.5``; ``Jet``: anti-kT R = 0.4, pT > 20 GeV,
+  ``|eta| < 4.7``; substructure as :mod:`hepinfer.app.data.substructure` documents.
 * ``PFCands`` holds the constituents of the stored fat jets (PFNano's AK8-only configuration),
   linked by ``FatJetPFCands_jetIdx`` / ``FatJetPFCands_pFCandsIdx``, with ``FatJet_nConstituents``
   (coffea needs it to build ``FatJet.constituents``).

@@ -3,6 +3,7 @@ processor.Runner, on the executor and cluster asked for, inference local or on T
 summary and mplhep plots.
 
 Choices (the docs' *Main job* page repeats them):
+
 * ``--mode remote`` or ``auto`` without a URL (neither ``--url`` nor ``HEPINFER_URL``) starts the
   embedded Triton server for the job and stops it at the end.
 * The files are checked before any work: each must open, hold the tree, and have every branch the
@@ -23,6 +24,7 @@ Choices (the docs' *Main job* page repeats them):
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from dataclasses import replace
@@ -67,7 +69,7 @@ def run_job(
 
     t_setup = time.perf_counter()
     settings, events_in, skipped = _usable_inputs(settings)
-    build_all(settings.models)
+    build_all(settings.models, level=logging.DEBUG)
     with contextlib.ExitStack() as stack:
         url, embedded = _inference_server(settings, stack)
         config = settings.base_config.replace(mode=settings.mode, **({"url": url} if url else {}))

@@ -1,6 +1,6 @@
 """Training / evaluation jets from generated (or real PFNano) files.
 
-Selection (the top-tagging landscape convention): fat-jet pT in [550, 650] GeV, |eta| < 2, and a
+Selection (the top-tagging landscape convention): fat-jet pT in [550, 650] GeV, ``|eta| < 2``, and a
 truth label of 0 (QCD) or 1 (top-matched); unmatched ttbar jets (label -1) are dropped.  Files are
 read with uproot and constituents linked through the FatJetPFCands table, so neither coffea nor
 a particular schema is needed.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import warnings
 from pathlib import Path
@@ -23,7 +24,16 @@ import numpy as np
 from ...errors import HepinferError
 from ...logs import get_logger
 from .. import SPECS, get_spec
-from ..catalogue import artefact_path, install_shipped, is_built, manifest, manifest_path, needs_install, shipped, weights_note
+from ..catalogue import (
+    artefact_path,
+    install_shipped,
+    is_built,
+    manifest,
+    manifest_path,
+    needs_install,
+    shipped,
+    weights_note,
+)
 from ..toy import toy_inputs
 
 log = get_logger(__name__)
@@ -35,9 +45,7 @@ def _torch():
     try:
         import torch
     except ImportError as err:
-        raise HepinferError(
-            "building the networks needs torch: pip install 'hepinfer[build]' (torch==2.13.0)"
-        ) from err
+        raise HepinferError("building the networks needs torch: pip install 'hepinfer[build]' (torch==2.13.0)") from err
     return torch
 
 
@@ -81,7 +89,7 @@ def _build_network(name: str, out: Path, seed: int) -> dict:
 
 
 def export_onnx(net, model: str, out: Path, example: dict, check: dict) -> float:
-    """Export ``net`` (eval mode, CPU) to ONNX with a dynamic batch axis; return max |ORT - torch|
+    """Export ``net`` (eval mode, CPU) to ONNX with a dynamic batch axis; return max ``|ORT - torch|``
     on ``check`` and raise when it exceeds ONNX_TOLERANCE."""
     torch = _torch()
     spec = get_spec(model)
@@ -121,8 +129,14 @@ def _build_bdt(out: Path, seed: int) -> dict:
     y = rng.integers(0, 2, n)
     shift = np.linspace(0.2, 1.0, n_feat)[None, :]
     x = (rng.normal(0, 1, (n, n_feat)) + y[:, None] * shift).astype(np.float32)
-    params = {"objective": "binary:logistic", "max_depth": 4, "eta": 0.1, "nthread": 1,
-              "seed": seed, "tree_method": "hist"}
+    params = {
+        "objective": "binary:logistic",
+        "max_depth": 4,
+        "eta": 0.1,
+        "nthread": 1,
+        "seed": seed,
+        "tree_method": "hist",
+    }
     booster = xgb.train(params, xgb.DMatrix(x, label=y), num_boost_round=100)
     booster.save_model(str(out))
     return {"xgboost_version": xgb.__version__, "trees": 100, "max_depth": 4, "training_rows": n}
@@ -146,7 +160,8 @@ def build(model: str, *, seed: int = 20261122, force: bool = False) -> Path:
         model=spec.name,
         seed=seed,
         weights="random",
-        detail="seeded random weights, batch-norm calibrated on toy inputs" if spec.engine != "xgboost"
+        detail="seeded random weights, batch-norm calibrated on toy inputs"
+        if spec.engine != "xgboost"
         else "trained on seeded toy data (no physics)",
         sha256=hashlib.sha256(out.read_bytes()).hexdigest(),
         bytes=out.stat().st_size,
@@ -156,16 +171,21 @@ def build(model: str, *, seed: int = 20261122, force: bool = False) -> Path:
     return out
 
 
-def build_all(models=None, *, force: bool = False) -> list[Path]:
-    """Build (or install the shipped artefact of) each of ``models`` (default: all declared)."""
+def build_all(models=None, *, force: bool = False, level: int = logging.INFO) -> list[Path]:
+    """Build (or install the shipped artefact of) each of ``models`` (default: all declared); say what
+    was done for each on the ``hepinfer`` logger at ``level`` (``logging.DEBUG``: quietly, as the
+    main job and the benchmarks do)."""
     built = []
     for name in models or SPECS:
         before = manifest(name).get("sha256")
         if not is_built(name) and shipped(name) is None:
-            log.info(f"{name}: building (no trained weights shipped; `hepinfer train {name}` trains it) ...")
+            log.log(level, f"{name}: building (no trained weights shipped; `hepinfer train {name}` trains it) ...")
         build(name, force=force)
         state = "installed" if manifest(name).get("sha256") != before else "present"
-        log.info(f"{name}: {state} at {artefact_path(name)} ({manifest(name).get('bytes', 0) / 1e6:.1f} MB, "
-            f"{weights_note(name)})")
+        log.log(
+            level,
+            f"{name}: {state} at {artefact_path(name)} ({manifest(name).get('bytes', 0) / 1e6:.1f} MB, "
+            f"{weights_note(name)})",
+        )
         built.append(artefact_path(name))
     return built
