@@ -19,14 +19,29 @@ def get_logger(name: str = LOGGER) -> logging.Logger:
     return logging.getLogger(name if name.startswith(LOGGER) else f"{LOGGER}.{name}")
 
 
+class _Console(logging.StreamHandler):
+    """A stream handler that writes to ``sys.stdout`` as it is at each message (so a replaced or
+    captured stdout, as in pytest or Jupyter, is followed), unless a stream was given."""
+
+    def __init__(self, stream=None):
+        super().__init__(stream if stream is not None else sys.stdout)
+        self._follow_stdout = stream is None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._follow_stdout:
+            self.stream = sys.stdout
+        super().emit(record)
+
+
 def console(level: int | str = logging.INFO, stream=None) -> logging.Handler:
-    """Show hepinfer's messages from ``level`` up as plain lines on ``stream`` (default: stdout).
-    Calling it again replaces the handler it added before (no duplicated lines)."""
+    """Show hepinfer's messages from ``level`` up as plain lines on ``stream`` (default: the
+    standard output of the moment).  Calling it again replaces the handler it added before (no
+    duplicated lines)."""
     logger = logging.getLogger(LOGGER)
     for handler in list(logger.handlers):
         if handler.get_name() == _HANDLER_NAME:
             logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler = _Console(stream)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hepinfer
-from hepinfer.app.job import JobSettings, check_inputs, inspect_inputs, run_job
+from hepinfer.app.job import check_inputs, inspect_inputs, run_job
 from hepinfer.errors import InputMismatch
 from hepinfer.features.common import finite_inputs
 
@@ -63,8 +63,8 @@ def test_corrupt_basket_is_found_by_the_deep_check(generated, damaged):
     assert "corrupt.root" in message and "PFCands_pt" in message
 
 
-def test_corrupt_file_without_skip_fails_naming_file_and_entries(generated, damaged, artefacts, tmp_path):
-    settings = JobSettings(
+def test_corrupt_file_without_skip_fails_naming_file_and_entries(generated, damaged, job_settings, artefacts, tmp_path):
+    settings = job_settings(
         inputs=(str(generated["ttbar"]), str(damaged["corrupt"])),
         models=("bdt",),
         mode="local",
@@ -79,22 +79,18 @@ def test_corrupt_file_without_skip_fails_naming_file_and_entries(generated, dama
 
 
 @pytest.mark.slow
-def test_skip_bad_files_finishes_the_rest_and_lists_the_skipped(generated, damaged, artefacts, tmp_path):
+def test_skip_bad_files_finishes_the_rest_and_lists_the_skipped(generated, damaged, job_settings, artefacts, tmp_path):
     files = (str(generated["ttbar"]), str(damaged["truncated"]), str(damaged["corrupt"]), str(generated["qcd"]))
-    settings = JobSettings(
-        inputs=files, models=MODELS, mode="local", executor="iterative", chunksize=100, skip_bad_files=True
-    )
+    settings = job_settings(inputs=files, mode="local", executor="iterative", chunksize=100, skip_bad_files=True)
     result = run_job(settings, output=tmp_path / "s.json")
     s = json.loads((tmp_path / "s.json").read_text())
     assert sorted(s["skipped_files"]) == sorted([str(damaged["truncated"]), str(damaged["corrupt"])])
     assert "PFCands_pt" in s["skipped_files"][str(damaged["corrupt"])]
     assert s["events"] == 300 and s["inputs"] == [str(generated["ttbar"]), str(generated["qcd"])]
-    clean = run_job(
-        JobSettings(inputs=(files[0], files[3]), models=MODELS, mode="local", executor="iterative", chunksize=100)
-    )
+    clean = run_job(job_settings(inputs=(files[0], files[3]), mode="local", executor="iterative", chunksize=100))
     assert result.summary["histograms"] == clean.summary["histograms"]
     with pytest.raises(InputMismatch, match="every input file is bad"):
-        run_job(JobSettings(inputs=files[1:3], models=MODELS, mode="local", skip_bad_files=True))
+        run_job(job_settings(inputs=files[1:3], mode="local", skip_bad_files=True))
 
 
 @settings(max_examples=60, deadline=None)
@@ -113,9 +109,9 @@ def test_nonfinite_policy_replaces_by_zero_and_marks_the_rows(rows, width, share
 
 @pytest.mark.triton
 @pytest.mark.slow
-def test_nan_and_inf_in_a_file_are_counted_and_local_equals_remote(generated, server, tmp_path):
-    from test_job import _rewrite
-
+def test_nan_and_inf_in_a_file_are_counted_and_local_equals_remote(
+    generated, server, rewrite_file, job_settings, tmp_path
+):
     def poison(name, array):  # every 7th PF candidate: pt NaN; every 11th: eta +inf
         if name not in ("PFCands_pt", "PFCands_eta"):
             return array
@@ -123,13 +119,9 @@ def test_nan_and_inf_in_a_file_are_counted_and_local_equals_remote(generated, se
         flat[:: 7 if name == "PFCands_pt" else 11] = np.nan if name == "PFCands_pt" else np.inf
         return ak.unflatten(flat, ak.num(array))
 
-    bad = _rewrite(generated["ttbar"], tmp_path / "nan.root", cast=poison)
+    bad = rewrite_file(generated["ttbar"], tmp_path / "nan.root", cast=poison)
     runs = {
-        mode: run_job(
-            JobSettings(
-                inputs=(str(bad),), models=MODELS, mode=mode, url=server.url, executor="iterative", chunksize=50
-            )
-        )
+        mode: run_job(job_settings(inputs=(str(bad),), mode=mode, url=server.url, executor="iterative", chunksize=50))
         for mode in ("local", "remote")
     }
     for mode, r in runs.items():
@@ -160,7 +152,7 @@ def test_jets_without_constituents_and_events_without_jets_stay_aligned(pfnano_e
         assert np.isfinite(ak.to_numpy(ak.flatten(after))).all()
 
 
-def test_scorer_level_errors_name_the_culprit():
+def test_scorer_level_errors_name_the_culprit(shipped_artefacts):
     x = {"input__0": np.zeros((3, 20), np.float32)}
     with pytest.raises(hepinfer.ModelNotFound, match="unknown model 'bdt2'.*known models"):
         hepinfer.Scorer("bdt2")

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from hepinfer.serving.ports import free_ports
-
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -32,11 +30,11 @@ SCREENSHOTS = Path(os.environ.get("HEPINFER_SCREENSHOTS", ROOT / "output" / "scr
 
 
 @pytest.fixture()
-def voila(tmp_path, artefacts):
+def voila(tmp_path, free_port, artefacts):
     if not os.path.exists(CHROMIUM):
         pytest.skip("no chromium: `apt-get install chromium` (./run.sh test installs it when run as root)")
     shutil.copy(ROOT / "notebooks" / "quickstart.ipynb", tmp_path)
-    (port,) = free_ports("127.0.0.1", 1)
+    port = free_port
     log = open(tmp_path / "voila.log", "w")
     proc = subprocess.Popen(
         [

@@ -1,7 +1,6 @@
 """The coffea plug-in and the example processor, on generated events, locally and on the real server."""
 
 import pickle
-import warnings
 
 import awkward as ak
 import numpy as np
@@ -11,21 +10,9 @@ import hepinfer
 from hepinfer import InferenceConfig
 from hepinfer.app.processor import TopTagProcessor
 from hepinfer.coffea import _SCORERS, JetTagger
-from hepinfer.serving.ports import free_ports
 
-pytestmark = [pytest.mark.triton, pytest.mark.slow]
 MODELS = ("particlenet", "bdt")
-
-
-def _events(path, schema="PFNanoAODSchema", mode="eager", steps=None):
-    from coffea import nanoevents
-
-    source = {str(path): {"object_path": "Events", "steps": steps} if steps else "Events"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return nanoevents.NanoEventsFactory.from_root(
-            source, schemaclass=getattr(nanoevents, schema), mode=mode
-        ).events()
+# every test but the last runs on generated events (and most on the server): triton and slow
 
 
 def _same(a, b):
@@ -34,6 +21,8 @@ def _same(a, b):
         assert np.array_equal(a["hists"][name].values(), b["hists"][name].values()), name
 
 
+@pytest.mark.triton
+@pytest.mark.slow
 def test_tagger_keeps_the_jagged_layout(artefacts, pfnano_events):
     fat = pfnano_events.FatJet
     scores = JetTagger("bdt")(fat, fat.constituents.pf)
@@ -46,9 +35,11 @@ def test_tagger_keeps_the_jagged_layout(artefacts, pfnano_events):
     assert clone.config.url == "grpc://127.0.0.1:1" and "_SCORERS" not in vars(clone)
 
 
-def test_nanoaod_and_pfnano_schemas_agree(artefacts, generated):
-    a = TopTagProcessor(models=("bdt",)).process(_events(generated["ttbar"], "PFNanoAODSchema", "virtual"))
-    b = TopTagProcessor(models=("bdt",)).process(_events(generated["ttbar"], "NanoAODSchema", "virtual"))
+@pytest.mark.triton
+@pytest.mark.slow
+def test_nanoaod_and_pfnano_schemas_agree(artefacts, generated, open_events):
+    a = TopTagProcessor(models=("bdt",)).process(open_events(generated["ttbar"], "PFNanoAODSchema", "virtual"))
+    b = TopTagProcessor(models=("bdt",)).process(open_events(generated["ttbar"], "NanoAODSchema", "virtual"))
     _same(a, b)
     assert int(a["cutflow"]["selected_fatjets"]) > 20
 
@@ -61,8 +52,10 @@ def dask_client():
         yield client
 
 
+@pytest.mark.triton
+@pytest.mark.slow
 @pytest.mark.parametrize("executor", ["iterative", "futures", "dask"])
-def test_runner_local_equals_remote(server, generated, executor, request):
+def test_runner_local_equals_remote(server, generated, executor, coffea_quiet, request):
     from coffea import processor
     from coffea.nanoevents import PFNanoAODSchema
 
@@ -77,8 +70,7 @@ def test_runner_local_equals_remote(server, generated, executor, request):
             ex = processor.DaskExecutor(client=request.getfixturevalue("dask_client"), status=False)
         runner = processor.Runner(executor=ex, schema=PFNanoAODSchema, chunksize=50)
         config = InferenceConfig(mode=mode, url=server.url)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+        with coffea_quiet():
             results[mode] = runner(fileset, TopTagProcessor(models=MODELS, config=config), treename="Events")
     _same(results["local"], results["remote"])
     assert int(results["local"]["cutflow"]["events"]) == 300
@@ -93,14 +85,15 @@ def test_runner_local_equals_remote(server, generated, executor, request):
     assert all(0 < t < int(results["local"]["cutflow"]["selected_fatjets"]) for t in tagged.values())
 
 
-def test_one_scorer_per_process_reused_across_chunks(server, generated):
+@pytest.mark.triton
+@pytest.mark.slow
+def test_one_scorer_per_process_reused_across_chunks(server, generated, coffea_quiet):
     from coffea import processor
     from coffea.nanoevents import PFNanoAODSchema
 
     config = InferenceConfig(mode="remote", url=server.url, timeout_s=30)
     runner = processor.Runner(executor=processor.IterativeExecutor(), schema=PFNanoAODSchema, chunksize=30)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with coffea_quiet():
         runner(
             {"t": {"files": {str(generated["ttbar"]): "Events"}}},
             TopTagProcessor(models=("bdt",), config=config),
@@ -110,24 +103,28 @@ def test_one_scorer_per_process_reused_across_chunks(server, generated):
     assert len(mine) == 1 and mine[0].stats["remote_calls"] == 5  # 150 events in 5 chunks, one Scorer
 
 
-def test_dask_graph_is_built_without_the_server(server, generated):
+@pytest.mark.triton
+@pytest.mark.slow
+def test_dask_graph_is_built_without_the_server(server, generated, open_events, free_port):
     import dask
 
-    (port,) = free_ports("127.0.0.1", 1)
+    port = free_port
     closed = InferenceConfig(mode="remote", url=f"grpc://127.0.0.1:{port}", timeout_s=5)
-    events = _events(generated["ttbar"], mode="dask", steps=[[0, 75], [75, 150]])
+    events = open_events(generated["ttbar"], mode="dask", steps=[[0, 75], [75, 150]])
     graph = TopTagProcessor(models=MODELS, config=closed).process(events)  # no server: must not raise
     with pytest.raises(hepinfer.ServerUnavailable, match=str(port)):
         dask.compute(graph)
     remote = TopTagProcessor(models=MODELS, config=closed.replace(url=server.url)).process(events)
     (got,) = dask.compute(remote)
-    _same(got, TopTagProcessor(models=MODELS).process(_events(generated["ttbar"])))
+    _same(got, TopTagProcessor(models=MODELS).process(open_events(generated["ttbar"])))
 
 
-def test_pipelined_pieces_score_every_jet_once_in_order(server, generated):
+@pytest.mark.triton
+@pytest.mark.slow
+def test_pipelined_pieces_score_every_jet_once_in_order(server, generated, open_events):
     """Remote mode with pieces of 7 jets (many requests in flight from one chunk) gives the same
     per-jet scores, in the same jagged layout, as one call per model; and the same histograms."""
-    events = _events(generated["ttbar"], "PFNanoAODSchema", "virtual")
+    events = open_events(generated["ttbar"], "PFNanoAODSchema", "virtual")
     config = InferenceConfig(mode="remote", url=server.url)
     piped = TopTagProcessor(models=MODELS, config=config, piece_jets=7)
     plain = TopTagProcessor(models=MODELS, config=config, pipeline=False)

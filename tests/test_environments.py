@@ -47,11 +47,11 @@ def test_environment_yml_pip_part_installs(tmp_path):
 
 @pytest.mark.triton
 @pytest.mark.slow
-def test_binder_postbuild_then_start(tmp_path, artefacts):
+def test_binder_postbuild_then_start(tmp_path, free_port, artefacts):
     env = {
         **os.environ,
         "HEPINFER_BINDER_DIR": str(tmp_path),
-        "HEPINFER_BINDER_GRPC_PORT": str(_free_port()),
+        "HEPINFER_BINDER_GRPC_PORT": str(free_port),
         "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
     }
     env.pop("HEPINFER_URL", None)
@@ -95,9 +95,3 @@ def _alive(pid: int) -> bool:
     # a zombie (exited, not yet reaped by its parent, here the finished start script) is gone too
     status = Path(f"/proc/{pid}/status")
     return status.exists() and "zombie" not in status.read_text()
-
-
-def _free_port() -> int:
-    from hepinfer.serving.ports import free_ports
-
-    return free_ports("127.0.0.1", 1)[0]

@@ -16,7 +16,7 @@ import pytest
 
 import hepinfer
 from hepinfer import InferenceConfig
-from hepinfer.app.job import JobSettings, run_job
+from hepinfer.app.job import run_job
 from hepinfer.serving.server import serve
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -25,17 +25,11 @@ MODELS = ("particlenet", "bdt")
 QUICK = dict(retries=2, retry_initial_ms=50, retry_max_ms=200, retry_total_s=5, reprobe_interval_s=600, timeout_s=30)
 
 
-def _settings(generated, **kw):
-    base = dict(
-        inputs=(str(generated["ttbar"]), str(generated["qcd"])),
-        models=MODELS,
-        executor="dask",
-        cluster="local",
-        workers=2,
-        chunksize=25,
-    )
-    base.update(kw)
-    return JobSettings(**base)
+@pytest.fixture(scope="module")
+def dask_job(job_settings):
+    """JobSettings of a Dask run (a local cluster of 2 workers, chunks of 25 events) of the generated
+    files; keywords as for job_settings."""
+    return lambda **kw: job_settings(**{"executor": "dask", "cluster": "local", "workers": 2, "chunksize": 25, **kw})
 
 
 def _after_first_round(action, delay_s=0.3):
@@ -55,8 +49,8 @@ def _after_first_round(action, delay_s=0.3):
 
 
 @pytest.fixture(scope="module")
-def local_reference(generated, artefacts):
-    return run_job(_settings(generated, mode="local"))
+def local_reference(dask_job, artefacts):
+    return run_job(dask_job(mode="local"))
 
 
 def _same(a, b):
@@ -64,11 +58,11 @@ def _same(a, b):
     assert a.summary["histograms"] == b.summary["histograms"]
 
 
-def test_server_killed_mid_run_auto_falls_back_and_completes(generated, artefacts, local_reference, tmp_path):
+def test_server_killed_mid_run_auto_falls_back_and_completes(dask_job, artefacts, local_reference, tmp_path):
     server = serve(MODELS)
     progress, killers = _after_first_round(lambda: os.kill(server.pid, signal.SIGKILL))
     try:
-        settings = _settings(generated, mode="auto", url=server.url, base_config=InferenceConfig(**QUICK))
+        settings = dask_job(mode="auto", url=server.url, base_config=InferenceConfig(**QUICK))
         result = run_job(settings, output=tmp_path / "summary.json", progress=progress)
     finally:
         for t in killers:
@@ -87,13 +81,13 @@ def test_server_killed_mid_run_auto_falls_back_and_completes(generated, artefact
     assert (tmp_path / "summary.json").exists()
 
 
-def test_server_killed_mid_run_remote_fails_clearly_without_summary(generated, artefacts, tmp_path):
+def test_server_killed_mid_run_remote_fails_clearly_without_summary(dask_job, artefacts, tmp_path):
     server = serve(MODELS)
     progress, killers = _after_first_round(lambda: os.kill(server.pid, signal.SIGKILL))
     out = tmp_path / "summary.json"
     t0 = time.monotonic()
     try:
-        settings = _settings(generated, mode="remote", url=server.url, base_config=InferenceConfig(**QUICK))
+        settings = dask_job(mode="remote", url=server.url, base_config=InferenceConfig(**QUICK))
         with pytest.raises((hepinfer.ServerUnavailable, hepinfer.InferenceTimeout)) as info:
             run_job(settings, output=out, progress=progress)
     finally:
@@ -107,7 +101,7 @@ def test_server_killed_mid_run_remote_fails_clearly_without_summary(generated, a
     assert time.monotonic() - t0 < 120
 
 
-def test_server_restarted_mid_run_client_reconnects(generated, artefacts, local_reference):
+def test_server_restarted_mid_run_client_reconnects(dask_job, artefacts, local_reference):
     server = serve(MODELS)
     ports = dict(server.ports)
     replacement = {}
@@ -123,7 +117,7 @@ def test_server_restarted_mid_run_client_reconnects(generated, artefacts, local_
     progress, restarters = _after_first_round(restart, delay_s=0.2)
     patient = InferenceConfig(retries=12, retry_initial_ms=200, retry_max_ms=2000, retry_total_s=90, timeout_s=30)
     try:
-        result = run_job(_settings(generated, mode="remote", url=server.url, base_config=patient), progress=progress)
+        result = run_job(dask_job(mode="remote", url=server.url, base_config=patient), progress=progress)
     finally:
         for t in restarters:
             t.join()
@@ -139,7 +133,7 @@ def test_server_restarted_mid_run_client_reconnects(generated, artefacts, local_
     assert sum(s["inference"][m]["retried_calls"] for m in MODELS) >= 1, s["inference"]
 
 
-def test_dask_worker_killed_mid_run_the_run_completes(generated, server, local_reference):
+def test_dask_worker_killed_mid_run_the_run_completes(dask_job, server, local_reference):
     from distributed import Client
 
     from hepinfer.app.clusters import local_cluster
@@ -147,7 +141,7 @@ def test_dask_worker_killed_mid_run_the_run_completes(generated, server, local_r
     with local_cluster(workers=2) as cluster, Client(cluster) as client:
         pids = list(client.run(os.getpid).values())
         progress, killers = _after_first_round(lambda: os.kill(pids[0], signal.SIGKILL), delay_s=0.2)
-        settings = _settings(generated, mode="remote", url=server.url, cluster=cluster.scheduler_address)
+        settings = dask_job(mode="remote", url=server.url, cluster=cluster.scheduler_address)
         result = run_job(settings, progress=progress)
         for t in killers:
             t.join()

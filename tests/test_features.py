@@ -235,13 +235,10 @@ def test_builders_on_random_jagged_input(data):
 
 
 @pytest.mark.slow
-def test_builders_per_partition_on_dask_awkward(generated, pfnano_events):
+def test_builders_per_partition_on_dask_awkward(generated, pfnano_events, open_events, coffea_quiet):
     """In coffea's dask mode the builders run per partition; while dask-awkward traces the graph
     they touch exactly the columns they read, so only those are loaded."""
-    import warnings
-
     import dask_awkward as dak
-    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
 
     def real_particles(jets, cons):
         x = particlenet_inputs(jets, cons)
@@ -249,13 +246,8 @@ def test_builders_per_partition_on_dask_awkward(generated, pfnano_events):
             return ak.Array(ak.Array([[1.0]]).layout.to_typetracer(forget_length=True))
         return ak.unflatten(x["mask"].sum(axis=(1, 2)), ak.num(jets))
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        events = NanoEventsFactory.from_root(
-            {str(generated["ttbar"]): {"object_path": "Events", "steps": [[0, 50], [50, 100], [100, 150]]}},
-            schemaclass=PFNanoAODSchema,
-            mode="dask",
-        ).events()
+    with coffea_quiet():
+        events = open_events(generated["ttbar"], mode="dask", steps=[[0, 50], [50, 100], [100, 150]])
         out = dak.map_partitions(real_particles, events.FatJet, events.FatJet.constituents.pf)
         columns = set(next(iter(dak.report_necessary_columns(out).values())))
         got = out.compute()

@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import warnings
 
 import awkward as ak
 import numpy as np
@@ -12,13 +11,14 @@ import uproot
 from hepinfer import ConfigError
 from hepinfer.app.data.generate import generate
 
-pytestmark = pytest.mark.slow
+# every test but test_bad_settings_are_named (refused before Pythia starts) runs the generator: slow
 
 
 def _arrays(path):
     return uproot.open(path)["Events"].arrays()
 
 
+@pytest.mark.slow
 def test_same_seed_same_contents(tmp_path):
     a = generate("qcd", 15, 5, tmp_path / "a.root", progress=False)
     b = generate("qcd", 15, 5, tmp_path / "b.root", progress=False)
@@ -30,6 +30,7 @@ def test_same_seed_same_contents(tmp_path):
     assert not ak.all(ak.ravel(xa["PFCands_pt"])[:50] == ak.ravel(xc["PFCands_pt"])[:50])
 
 
+@pytest.mark.slow
 def test_nanoaod_branches(generated):
     tree = uproot.open(generated["ttbar"])["Events"]
     assert type(tree).__name__.startswith("Model_TTree")
@@ -66,15 +67,11 @@ def test_nanoaod_branches(generated):
     assert ak.to_numpy(x.event).tolist() == list(range(1, 151)) and set(ak.to_numpy(x.luminosityBlock)) == {11}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["eager", "virtual", "dask"])
-def test_coffea_pfnano_schema_links_constituents(generated, mode):
-    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        events = NanoEventsFactory.from_root(
-            {str(generated["ttbar"]): "Events"}, schemaclass=PFNanoAODSchema, mode=mode
-        ).events()
+def test_coffea_pfnano_schema_links_constituents(generated, open_events, coffea_quiet, mode):
+    with coffea_quiet():
+        events = open_events(generated["ttbar"], mode=mode)
         fat, pf = events.FatJet, events.FatJet.constituents.pf
         if mode == "dask":
             fat, pf = fat.compute(), pf.compute()
@@ -85,6 +82,7 @@ def test_coffea_pfnano_schema_links_constituents(generated, mode):
     assert np.allclose(ak.to_numpy(ak.flatten(np.hypot(px, py))), ak.to_numpy(ak.flatten(fat.pt)), rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_truth_labels(generated, pfnano_events):
     fat = ak.flatten(pfnano_events.FatJet)
     labels = ak.to_numpy(fat.label)
@@ -108,6 +106,7 @@ def test_bad_settings_are_named(tmp_path):
     assert not (tmp_path / "x.root").exists()
 
 
+@pytest.mark.slow
 def test_cli_generates_files_in_parallel(tmp_path):
     out = subprocess.run(
         [

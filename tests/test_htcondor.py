@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 
 from hepinfer.app.clusters import HTCondorSettings
-from hepinfer.app.job import JobSettings, run_job, same_result
+from hepinfer.app.job import run_job, same_result
 
 pytestmark = [pytest.mark.htcondor, pytest.mark.triton, pytest.mark.slow]
 SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "htcondor-pool"
-MODELS = ("particlenet", "bdt")
 
 
 def _pool(*args, timeout=600):
@@ -61,7 +60,7 @@ def shared_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_processor_on_htcondor_workers_matches_local(htcondor_pool, server, generated, shared_dir):
+def test_processor_on_htcondor_workers_matches_local(htcondor_pool, server, generated, job_settings, shared_dir):
     files = []
     for name in ("ttbar", "qcd"):
         dst = shared_dir / generated[name].name
@@ -74,9 +73,8 @@ def test_processor_on_htcondor_workers_matches_local(htcondor_pool, server, gene
     condor = HTCondorSettings(
         cores=1, memory="2GB", disk="1GB", death_timeout_s=30, scheduler_host="127.0.0.1", log_directory=str(logs)
     )
-    settings = JobSettings(
+    settings = job_settings(
         inputs=tuple(files),
-        models=MODELS,
         mode="remote",
         url=server.url,
         executor="dask",

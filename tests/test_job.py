@@ -9,48 +9,21 @@ import uproot
 
 import hepinfer
 from hepinfer.app.clusters import dask_client, worker_environment
-from hepinfer.app.data.nanoaod import write_events
 from hepinfer.app.job import JobSettings, check_inputs, expand_inputs, run_job, same_result
 from hepinfer.cli import main
 from hepinfer.errors import ConfigError, InputMismatch
 from hepinfer.serving import server as server_mod
-from hepinfer.serving.ports import free_ports
 
-pytestmark = [pytest.mark.triton, pytest.mark.slow]
 MODELS = ("particlenet", "bdt")
+# the tests that run jobs are marked triton and slow one by one; the rest is quick
 
 
-def _files(generated):
-    return tuple(str(generated[p]) for p in ("ttbar", "qcd"))
-
-
-def _rewrite(src, dst, drop=(), cast=None):
-    """A copy of a NanoAOD file without the branches ``drop`` names (or starts with, for "Jet_*"),
-    with ``cast(name, array)`` applied to the rest; collections are written back as nX + X_*."""
-    with uproot.open(src) as f:
-        tree = f["Events"]
-        names = [k for k in tree.keys() if not any(k == d or (d.endswith("*") and k.startswith(d[:-1])) for d in drop)]
-        arrays = tree.arrays(names)
-    counters = {k for k in names if k.startswith("n") and any(j.startswith(k[1:] + "_") for j in names)}
-    out, groups = {}, {}
-    for k in names:
-        prefix, _, field = k.partition("_")
-        col = cast(k, arrays[k]) if cast else arrays[k]
-        if k in counters:
-            continue
-        if "n" + prefix in counters:
-            groups.setdefault(prefix, {})[field] = col
-        else:
-            out[k] = col
-    out.update({prefix: ak.zip(cols) for prefix, cols in groups.items()})
-    write_events(dst, out)
-    return dst
-
-
-def test_input_checks_name_the_file_and_branch(generated, tmp_path):
-    files = _files(generated)
+@pytest.mark.triton
+@pytest.mark.slow
+def test_input_checks_name_the_file_and_branch(generated_files, rewrite_file, tmp_path):
+    files = generated_files
     assert check_inputs(files, MODELS) == 300
-    broken = _rewrite(files[0], tmp_path / "no_d0.root", drop=("PFCands_d0",))
+    broken = rewrite_file(files[0], tmp_path / "no_d0.root", drop=("PFCands_d0",))
     with pytest.raises(InputMismatch, match=r"no_d0\.root.*PFCands_d0.*particlenet"):
         check_inputs([str(broken)], MODELS)
     assert check_inputs([str(broken)], ("bdt",)) == 150  # the BDT does not read d0
@@ -58,7 +31,7 @@ def test_input_checks_name_the_file_and_branch(generated, tmp_path):
     text.write_text("not a ROOT file")
     with pytest.raises(InputMismatch, match=r"notes\.root: cannot be read as a ROOT file"):
         check_inputs([str(text)], MODELS)
-    no_count = _rewrite(files[0], tmp_path / "no_count.root", drop=("FatJet_nConstituents",))
+    no_count = rewrite_file(files[0], tmp_path / "no_count.root", drop=("FatJet_nConstituents",))
     with pytest.raises(InputMismatch, match=r"FatJet_nConstituents.*pfnano schema"):
         check_inputs([str(no_count)], ("bdt",))
     assert check_inputs([str(no_count)], ("bdt",), schema="nanoaod") == 150  # links through FatJetPFCands
@@ -72,7 +45,9 @@ def test_input_checks_name_the_file_and_branch(generated, tmp_path):
         JobSettings(inputs=files, executor="spark")
 
 
-def test_runs_on_files_without_the_generator_extras(generated, tmp_path, artefacts):
+@pytest.mark.triton
+@pytest.mark.slow
+def test_runs_on_files_without_the_generator_extras(generated, rewrite_file, tmp_path, artefacts):
     """Any NanoAOD/PFNano file with fat jets and their candidates: no truth labels, no GenPart, no AK4
     jets, and other number types (float64 kinematics, int64 indices) than ours."""
 
@@ -82,7 +57,7 @@ def test_runs_on_files_without_the_generator_extras(generated, tmp_path, artefac
         return ak.values_astype(array, np.int64) if name.endswith("Idx") else array
 
     src = generated["ttbar"]
-    foreign = _rewrite(
+    foreign = rewrite_file(
         src, tmp_path / "foreign.root", cast=cast, drop=("FatJet_label", "GenPart*", "nGenPart", "Jet_*", "nJet")
     )
     with uproot.open(foreign) as f:
@@ -97,13 +72,12 @@ def test_runs_on_files_without_the_generator_extras(generated, tmp_path, artefac
         assert np.allclose(runs[0].hists[name].values(), runs[1].hists[name].values(), atol=1), name
 
 
-def test_run_local_equals_remote_and_writes_summary(server, generated, tmp_path):
-    files = _files(generated)
+@pytest.mark.triton
+@pytest.mark.slow
+def test_run_local_equals_remote_and_writes_summary(server, job_settings, tmp_path):
     runs = {}
     for mode in ("local", "remote"):
-        settings = JobSettings(
-            inputs=files, models=MODELS, mode=mode, url=server.url, executor="iterative", chunksize=60
-        )
+        settings = job_settings(mode=mode, url=server.url, executor="iterative", chunksize=60)
         runs[mode] = run_job(settings, output=tmp_path / mode / "summary.json", plots=tmp_path / mode / "plots")
     assert same_result(
         {"cutflow": runs["local"].summary["cutflow"], "hists": runs["local"].hists},
@@ -125,14 +99,16 @@ def test_run_local_equals_remote_and_writes_summary(server, generated, tmp_path)
     assert all((tmp_path / "remote" / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
 
 
-def test_remote_without_url_starts_and_stops_the_embedded_server(generated, tmp_path, monkeypatch, artefacts):
+@pytest.mark.triton
+@pytest.mark.slow
+def test_remote_without_url_starts_and_stops_the_embedded_server(generated_files, tmp_path, monkeypatch, artefacts):
     monkeypatch.delenv("HEPINFER_URL", raising=False)
     out = tmp_path / "summary.json"
     rc = main(
         [
             "run",
             "--input",
-            *_files(generated),
+            *generated_files,
             "--models",
             "bdt",
             "--mode",
@@ -155,10 +131,11 @@ def test_remote_without_url_starts_and_stops_the_embedded_server(generated, tmp_
     assert not [s for s in server_mod._LIVE if s.is_running() and s.url == summary["url"]]  # stopped at the end
 
 
-def test_failed_remote_run_writes_no_summary(generated, tmp_path):
-    (port,) = free_ports("127.0.0.1", 1)
-    settings = JobSettings(
-        inputs=_files(generated),
+@pytest.mark.triton
+@pytest.mark.slow
+def test_failed_remote_run_writes_no_summary(job_settings, free_port, tmp_path):
+    port = free_port
+    settings = job_settings(
         models=("bdt",),
         mode="remote",
         url=f"grpc://127.0.0.1:{port}",
@@ -172,13 +149,14 @@ def test_failed_remote_run_writes_no_summary(generated, tmp_path):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
-def test_dask_on_an_existing_scheduler(server, generated, tmp_path):
+@pytest.mark.triton
+@pytest.mark.slow
+def test_dask_on_an_existing_scheduler(server, job_settings, tmp_path):
     """--cluster tcp://...: attach to a running scheduler (here a LocalCluster's) and leave it running."""
     from hepinfer.app.clusters import local_cluster
 
     with local_cluster(2) as cluster:
-        settings = JobSettings(
-            inputs=_files(generated),
+        settings = job_settings(
             models=("bdt",),
             mode="remote",
             url=server.url,

@@ -110,6 +110,7 @@ def test_missing_artefact_says_how_to_build(tmp_path):
         rt.infer(toy_inputs("bdt", 2))
 
 
+@pytest.mark.build  # torch, and the build-time network code
 def test_resnet50_architecture():
     torch = pytest.importorskip("torch")
     from hepinfer.models.build.resnet import Bottleneck, resnet50

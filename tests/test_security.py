@@ -105,13 +105,11 @@ def test_configured_grpc_headers_reach_the_server_and_are_not_shown(guarded):
 
 @pytest.mark.triton
 @pytest.mark.slow
-def test_tls_with_the_wrong_ca_fails_clearly(tmp_path, artefacts):
-    from test_tls import _self_signed
-
+def test_tls_with_the_wrong_ca_fails_clearly(tmp_path, self_signed, artefacts):
     (tmp_path / "server").mkdir()
     (tmp_path / "other").mkdir()
-    cert, key = _self_signed(tmp_path / "server")
-    other_ca, _ = _self_signed(tmp_path / "other")
+    cert, key = self_signed(tmp_path / "server")
+    other_ca, _ = self_signed(tmp_path / "other")
     x = toy_inputs("bdt", 4, seed=3)
     with hepinfer.serve(["bdt"], tls_cert=cert, tls_key=key) as srv:
         with pytest.raises(hepinfer.ServerUnavailable, match="TLS") as info:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from hepinfer.app.training import metrics
 from hepinfer.models import build as build_mod
+from hepinfer.models import catalogue
 
 
 def _pairwise_auc(labels, scores):
@@ -126,19 +127,19 @@ def test_build_installs_shipped_but_keeps_own_training(tmp_path, monkeypatch):
     monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
     build_mod.build("bdt")
     assert (
-        build_mod.is_trained("bdt")
-        and build_mod.manifest("bdt")["sha256"]
-        == json.loads((build_mod.shipped("bdt").parent / "manifest.json").read_text())["sha256"]
+        catalogue.is_trained("bdt")
+        and catalogue.manifest("bdt")["sha256"]
+        == json.loads((catalogue.shipped("bdt").parent / "manifest.json").read_text())["sha256"]
     )
     # a user's own training (weights trained, another sha) is never replaced
-    own = dict(build_mod.manifest("bdt"), sha256="0" * 64, source="hepinfer train")
-    build_mod.manifest_path("bdt").write_text(json.dumps(own))
+    own = dict(catalogue.manifest("bdt"), sha256="0" * 64, source="hepinfer train")
+    catalogue.manifest_path("bdt").write_text(json.dumps(own))
     build_mod.build("bdt")
-    assert build_mod.manifest("bdt")["sha256"] == "0" * 64
+    assert catalogue.manifest("bdt")["sha256"] == "0" * 64
     # random weights in the cache are replaced by the shipped ones
-    build_mod.manifest_path("bdt").write_text(json.dumps(dict(own, weights="random")))
+    catalogue.manifest_path("bdt").write_text(json.dumps(dict(own, weights="random")))
     build_mod.build("bdt")
-    assert build_mod.is_trained("bdt") and build_mod.manifest("bdt")["sha256"] != "0" * 64
+    assert catalogue.is_trained("bdt") and catalogue.manifest("bdt")["sha256"] != "0" * 64
 
 
 @pytest.mark.slow
@@ -157,9 +158,9 @@ def test_untrained_networks_are_labelled(tmp_path, monkeypatch):
     from hepinfer.app.demo import Comparison, format_table
 
     monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
-    build_mod.manifest_path("resnet50").parent.mkdir(parents=True)
-    build_mod.manifest_path("resnet50").write_text(json.dumps({"weights": "random"}))
-    assert not build_mod.is_trained("resnet50")
-    assert "UNTRAINED" in build_mod.weights_note("resnet50")
+    catalogue.manifest_path("resnet50").parent.mkdir(parents=True)
+    catalogue.manifest_path("resnet50").write_text(json.dumps({"weights": "random"}))
+    assert not catalogue.is_trained("resnet50")
+    assert "UNTRAINED" in catalogue.weights_note("resnet50")
     table = format_table([Comparison("resnet50", 10, 1.0, 1.0, 0.0, "UNTRAINED", 0.5)])
     assert "| resnet50 | UNTRAINED |" in table and "scores come from an UNTRAINED network" in table

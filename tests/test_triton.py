@@ -11,9 +11,8 @@ from hepinfer import InferenceConfig, InputMismatch, ModelNotFound, Scorer, Serv
 from hepinfer.models import SPECS
 from hepinfer.models.toy import toy_inputs
 from hepinfer.runtime.triton import TritonRuntime
-from hepinfer.serving.ports import free_ports
 
-pytestmark = pytest.mark.triton
+# the tests on the server are marked triton; the two without one are quick
 
 
 def _stats(server, model):
@@ -24,6 +23,7 @@ def _stats(server, model):
     return int(stats.get("inference_count", 0)), int(stats["inference_stats"]["success"].get("count", 0))
 
 
+@pytest.mark.triton
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 @pytest.mark.parametrize("model", list(SPECS))
 def test_local_and_remote_agree(server, model, protocol):
@@ -36,6 +36,7 @@ def test_local_and_remote_agree(server, model, protocol):
         assert np.abs(remote[name] - local[name]).max() <= 1e-5
 
 
+@pytest.mark.triton
 def test_plain_tritonclient_can_infer(server):
     import tritonclient.grpc as grpcclient
 
@@ -52,6 +53,7 @@ def test_plain_tritonclient_can_infer(server):
     assert np.abs(got - Scorer("particlenet")(x)["softmax"]).max() <= 1e-5
 
 
+@pytest.mark.triton
 def test_coffea_style_url(server):
     port = server.url.rsplit(":", 1)[1]
     x = toy_inputs("bdt", 10, seed=3)
@@ -59,6 +61,7 @@ def test_coffea_style_url(server):
     assert np.abs(out["output__0"] - Scorer("bdt")(x)["output__0"]).max() <= 1e-5
 
 
+@pytest.mark.triton
 def test_batches_split_at_max_batch_size_without_padding(server):
     n = 2 * SPECS["bdt"].max_batch_size + 17  # 4096 + 4096 + 17
     x = toy_inputs("bdt", n, seed=4)
@@ -71,6 +74,7 @@ def test_batches_split_at_max_batch_size_without_padding(server):
     assert np.abs(out["output__0"] - Scorer("bdt")(x)["output__0"]).max() <= 1e-5
 
 
+@pytest.mark.triton
 def test_batches_split_at_request_size(server):
     x = toy_inputs("resnet50", 10, seed=5)  # 48 KiB per image
     cfg = InferenceConfig(mode="remote", url=server.url, max_request_bytes=3 * 49152)
@@ -81,6 +85,7 @@ def test_batches_split_at_request_size(server):
     assert np.abs(out["softmax"] - Scorer("resnet50")(x)["softmax"]).max() <= 1e-5
 
 
+@pytest.mark.triton
 @pytest.mark.parametrize("in_flight", [1, 8])
 def test_many_pieces_in_flight_come_back_in_order(server, in_flight):
     x = toy_inputs("bdt", 500, seed=6)  # 80 bytes a row: 12 rows per 1 KiB request, 42 requests
@@ -92,6 +97,7 @@ def test_many_pieces_in_flight_come_back_in_order(server, in_flight):
     assert np.array_equal(out["output__0"], Scorer("bdt")(x)["output__0"])
 
 
+@pytest.mark.triton
 def test_a_timeout_in_flight_is_an_inference_timeout(server):
     x = toy_inputs("particlenet", 12, seed=7)  # 7.2 kB a row: one row per request, 12 requests
     cfg = InferenceConfig(mode="remote", url=server.url, max_request_bytes=1024, max_in_flight=4, timeout_s=0.001)
@@ -99,6 +105,7 @@ def test_a_timeout_in_flight_is_an_inference_timeout(server):
         Scorer("particlenet", config=cfg)(x)
 
 
+@pytest.mark.triton
 def test_empty_batch_is_not_sent(server):
     _, before = _stats(server, "bdt")
     out = Scorer("bdt", mode="remote", url=server.url)({"input__0": np.zeros((0, 20), np.float32)})
@@ -106,8 +113,8 @@ def test_empty_batch_is_not_sent(server):
     assert _stats(server, "bdt")[1] == before
 
 
-def test_unreachable_server_is_named():
-    (port,) = free_ports("127.0.0.1", 1)
+def test_unreachable_server_is_named(free_port):
+    port = free_port
     url = f"grpc://127.0.0.1:{port}"
     with pytest.raises(ServerUnavailable) as info:
         Scorer("bdt", mode="remote", url=url, timeout_s=5)(toy_inputs("bdt", 3))
@@ -120,6 +127,7 @@ def test_unreachable_server_is_named():
         Scorer("bdt", mode="remote", url=f"http://127.0.0.1:{port}")(toy_inputs("bdt", 3))
 
 
+@pytest.mark.triton
 def test_model_not_on_server(server):
     port = server.url.rsplit(":", 1)[1]
     rt = TritonRuntime("bdt", f"grpc://127.0.0.1:{port}", model_name="not_there")
@@ -127,6 +135,7 @@ def test_model_not_on_server(server):
         rt.infer(toy_inputs("bdt", 3))
 
 
+@pytest.mark.triton
 def test_server_metadata_mismatch_names_tensor(server):
     # The server's bdt model is asked to score with particlenet's spec view of the inputs: the
     # server metadata check must name the tensor before anything is sent.
@@ -139,6 +148,7 @@ def test_server_metadata_mismatch_names_tensor(server):
         rt.infer({"input__0": x["input__0"][:, :19]})
 
 
+@pytest.mark.triton
 def test_clients_per_thread_and_never_pickled(server):
     rt = TritonRuntime("bdt", server.url)
     x = toy_inputs("bdt", 64, seed=8)
@@ -165,20 +175,22 @@ def test_clients_per_thread_and_never_pickled(server):
     assert np.abs(clone.infer(x)["output__0"] - want).max() <= 1e-5
 
 
+@pytest.mark.triton
 def test_auto_uses_the_server_when_it_answers(server):
     scorer = Scorer("bdt", mode="auto", url=server.url)
     scorer(toy_inputs("bdt", 4))
     assert scorer.mode_used == "remote" and scorer.stats["remote_calls"] == 1
 
 
-def test_auto_without_server_scores_locally():
-    (port,) = free_ports("127.0.0.1", 1)
+def test_auto_without_server_scores_locally(free_port, shipped_artefacts):
+    port = free_port
     scorer = Scorer("bdt", mode="auto", url=f"grpc://127.0.0.1:{port}", probe_timeout_s=1)
     x = toy_inputs("bdt", 4)
     assert np.array_equal(scorer(x)["output__0"], Scorer("bdt")(x)["output__0"])
     assert scorer.mode_used == "local"
 
 
+@pytest.mark.triton
 def test_clients_cannot_load_or_unload_models(server):
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
@@ -194,6 +206,7 @@ def test_clients_cannot_load_or_unload_models(server):
     assert client.is_model_ready("bdt")
 
 
+@pytest.mark.triton
 def test_http_model_control_is_restricted_too(server):
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
@@ -206,12 +219,14 @@ def test_http_model_control_is_restricted_too(server):
     assert client.is_model_ready("bdt")
 
 
+@pytest.mark.triton
 def test_serve_returns_handle_with_urls(server):
     assert server.is_running() and server.url.startswith("grpc://127.0.0.1:")
     assert "running" in repr(server) and "tritonserver.log" in str(server.log_path)
     assert isinstance(server, hepinfer.serving.server.EmbeddedServer)
 
 
+@pytest.mark.triton
 def test_client_only_install_scores_remotely(server):
     """A user with only the base install (no onnxruntime, xgboost, torch) scores remotely, and local
     mode tells them which extra to install."""
@@ -243,6 +258,7 @@ print(sorted(m for m in BLOCKED if m in sys.modules))
     assert lines[2] == "[]"
 
 
+@pytest.mark.triton
 @pytest.mark.slow
 def test_main_job_scores_generated_jets_locally_and_remotely(server, tmp_path, monkeypatch):
     from hepinfer.app.demo import compare, format_table

@@ -1,7 +1,6 @@
 """The Session and the notebook panel: toggles edit the one settings object; runs follow it."""
 
 import pickle
-import warnings
 
 import pytest
 
@@ -82,7 +81,7 @@ def test_panel_starts_and_stops_the_embedded_server(artefacts):
 
 @pytest.mark.triton
 @pytest.mark.slow
-def test_a_toggle_reaches_dask_workers(server, generated):
+def test_a_toggle_reaches_dask_workers(server, generated, coffea_quiet):
     """Runs submitted to Dask after a toggle carry the new mode to the workers."""
     from coffea import processor
     from coffea.nanoevents import PFNanoAODSchema
@@ -100,8 +99,7 @@ def test_a_toggle_reaches_dask_workers(server, generated):
         used = {}
         for mode in ("local", "remote"):
             session.set(mode=mode)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
+            with coffea_quiet():
                 out = runner(fileset, proc, treename="Events")
             used[mode] = {k: int(v) for k, v in out["inference"]["bdt"].items()}
     jets = used["local"]["local_jets"]
