@@ -1,6 +1,6 @@
 """Bad input, each with the message that names the culprit: truncated and corrupt ROOT files (and
 --skip-bad-files), NaN / inf in the features, jets without constituents.  Real generated files,
-damaged the way files get damaged; the other cases of the issue's list are tested where their code
+damaged the way files get damaged; the other kinds of bad input are tested where their code
 lives (missing branch: test_job.py; oversize batches: test_triton.py; wrong dtype and unknown
 model: test_config.py / test_spec.py; malformed URL: test_urls.py; model not loaded:
 test_server.py, test_triton.py)."""

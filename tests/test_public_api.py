@@ -49,3 +49,15 @@ def test_import_is_light():
     code = f"import hepinfer, sys; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.check_output([sys.executable, "-c", code], text=True).strip()
     assert out == "[]"
+
+
+def test_command_line_parser_is_light():
+    """Every ``hepinfer`` command builds the whole parser: it must not need the analysis, build or
+    server extras (a client-only install runs ``hepinfer serve --help``)."""
+    import subprocess
+    import sys
+
+    heavy = ("awkward", "coffea", "dask", "distributed", "matplotlib", "onnxruntime", "torch", "tritonclient", "uproot")
+    code = f"import sys; import hepinfer.cli as c; c.parser(); print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.check_output([sys.executable, "-c", code], text=True).strip()
+    assert out == "[]"

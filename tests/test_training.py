@@ -146,7 +146,7 @@ def test_build_installs_shipped_but_keeps_own_training(tmp_path, monkeypatch):
 @pytest.mark.parametrize("model", ["bdt", "particlenet"])
 def test_shipped_models_separate_top_from_qcd_on_fresh_events(generated, artefacts, model):
     """Seeds 11/12 were never used for training.  The sample is small (~70 top, ~130 QCD jets), so
-    the bound sits below the AUC targets that the full test sample measures (README)."""
+    the bound sits below the AUC targets that the full test sample measures (docs: Events and training)."""
     from hepinfer.app.training import evaluate
 
     result = evaluate(model, [str(generated["ttbar"]), str(generated["qcd"])])
