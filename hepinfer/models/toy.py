@@ -35,7 +35,21 @@ def toy_inputs(model: str, n_jets: int, seed: int = 0) -> dict[str, np.ndarray]:
             np.add.at(images[i, 1], (ys[~charged], xs[~charged]), frac[~charged])
             np.add.at(images[i, 2], (ys, xs), 1.0)
         return {"images": images}
-    if spec.name == "bdt":
-        (t,) = spec.inputs
-        return {t.name: rng.normal(0.0, 1.0, size=(n_jets, t.shape[0])).astype(np.float32)}
-    raise NotImplementedError(f"no toy inputs for model {spec.name!r}")  # pragma: no cover
+    return generic_inputs(spec, n_jets, rng)
+
+
+def generic_inputs(spec, n_jets: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Standard-normal values (integers in [0, 10) for integer tensors, random booleans) of each
+    input's dtype and per-row shape, a variable dimension (-1) taken as 1: what any declared model
+    (the BDTs, a user's model) accepts, with no structure beyond the shapes."""
+    out = {}
+    for t in spec.inputs:
+        shape = (n_jets, *[max(d, 1) for d in t.shape])
+        kind = t.numpy_dtype.kind
+        if kind == "b":
+            out[t.name] = rng.random(shape) < 0.5
+        elif kind in "iu":
+            out[t.name] = rng.integers(0, 10, size=shape).astype(t.numpy_dtype)
+        else:
+            out[t.name] = rng.normal(0.0, 1.0, size=shape).astype(t.numpy_dtype)
+    return out
