@@ -34,6 +34,13 @@ def _version() -> str:
 __version__ = _version()
 
 
+def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
+    """Register a user model in ``SPECS`` (checked first; see :mod:`hepinfer.models.registry`)."""
+    from .models.registry import register
+
+    return register(spec, replace=replace)
+
+
 def serve(models=None, **kwargs):
     """Start the embedded Triton server (see :func:`hepinfer.serving.server.serve`)."""
     from .serving.server import serve as _serve
@@ -59,5 +66,6 @@ __all__ = [
     "TritonUrl",
     "__version__",
     "get_spec",
+    "register_model",
     "serve",
 ]

@@ -1,15 +1,17 @@
 """coffea plug-in: score jet collections inside processors.
 
-``JetTagger(model, config)`` is called on a jet collection (``events.FatJet``) and returns P(top)
-per jet with the same jagged layout as the jets.  It builds the model's inputs with
-hepinfer.features and scores them through a :class:`hepinfer.Scorer` in the configured mode.
+``JetTagger(model, config, score="top")`` is called on a jet collection (``events.FatJet``) and
+returns the named class's score (P(top) by default) per jet with the same jagged layout as the jets.
+It builds the model's inputs with the model's builder (hepinfer.features, or the user's) and scores
+them through a :class:`hepinfer.Scorer` in the configured mode.
 
 * Eager and virtual arrays (``processor.Runner`` chunks) are scored directly.
 * dask-awkward arrays (coffea's dask mode) get a ``map_partitions`` node.  While dask-awkward
   traces the graph on typetracers, the tagger touches the columns the builder reads and returns a
   typetracer shaped like the jets: the output type comes from the ModelSpec, and **the server is
   never contacted while the graph is built** (coffea.ml_tools calls the remote model on length-one
-  arrays for that).
+  arrays for that).  A model that only a server has is declared for that with the TOML file
+  ``hepinfer models pull`` writes (in ``HEPINFER_MODELS``).
 * Workers receive the tagger's settings (model name and InferenceConfig), never a client: the
   Scorer, and with it the Triton client, is created once per worker process and reused by every
   chunk that process scores.
@@ -29,19 +31,26 @@ import numpy as np
 
 from .caching import ProcessCache
 from .config import InferenceConfig
+from .errors import ConfigError
 from .features import build_inputs, link_constituents
 from .features.common import finite_inputs, is_typetracer, plain
-from .models import get_spec
-from .scorer import Scorer
+from .models.checks import resolve_builder
+from .models.spec import ModelSpec
+from .scorer import Scorer, resolve_spec
 from .session import Session, resolve_config
 
 _SCORERS: ProcessCache[Scorer] = ProcessCache()
 _POOLS: ProcessCache[ThreadPoolExecutor] = ProcessCache()
 
 
-def _scorer_for(model: str, config: InferenceConfig) -> Scorer:
+def _scorer_for(spec: ModelSpec, config: InferenceConfig) -> Scorer:
     """This process' Scorer for (model, config), created on first use and reused by every chunk."""
-    return _SCORERS.get((model, config.cache_key()), lambda: Scorer(model, config=config))
+    key = (spec.name, config.cache_key())
+    scorer = _SCORERS.get(key, lambda: Scorer(spec, config=config))
+    if scorer.spec != spec:  # the name was declared again (replaced): a Scorer of the new declaration
+        _SCORERS.pop(key)
+        scorer = _SCORERS.get(key, lambda: Scorer(spec, config=config))
+    return scorer
 
 
 def _pool(size: int) -> ThreadPoolExecutor:
@@ -57,50 +66,86 @@ def _close_scorers() -> None:
 
 
 def constituents_of(events_or_jets, jets=None):
-    """The fat jets' constituents: coffea's ``FatJet.constituents.pf`` (PFNanoAODSchema), or the
-    FatJetPFCands link table (NanoAODSchema or plain arrays; eager and virtual arrays only)."""
+    """The fat jets' constituents (events x jets x particles), eager, virtual or dask:
+
+    * coffea's ``FatJet.constituents.pf`` where PFNanoAODSchema linked them (it needs
+      ``FatJet_nConstituents``);
+    * else the FatJetPFCands link table (:func:`hepinfer.features.link_constituents`): NanoAODSchema,
+      PFNano without ``FatJet_nConstituents`` (older releases), RNTuple files, plain arrays;
+    * ``None`` when the events hold no PF candidates (standard NanoAOD): only models that read the
+      FatJet branches alone (``bdt_nanoaod``) can score such jets.
+    """
+    from .features.common import has_link_table
+
     jets = events_or_jets.FatJet if jets is None else jets
-    try:
-        return jets.constituents.pf  # PFNanoAODSchema
-    except AttributeError:  # NanoAODSchema knows no PF-candidate association
+    if "pFCandsIdxG" in getattr(jets, "fields", ()):  # the schema linked them through nConstituents
+        try:
+            return jets.constituents.pf  # PFNanoAODSchema
+        except AttributeError:  # NanoAODSchema: link records without the candidates
+            pass
+    if has_link_table(events_or_jets):
         return link_constituents(events_or_jets)
+    return None
+
+
+def class_column(spec: ModelSpec, score: str | None) -> int:
+    """The column of the first output that holds class ``score`` (None: "top" when the model has it,
+    else its last class); ConfigError naming the classes."""
+    if not spec.classes:
+        raise ConfigError(f"model {spec.name!r} declares no classes, so no score can be chosen by name")
+    if score is None:
+        score = "top" if "top" in spec.classes else spec.classes[-1]
+    if score not in spec.classes:
+        raise ConfigError(f"model {spec.name!r} has no class {score!r}; its classes: {', '.join(spec.classes)}")
+    return spec.classes.index(score)
 
 
 class JetTagger:
-    """P(top) for every jet of a collection, with the jets' jagged layout."""
+    """One class's score (P(top) by default) for every jet of a collection, with the jets' jagged layout."""
 
-    def __init__(self, model: str, config: InferenceConfig | Session | None = None, **settings):
-        """``config``: an InferenceConfig, or a :class:`hepinfer.Session` whose current settings are
-        read at every call (a toggle in the notebook panel applies to the next chunk scored here,
-        and to every run submitted to Dask after it)."""
-        self.spec = get_spec(model)
+    def __init__(
+        self,
+        model,
+        config: InferenceConfig | Session | None = None,
+        score: str | None = None,
+        **settings,
+    ):
+        """``model``: a name or a ModelSpec.  ``config``: an InferenceConfig, or a
+        :class:`hepinfer.Session` whose current settings are read at every call (a toggle in the
+        notebook panel applies to the next chunk scored here, and to every run submitted to Dask after
+        it).  ``score``: the class whose score is returned (default "top" when the model has it, else
+        its last class)."""
         self.settings = resolve_config(config).replace(**settings) if settings else (config or InferenceConfig())
+        self.spec = resolve_spec(model, self.config)
+        self.column = class_column(self.spec, score)
+        self.score_name = self.spec.classes[self.column]
+        resolve_builder(self.spec)  # a model without input builder cannot tag jets: say so now
 
     @property
     def config(self) -> InferenceConfig:
         return resolve_config(self.settings)
 
     def __dask_tokenize__(self):
-        return ("hepinfer.JetTagger", self.spec.name, self.config.cache_key())
+        return ("hepinfer.JetTagger", self.spec.name, self.score_name, self.config.cache_key())
 
     def __repr__(self) -> str:
-        return f"JetTagger({self.spec.name!r}, mode={self.config.mode!r})"
+        return f"JetTagger({self.spec.name!r}, mode={self.config.mode!r}, score={self.score_name!r})"
 
     @property
     def scorer(self) -> Scorer:
-        return _scorer_for(self.spec.name, self.config)
+        return _scorer_for(self.spec, self.config)
 
     def __call__(self, jets, constituents):
-        """P(top) per jet (float32), jagged like ``jets``."""
+        """The chosen class's score per jet (float32), jagged like ``jets``."""
         return self.tag(jets, constituents)["score"]
 
     def tag(self, jets, constituents):
-        """Per jet: ``score`` (P(top), float32), ``remote`` (True where the score came from the
-        server, False where it was computed locally), ``fallback`` (True where the server was
-        asked, failed every retry, and the score was computed locally) and ``nonfinite`` (True where
-        the jet's inputs held NaN / inf, replaced by 0: :func:`hepinfer.features.common.finite_inputs`),
-        jagged like ``jets``.  The
-        run summary counts them to report the mode actually used, chunk by chunk, on every worker."""
+        """Per jet: ``score`` (the chosen class's score, P(top) by default, float32), ``remote`` (True
+        where the score came from the server, False where it was computed locally), ``fallback``
+        (True where the server was asked, failed every retry, and the score was computed locally) and
+        ``nonfinite`` (True where the jet's inputs held NaN / inf, replaced by 0:
+        :func:`hepinfer.features.common.finite_inputs`), jagged like ``jets``.  The run summary counts
+        them to report the mode actually used, chunk by chunk, on every worker."""
         try:
             import dask_awkward as dak
         except ImportError:  # pragma: no cover - dask-awkward is part of the analysis extra
@@ -111,7 +156,7 @@ class JetTagger:
 
     def _tag(self, jets, constituents):
         if is_typetracer(jets, constituents):
-            build_inputs(self.spec.name, jets, constituents)  # touches exactly the columns it reads
+            build_inputs(self.spec, jets, constituents)  # touches exactly the columns it reads; no server
             like = plain(jets)["pt"]
             return ak.zip(
                 {
@@ -126,19 +171,19 @@ class JetTagger:
     def tag_report(self, jets, constituents):
         """Eager jets only: :meth:`tag`'s output and the scoring call's
         :class:`hepinfer.scorer.CallReport` (remote attempts, fallback)."""
-        return self._finish(self.scorer, build_inputs(self.spec.name, jets, constituents), _counts(jets))
+        return self._finish(self.scorer, build_inputs(self.spec, jets, constituents), _counts(jets))
 
     def submit(self, jets, constituents) -> Future:
         """Eager jets only: build the inputs now, in this thread, and score them in this process'
         request pool; the future's result is what :meth:`tag_report` returns."""
         scorer = self.scorer
-        inputs = build_inputs(self.spec.name, jets, constituents)
+        inputs = build_inputs(self.spec, jets, constituents)
         return _pool(scorer.config.max_in_flight).submit(self._finish, scorer, inputs, _counts(jets))
 
     def _finish(self, scorer: Scorer, inputs, counts):
         inputs, nonfinite = finite_inputs(inputs)  # NaN / inf -> 0, counted (features.common)
         outputs, report = scorer.score_report(inputs)
-        scores = outputs[self.spec.output_names[0]][:, 1].astype(np.float32)
+        scores = outputs[self.spec.output_names[0]][:, self.column].astype(np.float32)
         flat = ak.zip(
             {
                 "score": scores,

@@ -14,7 +14,13 @@ connection is made before each retry after a refused one.
   the server is probed again at most every ``reprobe_interval_s`` and used again once ready.
 
 ``stats`` counts calls, retries, fallbacks and returns to the server; :meth:`Scorer.score_report`
-tells the caller what happened to one call.
+tells the caller what happened to one call; :meth:`Scorer.scores` names the first output's columns
+by the model's classes.
+
+A model name the registry does not know (:mod:`hepinfer.models.registry`) is looked up on the server
+with ``mode="remote"``: its spec is read from the server's metadata and registered in this process
+(:mod:`hepinfer.runtime.discovery`).  Such a model has no artefact, so ``mode="local"`` and
+``mode="auto"`` refuse it when the Scorer is made (auto would have nothing to fall back to).
 """
 
 from __future__ import annotations
@@ -29,12 +35,35 @@ import numpy as np
 
 from .caching import ProcessCache
 from .config import InferenceConfig
-from .errors import InferenceTimeout, ModelNotFound, ServerUnavailable
+from .errors import ConfigError, InferenceTimeout, ModelNotFound, ServerUnavailable
 from .models import get_spec
+from .models.spec import ModelSpec
 from .retry import Attempts, call_with_retries
 from .runtime import get_runtime_class
 
 _FALLBACK_ERRORS = (ServerUnavailable, InferenceTimeout, ModelNotFound)
+
+
+def resolve_spec(model, config: InferenceConfig) -> ModelSpec:
+    """The ModelSpec of ``model`` for scoring with ``config``: from the registry, else (mode remote)
+    from the server; ConfigError for a model without artefact in mode local or auto."""
+    try:
+        spec = get_spec(model)
+    except ModelNotFound as err:
+        if config.mode != "remote" or not isinstance(model, str):
+            raise ModelNotFound(
+                f"{err}; a model that only a server has is scored with mode='remote' (mode {config.mode!r} "
+                "needs its artefact declared here)"
+            ) from None
+        from .runtime.discovery import discover
+
+        spec = discover(model, config)
+    if spec.remote_only and config.mode != "remote":
+        raise ConfigError(
+            f"model {spec.name!r} ({spec.source or 'engine remote'}) declares no artefact: it is scored with "
+            f"mode='remote' only (mode {config.mode!r} would have no local model to run or to fall back to)"
+        )
+    return spec
 
 
 @dataclass(frozen=True)
@@ -72,7 +101,7 @@ class Scorer:
         changes = {k: v for k, v in dict(mode=mode, url=url, **settings).items() if v is not None}
         base = config or InferenceConfig()
         self.config = base.replace(**changes) if changes else base
-        self.spec = get_spec(model)
+        self.spec = resolve_spec(model, self.config)
         self._init_local_state()
 
     def _init_local_state(self) -> None:
@@ -132,6 +161,16 @@ class Scorer:
     # -- scoring ---------------------------------------------------------------------------------
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.score(inputs)[0]
+
+    def scores(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The first output's columns by class name: ``{"qcd": (N,), "top": (N,)}`` for the taggers."""
+        if not self.spec.classes:
+            raise ConfigError(
+                f"model {self.spec.name!r} declares no classes: its outputs are unnamed (use the Scorer's "
+                "outputs, or declare classes)"
+            )
+        first = self(inputs)[self.spec.output_names[0]]
+        return {name: first[..., i] for i, name in enumerate(self.spec.classes)}
 
     def score(self, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
         """Outputs and where they were computed: ``(outputs, "local" | "remote")``."""

@@ -21,6 +21,7 @@ def test_public_api_snapshot():
             "TritonUrl",
             "__version__",
             "get_spec",
+            "register_model",
             "serve",
         ]
     )

@@ -14,8 +14,13 @@ from hepinfer.serving import environment, repository
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_three_models_declared():
-    assert set(SPECS) == {"particlenet", "resnet50", "bdt"}
+def test_built_in_models_declared():
+    assert {name for name in SPECS if SPECS.source_of(name) == "built-in"} == {
+        "particlenet",
+        "resnet50",
+        "bdt",
+        "bdt_nanoaod",
+    }
     pn = get_spec("particlenet")
     assert [t.name for t in pn.inputs] == ["points", "features", "mask"]
     assert pn.input("points").shape == (2, 100) and pn.input("mask").shape == (1, 100)

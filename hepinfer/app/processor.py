@@ -21,6 +21,9 @@ from ..features.common import ETA_MAX, PT_WINDOW_GEV, in_window, plain
 from ..models import get_spec
 from ..session import Session, resolve_config
 
+# CMS's own top-tagger scores in NanoAOD (whichever a file carries), histogrammed beside hepinfer's
+CMS_TAGGERS = ("particleNet_TvsQCD", "particleNetWithMass_TvsQCD", "deepTag_TvsQCD")
+
 
 def _pieces(jets, piece_jets: int) -> list[slice]:
     """Event ranges holding about ``piece_jets`` jets each (whole events, at least one per piece)."""
@@ -50,11 +53,12 @@ class TopTagProcessor(_processor_base()):
     """Example analysis: tag fat jets with each model and fill histograms.
 
     Selection: fat jets with pT in [550, 650] GeV and ``|eta| < 2`` (the taggers' training window).
-    Output: ``hists`` with ``score`` (model x P(top)) and ``msoftdrop`` (model x tagged/untagged x
-    soft-drop mass); ``cutflow`` (events, events with a selected fat jet, selected jets, tagged jets
-    per model); ``inference`` (per model, jets scored on the server and locally: the mode actually
-    used, which in ``auto`` mode can differ from chunk to chunk).
-    A jet is tagged when P(top) > ``threshold``.  Works on eager / virtual events (processor.Runner)
+    Output: ``hists`` with ``score`` (model x the score of the class named by ``score``, P(top) by
+    default) and ``msoftdrop`` (model x tagged/untagged x soft-drop mass); ``cutflow`` (events,
+    events with a selected fat jet, selected jets, tagged jets per model); ``inference`` (per model,
+    jets scored on the server and locally: the mode actually used, which in ``auto`` mode can differ
+    from chunk to chunk).
+    A jet is tagged when its score > ``threshold``.  Works on eager / virtual events (processor.Runner)
     and on dask events (the hists are then dask hists), with NanoAODSchema or PFNanoAODSchema.
     ``pipeline`` (eager chunks, remote / auto mode): overlap one model's feature building with the
     previous model's inference, and with ``piece_jets`` also pieces of a chunk with each other (see
@@ -70,15 +74,17 @@ class TopTagProcessor(_processor_base()):
         eta_max: float = ETA_MAX,
         pipeline: bool = True,
         piece_jets: int | None = None,
+        score: str = "top",
     ):
         self.models = tuple(get_spec(m).name for m in models)
+        self.score = score
         self.pipeline = pipeline
         self.piece_jets = piece_jets
         self.config = config or InferenceConfig()  # an InferenceConfig or a live Session
         self.threshold = threshold
         self.pt_window = pt_window
         self.eta_max = eta_max
-        self.taggers = {m: JetTagger(m, self.config) for m in self.models}
+        self.taggers = {m: JetTagger(m, self.config, score=score) for m in self.models}
 
     def _hists(self, dask: bool):
         import hist
@@ -87,7 +93,11 @@ class TopTagProcessor(_processor_base()):
         factory = hist.dask.Hist if dask else hist.Hist
         model_axis = hist.axis.StrCategory(list(self.models), name="model")
         return {
-            "score": factory(model_axis, hist.axis.Regular(50, 0, 1, name="score", label="P(top)")),
+            "cms_score": factory(
+                hist.axis.StrCategory(list(CMS_TAGGERS), name="tagger"),
+                hist.axis.Regular(50, 0, 1, name="score", label="CMS tagger score (top vs QCD)"),
+            ),
+            "score": factory(model_axis, hist.axis.Regular(50, 0, 1, name="score", label=f"P({self.score})")),
             "msoftdrop": factory(
                 model_axis,
                 hist.axis.StrCategory(["tagged", "untagged"], name="tag"),
@@ -105,8 +115,11 @@ class TopTagProcessor(_processor_base()):
         fat = events.FatJet
         cons = constituents_of(events, fat)
         sel = in_window(fat, self.pt_window, self.eta_max)
-        jets, cons = fat[sel], cons[sel]
+        jets, cons = fat[sel], (cons[sel] if cons is not None else None)  # None: no PF candidates (NanoAOD)
         hists = self._hists(is_dask)
+        for tagger in CMS_TAGGERS:  # CMS's own scores, where the files carry them
+            if tagger in jets.fields:
+                hists["cms_score"].fill(tagger=tagger, score=ak.flatten(jets[tagger]))
         flat_msd = ak.flatten(jets.msoftdrop)
         cutflow = {
             "events": ak.num(events.FatJet, axis=0),

@@ -7,7 +7,8 @@ parses its arguments and calls the library::
     hepinfer serve [--models ...]       the embedded Triton server until SIGINT / SIGTERM
     hepinfer demo                       per-model check: local vs embedded-Triton scores, jets/s
     hepinfer bench STUDY [--quick]      benchmark studies (CSV, markdown and PNG in --out)
-    hepinfer models build|list          build the artefacts into $HEPINFER_HOME / list the ModelSpecs
+    hepinfer models build|list|pull     build the artefacts / list every model and where it came from /
+                                        save the spec of a model a server has
     hepinfer repo build OUT             write a Triton model repository (embedded or production)
     hepinfer server setup               create the server's numpy<2 environment
     hepinfer generate ...               generate PFNano-shaped events with Pythia 8 + FastJet

@@ -1,5 +1,6 @@
 """``hepinfer setup``, ``hepinfer models``, ``hepinfer repo``, ``hepinfer server``: artefacts,
-model repositories and the server's environment."""
+model repositories and the server's environment.  ``hepinfer models pull URL NAME -o FILE`` saves the
+declaration of a model a Triton server serves (a TOML file for ``HEPINFER_MODELS``)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,34 @@ from ..serving.repository import FLAVOURS
 from .common import add_models, model_list
 
 
+def _to_build(models) -> list[str]:
+    """The models whose artefact hepinfer builds or installs (user models bring their own file, and a
+    model that only a server has, none)."""
+    from ..models import get_spec
+
+    return [m for m in models if get_spec(m).artefact_file is None and not get_spec(m).remote_only]
+
+
 def cmd_setup(args) -> int:
     from ..models.build import build_all
     from ..serving.environment import ensure_server_env
 
-    build_all(model_list(args.models), force=args.force)
+    build_all(_to_build(model_list(args.models)), force=args.force)
     ensure_server_env()
     return 0
+
+
+def _describe(spec) -> str:
+    ins = ", ".join(f"{t.name}{tuple(['N', *t.shape])} {t.dtype}" for t in spec.inputs)
+    outs = ", ".join(f"{t.name}{tuple(['N', *t.shape])}" for t in spec.outputs)
+    builder = spec.builder or (spec.name if spec.source == "built-in" else "none")
+    params = "".join(f", {k}={v!r}" for k, v in spec.builder_params.items())
+    where = f", artefact {spec.artefact_file}" if spec.artefact_file else ""
+    return (
+        f"{spec.name} [{spec.source}]: {spec.description}\n  inputs: {ins}\n  outputs: {outs}\n"
+        f"  classes: {', '.join(spec.classes) or 'none declared'}; builder: {builder}{params}\n"
+        f"  max batch {spec.max_batch_size}, engine {spec.engine}{where}"
+    )
 
 
 def cmd_models(args) -> int:
@@ -21,25 +43,44 @@ def cmd_models(args) -> int:
         from ..models import SPECS
 
         for spec in SPECS.values():
-            ins = ", ".join(f"{t.name}{tuple(['N', *t.shape])} {t.dtype}" for t in spec.inputs)
-            outs = ", ".join(f"{t.name}{tuple(['N', *t.shape])}" for t in spec.outputs)
-            print(
-                f"{spec.name}: {spec.description}\n  inputs: {ins}\n  outputs: {outs}\n"
-                f"  max batch {spec.max_batch_size}, engine {spec.engine}"
-            )
+            print(_describe(spec))
         return 0
+    if args.action == "pull":
+        return _pull(args)
     from ..models.build import build_all
 
-    build_all(model_list(args.models), force=args.force)
+    build_all(_to_build(model_list(args.models)), force=args.force)
+    return 0
+
+
+def _pull(args) -> int:
+    import dataclasses
+
+    from ..config import InferenceConfig
+    from ..models.checks import check_declaration
+    from ..models.declare import write_toml
+    from ..runtime.discovery import spec_from_server
+
+    # TLS files, token variable and timeouts as HEPINFER_* say (a shared server's settings)
+    spec = spec_from_server(args.url, args.name, InferenceConfig.from_env(mode="remote", url=args.url))
+    changes = {}
+    if args.builder:
+        changes["builder"] = args.builder
+    if args.classes:
+        changes["classes"] = tuple(c.strip() for c in args.classes.split(",") if c.strip())
+    spec = check_declaration(dataclasses.replace(spec, **changes)) if changes else spec
+    out = write_toml(spec, args.out)
+    print(f"wrote the declaration of {spec.name!r} (from {args.url}) to {out}; use it with HEPINFER_MODELS={out}")
     return 0
 
 
 def cmd_repo(args) -> int:
+    from ..models import SPECS
     from ..serving.repository import RepositoryOptions, write_repository
 
     opts = RepositoryOptions(
         flavour=args.flavour,
-        models=model_list(args.models),
+        models=SPECS.servable() if args.models in (None, "", "all") else model_list(args.models),
         instances=args.instances,
         gpu=args.gpu,
         dynamic_batching=not args.no_dynamic_batching,
@@ -65,11 +106,21 @@ def register(sub) -> None:
     s.add_argument("--force", action="store_true", help="rebuild artefacts that are already there")
     s.set_defaults(func=cmd_setup)
 
-    s = sub.add_parser("models", help="build or list the models")
-    s.add_argument("action", choices=("build", "list"))
-    add_models(s)
-    s.add_argument("--force", action="store_true", help="rebuild artefacts that are already there")
-    s.set_defaults(func=cmd_models)
+    s = sub.add_parser("models", help="build, list or pull the models")
+    actions = s.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("build", help="build the artefacts into $HEPINFER_HOME")
+    add_models(a)
+    a.add_argument("--force", action="store_true", help="rebuild artefacts that are already there")
+    a.set_defaults(func=cmd_models)
+    a = actions.add_parser("list", help="print every declared model with its source, classes and builder")
+    a.set_defaults(func=cmd_models)
+    a = actions.add_parser("pull", help="save the declaration of a model a Triton server serves, as TOML")
+    a.add_argument("url", help="the server, e.g. grpc://host:8001")
+    a.add_argument("name", help="the model's name on the server")
+    a.add_argument("-o", "--out", required=True, help="the TOML file to write (for HEPINFER_MODELS)")
+    a.add_argument("--builder", help="input builder to declare: a hepinfer.features name or package.module:function")
+    a.add_argument("--classes", help="comma-separated class names of the first output (default: the server's labels)")
+    a.set_defaults(func=cmd_models)
 
     s = sub.add_parser("repo", help="write a Triton model repository")
     s.add_argument("action", choices=("build",))

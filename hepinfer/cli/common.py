@@ -7,9 +7,10 @@ from ..models import SPECS
 
 
 def model_list(text: str | None) -> tuple[str, ...]:
-    """``"all"`` (or nothing) -> every declared model; else the comma-separated names."""
+    """``"all"`` (or nothing) -> every declared model that can be served or run here (not those that
+    only a server has); else the comma-separated names."""
     if not text or text == "all":
-        return tuple(SPECS)
+        return SPECS.servable()
     return tuple(m.strip() for m in text.split(",") if m.strip())
 
 

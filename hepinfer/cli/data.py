@@ -12,13 +12,12 @@ from ..models import SPECS
 def cmd_generate(args) -> int:
     from ..app.data.generate import generate, generate_many
 
+    kinds = {"progress": not args.no_progress, "layout": args.layout, "format": args.format}
     if args.files == 1 and "{seed}" not in args.output:
-        print(generate(args.process, args.events, args.seed, args.output, progress=not args.no_progress))
+        print(generate(args.process, args.events, args.seed, args.output, **kinds))
         return 0
     seeds = range(args.seed, args.seed + args.files)
-    for out in generate_many(
-        args.process, args.events, seeds, args.output, jobs=args.jobs, progress=not args.no_progress
-    ):
+    for out in generate_many(args.process, args.events, seeds, args.output, jobs=args.jobs, **kinds):
         print(out)
     return 0
 
@@ -62,14 +61,28 @@ def cmd_evaluate(args) -> int:
 
 def register(sub) -> None:
     from ..app.data.generate import PROCESSES
+    from ..app.data.nanoaod import FORMATS, LAYOUTS
 
-    s = sub.add_parser("generate", help="generate PFNano-shaped events with Pythia 8 + FastJet")
+    s = sub.add_parser("generate", help="generate PFNano- or NanoAOD-shaped events with Pythia 8 + FastJet")
     s.add_argument("--process", required=True, choices=tuple(PROCESSES))
     s.add_argument("--events", type=int, required=True, help="events per file")
     s.add_argument("--seed", type=int, required=True, help="seed of the first file (then seed+1, ...)")
     s.add_argument("-o", "--output", required=True, help="FILE.root, or a pattern with {seed} for several files")
     s.add_argument("--files", type=int, default=1, help="number of files, one seed each, made in parallel")
     s.add_argument("--jobs", type=int, default=None, help="parallel processes (default: cores)")
+    s.add_argument(
+        "--layout",
+        default="pfnano",
+        choices=tuple(LAYOUTS),
+        help="pfnano (default): fat jets with their PF candidates; pfnano-nocount: the same without "
+        "FatJet_nConstituents (older PFNano); nanoaod: standard NanoAOD, no PF candidates",
+    )
+    s.add_argument(
+        "--format",
+        default="ttree",
+        choices=FORMATS,
+        help="ttree (default, as NanoAOD) or rntuple (as CMS's RNTuple NanoAOD output)",
+    )
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_generate)
 

@@ -6,7 +6,7 @@ import os
 import sys
 
 from ..config import MODES
-from .common import add_models, model_list
+from .common import model_list
 
 
 def cmd_run(args) -> int:
@@ -31,7 +31,7 @@ def cmd_run(args) -> int:
     )
     settings = JobSettings(
         inputs=inputs,
-        models=model_list(args.models),
+        models=model_list(args.models) if args.models else None,  # None: automatic
         mode=args.mode,
         url=args.url,
         executor=args.executor,
@@ -70,7 +70,12 @@ def register(sub) -> None:
         help="ROOT files or globs (default: the demo sample, generated once and cached)",
     )
     s.add_argument("--events", type=int, default=400, help="without --input: ttbar and QCD events each")
-    add_models(s, default="particlenet,bdt")
+    s.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated model names, or all: each must run on every file. Default: automatic, every "
+        "model with trained weights whose inputs the files hold; the others are listed as skipped",
+    )
     s.add_argument(
         "--mode",
         default=os.environ.get("HEPINFER_MODE", "remote"),

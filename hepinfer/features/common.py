@@ -99,29 +99,40 @@ def pad_to_numpy(jagged, length: int, fill: float = 0.0, dtype=np.float32) -> np
     return ak.to_numpy(padded).astype(dtype, copy=False).reshape(len(jagged), length)
 
 
+LINK_COLLECTIONS = ("FatJet", "PFCands", "FatJetPFCands")
+
+
+def has_link_table(events) -> bool:
+    """True when ``events`` hold the fat jets' PF candidates and the FatJetPFCands table linking them
+    (PFNano); False for standard NanoAOD, which has no PF candidates."""
+    fields = getattr(events, "fields", ())  # awkward and dask-awkward arrays alike
+    return all(name in fields for name in LINK_COLLECTIONS)
+
+
 def link_constituents(events):
     """Constituents of each fat jet from a PFNano ``FatJetPFCands`` table (real CMS PFNano too).
 
     ``events`` has ``FatJet``, ``PFCands`` and ``FatJetPFCands`` (jetIdx, pFCandsIdx) collections,
-    as uproot/awkward records.  Returns events x jets x particles; jets without entries in the table
-    get no constituents.
+    as uproot/awkward records or coffea NanoEvents (eager, virtual or dask: only awkward operations,
+    so dask-awkward traces it and loads only the link table, the candidates' fields used later and
+    the jets' counts).  Returns events x jets x particles; jets without entries in the table get no
+    constituents.  Needs no ``FatJet_nConstituents``.
     """
-    for name in ("FatJet", "PFCands", "FatJetPFCands"):
-        if name not in ak.fields(events):
+    for name in LINK_COLLECTIONS:
+        if name not in getattr(events, "fields", ()):
             raise InputMismatch(f"events lack the {name!r} collection needed to link fat-jet constituents")
     link = events.FatJetPFCands
-    n_jets = ak.num(events.FatJet, axis=1)
-    order = ak.argsort(link.jetIdx, axis=1, stable=True)
-    link = link[order]
-    cands = events.PFCands[link.pFCandsIdx]
-    offsets = np.concatenate([[0], np.cumsum(ak.to_numpy(n_jets))[:-1]]) if len(n_jets) else np.zeros(0, np.int64)
-    global_jet = ak.to_numpy(ak.flatten(link.jetIdx + offsets)).astype(np.int64)
-    total = int(ak.sum(n_jets))
-    if len(global_jet) and (global_jet.max() >= total or global_jet.min() < 0):
-        raise InputMismatch("FatJetPFCands_jetIdx points outside the FatJet collection")
-    counts = np.bincount(global_jet, minlength=total)
-    per_jet = ak.unflatten(ak.flatten(cands), counts)
-    return ak.unflatten(per_jet, n_jets)
+    jet_idx = link.jetIdx
+    jet = ak.local_index(events.FatJet, axis=1)
+    if isinstance(jet_idx, ak.Array) and not is_typetracer(jet_idx) and len(jet_idx):
+        outside = (jet_idx < 0) | (jet_idx >= ak.num(jet, axis=1))
+        if ak.any(outside):
+            raise InputMismatch("FatJetPFCands_jetIdx points outside the FatJet collection")
+    order = ak.argsort(jet_idx, axis=1, stable=True)
+    cands = events.PFCands[link.pFCandsIdx[order]]  # events x links, grouped by jet
+    counts = ak.sum(jet_idx[:, np.newaxis, :] == jet[:, :, np.newaxis], axis=2)  # events x jets
+    per_jet = ak.unflatten(ak.flatten(cands, axis=1), ak.flatten(counts), axis=0)
+    return ak.unflatten(per_jet, ak.num(counts, axis=1), axis=0)
 
 
 def finite_inputs(inputs: dict) -> tuple[dict, np.ndarray]:

@@ -1,4 +1,5 @@
-"""The declared models.  ``SPECS`` is the registry; :func:`get_spec` looks a model up by name.
+"""The built-in models.  ``SPECS`` is the registry (:class:`~hepinfer.models.registry.Registry`: these
+and the user's models); :func:`get_spec` looks a model up by name.
 
 Torch definitions (``particlenet.py``, ``resnet.py``) and the artefact builder (``build.py``) are
 build-time only and import torch lazily; nothing here imports torch.
@@ -7,6 +8,7 @@ build-time only and import torch lazily; nothing here imports torch.
 from __future__ import annotations
 
 from ..errors import ModelNotFound
+from .registry import Registry
 from .spec import ModelSpec, TensorSpec
 
 # Per-particle features of ParticleNet, in the CMS / weaver style (hepinfer.features.particlenet computes them).
@@ -59,10 +61,10 @@ BDT_FEATURES = (
 
 P = PARTICLENET_MAX_PARTICLES
 _softmax = (TensorSpec("softmax", "float32", (2,), "P(QCD), P(top)"),)
+TOP_VS_QCD = ("qcd", "top")  # the classes along the taggers' outputs
 
-SPECS: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
+SPECS: Registry = Registry(
+    (
         ModelSpec(
             name="particlenet",
             inputs=(
@@ -76,6 +78,7 @@ SPECS: dict[str, ModelSpec] = {
                 TensorSpec("mask", "float32", (1, P), "1 for a real particle, 0 for padding"),
             ),
             outputs=_softmax,
+            classes=TOP_VS_QCD,
             max_batch_size=256,
             engine="onnxruntime",
             artefact="model.onnx",
@@ -93,6 +96,7 @@ SPECS: dict[str, ModelSpec] = {
                 ),
             ),
             outputs=_softmax,
+            classes=TOP_VS_QCD,
             # 64 images x 48 KiB = 3 MiB stays under gRPC's default 4 MiB message limit.
             max_batch_size=64,
             engine="onnxruntime",
@@ -108,14 +112,49 @@ SPECS: dict[str, ModelSpec] = {
                 TensorSpec("input__0", "float32", (len(BDT_FEATURES),), "jet variables: " + ", ".join(BDT_FEATURES)),
             ),
             outputs=(TensorSpec("output__0", "float32", (2,), "P(QCD), P(top)"),),
+            classes=TOP_VS_QCD,
             max_batch_size=4096,
             engine="xgboost",
             artefact="xgboost.json",
             description="XGBoost binary classifier on 20 jet variables, top vs QCD",
             extra={"features": BDT_FEATURES},
         ),
+        ModelSpec(
+            name="bdt_nanoaod",
+            # standard NanoAOD (no PF candidates): FatJet branches only (hepinfer.features.nanoaod_bdt)
+            inputs=(
+                TensorSpec(
+                    "input__0",
+                    "float32",
+                    (11,),
+                    "jet variables: pt, eta, mass, msoftdrop, tau21, tau32, tau43, n2b1, n3b1, mass_over_pt, "
+                    "msoftdrop_over_pt",
+                ),
+            ),
+            outputs=(TensorSpec("output__0", "float32", (2,), "P(QCD), P(top)"),),
+            classes=TOP_VS_QCD,
+            max_batch_size=4096,
+            engine="xgboost",
+            artefact="xgboost.json",
+            description="XGBoost binary classifier on 11 FatJet variables of standard NanoAOD, top vs QCD",
+            extra={
+                "features": (
+                    "pt",
+                    "eta",
+                    "mass",
+                    "msoftdrop",
+                    "tau21",
+                    "tau32",
+                    "tau43",
+                    "n2b1",
+                    "n3b1",
+                    "mass_over_pt",
+                    "msoftdrop_over_pt",
+                )
+            },
+        ),
     )
-}
+)
 
 
 def get_spec(model: str | ModelSpec) -> ModelSpec:

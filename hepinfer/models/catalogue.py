@@ -9,6 +9,9 @@ it needs neither torch nor anything of the build step.
 
 Trained artefacts small enough to ship (ParticleNet, the BDT) are part of the package
 (``hepinfer/models/trained/``) and installed into the cache by :func:`install_shipped`.
+
+A user model's artefact is its own file (``ModelSpec.artefact_file``): nothing is built, installed
+or written beside it; its manifest is what the declaration says (:func:`manifest`).
 """
 
 from __future__ import annotations
@@ -25,8 +28,16 @@ CARD = "model_card.md"
 
 
 def artefact_path(model) -> Path:
+    """The model file: ``artefact_file`` for a user model, else its place in the cache."""
     spec = get_spec(model)
+    if spec.artefact_file is not None:
+        return Path(spec.artefact_file)
     return paths.artefact_dir(spec.name, spec.version) / spec.artefact
+
+
+def is_user_model(model) -> bool:
+    """True for a model whose artefact is a file the user declared (not built into the cache)."""
+    return get_spec(model).artefact_file is not None
 
 
 def manifest_path(model) -> Path:
@@ -34,11 +45,24 @@ def manifest_path(model) -> Path:
 
 
 def is_built(model) -> bool:
+    if is_user_model(model):
+        return artefact_path(model).exists()
     return artefact_path(model).exists() and manifest_path(model).exists()
 
 
 def manifest(model) -> dict:
-    """The manifest of the artefact in the cache ({} when none)."""
+    """The manifest of the artefact in the cache ({} when none); for a user model, what its
+    declaration says."""
+    spec = get_spec(model)
+    if spec.artefact_file is not None:
+        path = Path(spec.artefact_file)
+        return {
+            "model": spec.name,
+            "weights": "user",
+            "source": spec.source or "python",
+            "sha256": spec.sha256,
+            "bytes": path.stat().st_size if path.exists() else 0,
+        }
     try:
         return json.loads(manifest_path(model).read_text())
     except (OSError, ValueError):
@@ -51,12 +75,16 @@ def is_trained(model) -> bool:
 
 def weights_note(model) -> str:
     """'trained' or a warning that scores come from an untrained network."""
+    if is_user_model(model):
+        return f"declared by {manifest(model)['source']}"
     return "trained" if is_trained(model) else "UNTRAINED (random weights): scores carry no physics meaning"
 
 
 def shipped(model) -> Path | None:
     """The committed trained artefact of ``model``, if hepinfer ships one."""
     spec = get_spec(model)
+    if spec.artefact_file is not None or spec.remote_only:
+        return None
     path = TRAINED_DIR / spec.name / spec.artefact
     return path if path.exists() else None
 

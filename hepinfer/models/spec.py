@@ -8,10 +8,16 @@ A ModelSpec feeds three consumers, so they can never disagree:
 
 Shapes are per row: the batch dimension is implicit (Triton's convention when ``max_batch_size>0``);
 ``-1`` marks a variable dimension.
+
+:func:`check_declaration` holds every check of a declaration that needs more than the spec itself
+(the engine, the artefact file and its checksum, the shapes the file accepts, the input builder, the
+class names); the registry, TOML loading, the repository writer and the server run it before they
+accept a model (:mod:`hepinfer.models.checks`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,25 +83,76 @@ class TensorSpec:
         return int(np.prod([max(d, 1) for d in self.shape])) * self.numpy_dtype.itemsize
 
 
+# What runs a model: the local engines (hepinfer/runtime/engines.py), or "remote" for a model that only
+# a server has (no artefact here: scored with mode="remote" only).
+LOCAL_ENGINES = ("onnxruntime", "xgboost")
+REMOTE = "remote"
+ENGINE_NAMES = (*LOCAL_ENGINES, REMOTE)
+DTYPES = tuple(_TRITON_TYPES)
+
+
+def default_artefact_name(engine: str, artefact_file: str) -> str:
+    """The artefact's name inside a model repository's version folder: what Triton's backends look
+    for by default (``model.onnx``; ``xgboost.json`` / ``xgboost.ubj`` for the FIL backend)."""
+    suffix = os.path.splitext(artefact_file)[1].lower()
+    if engine == "xgboost":
+        return "xgboost" + (suffix if suffix in (".json", ".ubj") else ".json")
+    if engine == "onnxruntime":
+        return "model.onnx"
+    return "model" + (suffix if SAFE_NAME.fullmatch("model" + suffix) else "")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """Everything hepinfer knows about one model, independent of where it runs."""
+    """Everything hepinfer knows about one model, independent of where it runs.
+
+    * ``classes``: the names of the classes along the last axis of the first output (the columns
+      :meth:`hepinfer.Scorer.scores` names); empty when not declared.
+    * ``artefact_file``: the model file of a user model (an absolute path); None = the catalogue's
+      cache path (``$HEPINFER_HOME/models/<name>/<version>/<artefact>``), as for the built-ins.
+    * ``sha256``: the checksum of ``artefact_file``, checked before the file is loaded or served.
+    * ``builder`` / ``builder_params``: the input builder (a name of ``hepinfer.features.BUILDERS``
+      or ``"package.module:function"``; None = the builder named like the model) and the keywords
+      passed to it.
+    * ``source``: where the declaration came from (set by the registry; not part of equality).
+    """
 
     name: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     max_batch_size: int
-    engine: str  # "onnxruntime" | "xgboost": what runs it locally and in the embedded server
-    artefact: str  # file name of the built model inside its version folder
+    engine: str  # "onnxruntime" | "xgboost": what runs it locally and in the embedded server; "remote"
+    artefact: str = ""  # file name of the built model inside its version folder ("" for engine "remote")
     description: str = ""
     version: int = 1
     extra: Mapping[str, object] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()
+    artefact_file: str | None = None
+    sha256: str | None = None
+    builder: str | None = None
+    builder_params: Mapping[str, object] = field(default_factory=dict)
+    source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         # The name becomes a folder of a model repository and part of URLs: a plain name only.
         check_model_name(self.name)
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "builder_params", dict(self.builder_params))
+        if self.artefact_file is not None:
+            object.__setattr__(self, "artefact_file", os.path.abspath(os.fspath(self.artefact_file)))
+            if not self.artefact:
+                object.__setattr__(self, "artefact", default_artefact_name(self.engine, self.artefact_file))
+        if self.engine == REMOTE and not self.artefact:
+            return
         if not isinstance(self.artefact, str) or not SAFE_NAME.fullmatch(self.artefact):
             raise ConfigError(f"model {self.name!r}: artefact {self.artefact!r} must be a plain file name")
+
+    @property
+    def remote_only(self) -> bool:
+        """True for a model that only a server has (engine "remote": no artefact to run here)."""
+        return self.engine == REMOTE
 
     @property
     def input_names(self) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from ..caching import ProcessCache
 from ..errors import ArtefactMissing, ConfigError
 from ..models import get_spec
 from ..models.catalogue import artefact_path
+from ..models.checks import check_sha256
 from . import empty_outputs
 from .engines import load_engine
 
@@ -32,13 +33,22 @@ class LocalRuntime:
     def artefact(self) -> Path:
         if self._artefact is not None:
             return self._artefact
-        return artefact_path(self.spec.name)
+        return artefact_path(self.spec)
 
     def _engine(self):
+        if self._artefact is None and self.spec.sha256 and self.artefact.exists():
+            check_sha256(self.spec, str(self.artefact))  # the declared checksum, before the file is used
         return _ENGINES.get((str(self.artefact), self.threads), self._load)
 
     def _load(self):
+        if self.spec.remote_only:
+            raise ConfigError(
+                f"model {self.spec.name!r} ({self.spec.source or 'engine remote'}) declares no artefact: "
+                "only a server has it, so it is scored with mode='remote'"
+            )
         if not self.artefact.exists():
+            if self.spec.artefact_file is not None:
+                raise ArtefactMissing(f"model {self.spec.name!r}: artefact file {self.artefact} does not exist")
             raise ArtefactMissing(
                 f"model {self.spec.name!r}: artefact {self.artefact} not built; run `hepinfer models build`"
             )

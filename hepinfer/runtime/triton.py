@@ -249,7 +249,8 @@ class TritonRuntime:
                     self._meta = self._fetch_metadata()
         return self._meta
 
-    def _fetch_metadata(self) -> dict:
+    def model_info(self) -> tuple[dict, dict]:
+        """The server's model metadata and model config (JSON dicts); ModelNotFound when not ready."""
         if not self.is_ready():
             raise ModelNotFound(
                 f"model {self.model_name!r} (version {self.model_version or 'latest'}) is not ready on the Triton "
@@ -262,7 +263,10 @@ class TritonRuntime:
         action = "reading model metadata"
         meta = self._call(action, client.get_model_metadata, self.model_name, self.model_version, **kw)
         config = self._call(action, client.get_model_config, self.model_name, self.model_version, **kw)
-        config = config.get("config", config)
+        return meta, config.get("config", config)
+
+    def _fetch_metadata(self) -> dict:
+        meta, config = self.model_info()
 
         def tensors(items):
             return {

@@ -10,7 +10,13 @@ Two flavours of the same models:
   the FIL backend (``backend: "fil"``, ``model_type: "xgboost_json"``, ``predict_proba``).
 
 config.pbtxt is produced with protobuf text_format from the ModelConfig message that tritonclient
-ships, and parsed back (:func:`read_config`) to validate it.
+ships, and parsed back (:func:`read_config`) to validate it.  A model with classes gets a
+``labels.txt`` named by its first output's ``label_filename`` (Triton's classification extension;
+:mod:`hepinfer.runtime.discovery` reads the class names back from it).
+
+User models (:mod:`hepinfer.models.registry`) are served like the built-ins, from their own artefact
+file; every model passes :func:`~hepinfer.models.checks.check_declaration` (checksum included) before
+it is written, and a model that only a server has (engine ``remote``) cannot be served from here.
 """
 
 from __future__ import annotations
@@ -21,12 +27,31 @@ from pathlib import Path
 
 from ..errors import ArtefactMissing, ConfigError
 from ..models import SPECS, get_spec
+from ..models.checks import check_declaration, check_sha256
 from ..models.spec import ModelSpec
 
 FLAVOURS = ("embedded", "production")
 _HERE = Path(__file__).resolve().parent
 ENGINE_MODULE = _HERE.parent / "runtime" / "engines.py"
 MODEL_PY = _HERE / "triton_model.py"
+LABELS = "labels.txt"
+
+
+def served_models(models) -> tuple[str, ...]:
+    """The names of ``models`` (names or ModelSpecs; a ModelSpec not registered yet is registered),
+    each checked for serving: ConfigError for a bad declaration or a model without artefact."""
+    names = []
+    for m in models:
+        spec = get_spec(m)
+        if spec.remote_only:
+            raise ConfigError(
+                f"model {spec.name!r} ({spec.source}) has no artefact (only a server has it): it cannot be served here"
+            )
+        if isinstance(m, ModelSpec) and SPECS.get(spec.name) != spec:
+            spec = SPECS.register(m, source=m.source or "python")
+        check_declaration(spec)
+        names.append(spec.name)
+    return tuple(names)
 
 
 def _pb():
@@ -40,7 +65,7 @@ class RepositoryOptions:
     """How the models are served.  The defaults are the embedded server's."""
 
     flavour: str = "embedded"
-    models: tuple[str, ...] = tuple(SPECS)
+    models: tuple[str, ...] = field(default_factory=lambda: SPECS.servable())  # every model with an artefact
     instances: int = 1  # instance_group count per model
     gpu: bool = False  # production: KIND_GPU instances
     dynamic_batching: bool = True
@@ -57,8 +82,7 @@ class RepositoryOptions:
             raise ConfigError(f"instances must be >= 1, got {self.instances}")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0, got {self.threads}")
-        for m in self.models:
-            get_spec(m)
+        object.__setattr__(self, "models", served_models(self.models))
 
 
 def model_config(spec: ModelSpec, options: RepositoryOptions):
@@ -69,6 +93,8 @@ def model_config(spec: ModelSpec, options: RepositoryOptions):
         cfg.input.add(name=t.name, data_type=pb.DataType.Value(t.triton_config_type), dims=list(t.shape))
     for t in spec.outputs:
         cfg.output.add(name=t.name, data_type=pb.DataType.Value(t.triton_config_type), dims=list(t.shape))
+    if spec.classes:
+        cfg.output[0].label_filename = LABELS
     kind = (
         pb.ModelInstanceGroup.KIND_GPU
         if options.gpu and options.flavour == "production"
@@ -95,7 +121,7 @@ def model_config(spec: ModelSpec, options: RepositoryOptions):
             acc.parameters["precision_mode"] = "FP16"
     elif spec.engine == "xgboost":
         cfg.backend = "fil"
-        param("model_type", "xgboost_json")
+        param("model_type", "xgboost_ubj" if spec.artefact.endswith(".ubj") else "xgboost_json")
         param("output_class", "true")
         param("predict_proba", "true")
         param("storage_type", "AUTO")
@@ -142,15 +168,20 @@ def write_repository(out: str | Path, options: RepositoryOptions | None = None) 
     out = Path(out)
     for name in options.models:
         spec = get_spec(name)
-        src = artefact_path(name)
+        src = artefact_path(spec)
         if not src.exists():
+            if spec.artefact_file is not None:
+                raise ArtefactMissing(f"model {name!r}: artefact file {src} does not exist")
             raise ArtefactMissing(f"model {name!r}: artefact {src} not built yet; run `hepinfer models build`")
+        check_sha256(spec, str(src))
         model_dir = _inside(out, spec.name)
         version_dir = model_dir / str(spec.version)
         if model_dir.exists():
             shutil.rmtree(model_dir)
         version_dir.mkdir(parents=True)
         (model_dir / "config.pbtxt").write_text(render_config(spec, options))
+        if spec.classes:
+            (model_dir / LABELS).write_text("".join(f"{c}\n" for c in spec.classes))
         target = version_dir / spec.artefact
         if options.flavour == "embedded":
             shutil.copyfile(MODEL_PY, version_dir / "model.py")

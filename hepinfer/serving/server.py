@@ -36,11 +36,12 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import ConfigError, ServerError
-from ..models import SPECS, get_spec
+from ..models import SPECS
+from ..models.spec import ModelSpec
 from ..urls import TritonUrl
 from .environment import ServerEnvironment, ensure_server_env
 from .ports import free_ports
-from .repository import RepositoryOptions, write_repository
+from .repository import RepositoryOptions, served_models, write_repository
 
 ADMIN_HEADER = "hepinfer-admin-token"
 # Lines of the server log that mean the start has failed even though the process lives on (a
@@ -59,7 +60,7 @@ _LIVE: weakref.WeakSet[EmbeddedServer] = weakref.WeakSet()
 
 @dataclass(frozen=True)
 class ServerOptions:
-    models: tuple[str, ...] = tuple(SPECS)
+    models: tuple[str, ...] = field(default_factory=lambda: SPECS.servable())  # every model with an artefact
     host: str = "127.0.0.1"
     grpc_port: int = 0  # 0: a free port chosen at start
     http_port: int = 0
@@ -79,7 +80,8 @@ class ServerOptions:
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "models", tuple(get_spec(m).name for m in self.models))
+        # names or ModelSpecs (registered when new); each declaration checked before anything is served
+        object.__setattr__(self, "models", served_models(self.models))
         if not self.models:
             raise ConfigError("the server needs at least one model")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -366,11 +368,12 @@ def serve_until_signal(
 def serve(models=None, **kwargs) -> EmbeddedServer:
     """Start the embedded Triton server and return it (also a context manager that stops it).
 
-    ``serve()`` serves all declared models on free loopback ports; keyword arguments are
-    :class:`ServerOptions` fields.
+    ``serve()`` serves every declared model with an artefact (the built-ins and the user's models,
+    :mod:`hepinfer.models.registry`) on free loopback ports; ``models`` names some of them (names or
+    ModelSpecs); keyword arguments are :class:`ServerOptions` fields.
     """
     if models is not None:
-        kwargs["models"] = (models,) if isinstance(models, str) else tuple(models)
+        kwargs["models"] = (models,) if isinstance(models, str | ModelSpec) else tuple(models)
     return EmbeddedServer(ServerOptions(**kwargs)).start()
 
 

@@ -22,6 +22,12 @@ no detector simulation):
 * ``FatJet_label``: 1 = top-matched jet (the top, its b and both W quarks within dR < 0.8 of the
   jet axis), 0 = jet from the QCD sample, -1 = unmatched jet of the ttbar sample.
 
+Layouts and formats (:mod:`hepinfer.app.data.nanoaod`): ``layout="pfnano"`` (everything above, the
+default), ``"pfnano-nocount"`` (without ``FatJet_nConstituents``, as older PFNano releases) or
+``"nanoaod"`` (standard NanoAOD: no PFCands / FatJetPFCands); ``format="ttree"`` (the default) or
+``"rntuple"`` (CMS's RNTuple NanoAOD layout).  The events and every kept branch are the same for a
+given seed whatever the layout and format.
+
 Same seed -> the same contents in every branch (the ROOT file's own timestamps differ).
 """
 
@@ -36,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ConfigError, HepinferError
+from . import nanoaod
 from . import substructure as sub
 from .nanoaod import FATJET_FIELDS, GEN_FIELDS, JET_FIELDS, LINK_FIELDS, PF_FIELDS, Columns, write_events
 
@@ -56,10 +63,16 @@ class GenerationSettings:
     process: str
     events: int
     seed: int
+    layout: str = "pfnano"
+    format: str = "ttree"
 
     def __post_init__(self) -> None:
         if self.process not in PROCESSES:
             raise ConfigError(f"unknown process {self.process!r}; choose one of {sorted(PROCESSES)}")
+        if self.layout not in nanoaod.LAYOUTS:
+            raise ConfigError(f"unknown layout {self.layout!r}; choose one of {list(nanoaod.LAYOUTS)}")
+        if self.format not in nanoaod.FORMATS:
+            raise ConfigError(f"unknown format {self.format!r}; choose one of {list(nanoaod.FORMATS)}")
         if self.events < 1:
             raise ConfigError(f"events must be >= 1, got {self.events}")
         if not 0 <= self.seed <= 900_000_000:
@@ -260,9 +273,19 @@ def _record_event(ev, process, fastjet, ak8, ak4, pf, fat, jets, links, gen) -> 
     gen.add(len(g), **{f: g[:, c] for c, f in enumerate(GEN_FIELDS)})
 
 
-def generate(process: str, events: int, seed: int, output: str | Path, *, progress: bool = True) -> Path:
-    """Generate ``events`` events of ``process`` with ``seed`` and write them to ``output``."""
-    settings = GenerationSettings(process, events, seed)
+def generate(
+    process: str,
+    events: int,
+    seed: int,
+    output: str | Path,
+    *,
+    progress: bool = True,
+    layout: str = "pfnano",
+    format: str = "ttree",
+) -> Path:
+    """Generate ``events`` events of ``process`` with ``seed`` and write them to ``output`` in
+    ``layout`` (``LAYOUTS``) as ``format`` (``FORMATS``)."""
+    settings = GenerationSettings(process, events, seed, layout, format)
     pythia8mc, fastjet = _imports()
     pythia = pythia8mc.Pythia("", False)
     for line in settings.pythia_lines():
@@ -308,29 +331,39 @@ def generate(process: str, events: int, seed: int, output: str | Path, *, progre
         "FatJetPFCands": links.to_awkward(LINK_FIELDS),
         "GenPart": gen.to_awkward(GEN_FIELDS),
     }
-    write_events(tmp, branches)
+    write_events(tmp, nanoaod.in_layout(branches, layout), format)
     os.replace(tmp, output)
     return output
 
 
 def _one(args):
-    process, events, seed, output = args
+    process, events, seed, output, layout, format = args
     t0 = time.perf_counter()
-    generate(process, events, seed, output, progress=False)
+    generate(process, events, seed, output, progress=False, layout=layout, format=format)
     return output, time.perf_counter() - t0
 
 
-def generate_many(process: str, events: int, seeds, pattern: str, *, jobs: int | None = None, progress: bool = True):
+def generate_many(
+    process: str,
+    events: int,
+    seeds,
+    pattern: str,
+    *,
+    jobs: int | None = None,
+    progress: bool = True,
+    layout: str = "pfnano",
+    format: str = "ttree",
+):
     """Generate one file per seed in parallel processes; ``pattern`` holds ``{seed}``."""
     seeds = list(seeds)
     if "{seed}" not in pattern and len(seeds) > 1:
         raise ConfigError(f"output {pattern!r} must contain {{seed}} when several files are generated")
     for s in seeds:
-        GenerationSettings(process, events, s)
-    tasks = [(process, events, s, pattern.format(seed=s)) for s in seeds]
+        GenerationSettings(process, events, s, layout, format)
+    tasks = [(process, events, s, pattern.format(seed=s), layout, format) for s in seeds]
     jobs = jobs or min(len(tasks), os.cpu_count() or 1)
     if jobs == 1 or len(tasks) == 1:
-        return [generate(*t, progress=progress) for t in tasks]
+        return [generate(*t[:4], progress=progress, layout=layout, format=format) for t in tasks]
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -6,8 +6,10 @@ Choices (the docs' *Main job* page repeats them):
 
 * ``--mode remote`` or ``auto`` without a URL (neither ``--url`` nor ``HEPINFER_URL``) starts the
   embedded Triton server for the job and stops it at the end.
-* The files are checked before any work: each must open, hold the tree, and have every branch the
-  chosen models read (FatJet_*, FatJetPFCands_*, PFCands_*); the error names the file and branches.
+* The files are checked before any work: each must open (TTree or RNTuple) and hold the tree.
+  ``models=None`` (the default) scores every model with trained weights whose inputs all the files
+  hold, and lists the others as skipped with the reason; models named by the user must run on every
+  file, else the run fails naming the file, the model and its missing branches.
 * The embedded server gets one model instance per worker, up to the machine's cores (a single
   instance serialises the workers' requests; ``--server-instances`` overrides).
 * Wall time and events/s cover ``Runner`` only (reading, features, inference, histograms); server and
@@ -33,8 +35,8 @@ from ...errors import InputMismatch
 from ...logs import get_logger
 from .. import plotting
 from .execute import Progress, executor_for, process, server_instances
-from .inputs import check_inputs, inspect_inputs, required_branches
-from .settings import EXECUTORS, SCHEMAS, JobSettings, expand_inputs
+from .inputs import check_inputs, inspect_inputs, required_branches, scan_inputs, select_models
+from .settings import EXECUTORS, SCHEMAS, JobSettings, automatic_models, expand_inputs
 from .summary import RunResult, format_summary, hist_to_dict, make_summary, same_result, write_summary
 
 log = get_logger(__name__)
@@ -43,6 +45,7 @@ __all__ = [
     "EXECUTORS",
     "SCHEMAS",
     "JobSettings",
+    "automatic_models",
     "Progress",
     "RunResult",
     "check_inputs",
@@ -53,6 +56,7 @@ __all__ = [
     "required_branches",
     "run_job",
     "same_result",
+    "select_models",
     "write_summary",
 ]
 
@@ -68,7 +72,8 @@ def run_job(
     from ...models.build import build_all
 
     t_setup = time.perf_counter()
-    settings, events_in, skipped = _usable_inputs(settings)
+    requested = settings.models
+    settings, events_in, skipped, choice = _usable_inputs(settings)
     build_all(settings.models, level=logging.DEBUG)
     with contextlib.ExitStack() as stack:
         url, embedded = _inference_server(settings, stack)
@@ -90,8 +95,17 @@ def run_job(
                 "wall_s": round(local_s, 3),
                 "events_per_s": round(int(local_out["cutflow"]["events"]) / local_s, 2),
             }
+    choice["models_requested"] = list(requested) if requested is not None else "auto"
     summary = make_summary(
-        settings, out, url=url, embedded=embedded, wall_s=wall_s, setup_s=setup_s, skipped=skipped, check=check
+        settings,
+        out,
+        url=url,
+        embedded=embedded,
+        wall_s=wall_s,
+        setup_s=setup_s,
+        skipped=skipped,
+        check=check,
+        choice=choice,
     )
     if summary["events"] != events_in:
         raise InputMismatch(f"processed {summary['events']} events but the files hold {events_in}")
@@ -102,26 +116,39 @@ def run_job(
     return RunResult(summary, out["hists"])
 
 
-def _usable_inputs(settings: JobSettings) -> tuple[JobSettings, int, dict[str, str]]:
+def _usable_inputs(settings: JobSettings) -> tuple[JobSettings, int, dict[str, str], dict]:
     """The settings with only the good files (bad ones raise, or are skipped with
-    ``skip_bad_files``), the number of events in them, and {skipped file: reason}."""
-    events_in, good, bad = inspect_inputs(
-        settings.inputs, settings.models, settings.treename, settings.schema, deep=settings.skip_bad_files
-    )
+    ``skip_bad_files``) and the models to run (automatic: those every good file can feed), the number
+    of events in the files, {skipped file: reason}, and for the summary ``skipped_models``
+    {model: reason} and ``cms_taggers`` (CMS's own tagger scores the files carry)."""
+    from ..processor import CMS_TAGGERS
+
+    auto = settings.models is None
+    models = automatic_models() if auto else settings.models
+    scan = scan_inputs(settings.inputs, models, settings.treename, deep=settings.skip_bad_files, require_all=not auto)
+    bad, good = scan.bad, scan.good
     if bad and not settings.skip_bad_files:
         raise next(iter(bad.values()))
     for err in bad.values():
         log.info(f"skipping {err}")
     if bad and not good:
         raise InputMismatch(f"every input file is bad ({len(bad)} skipped); nothing to process")
-    if bad:
-        settings = replace(settings, inputs=tuple(good))
+    chosen, skipped_models = select_models(scan, models) if auto else (models, {})
+    if not chosen:
+        raise InputMismatch(
+            "no model can run on every input file: "
+            + "; ".join(f"{m}: {reason}" for m, reason in skipped_models.items())
+        )
+    settings = replace(settings, inputs=tuple(good), models=chosen)
+    for m, reason in skipped_models.items():
+        log.info(f"model {m} skipped: {reason}")
     skipped = {path: str(err) for path, err in bad.items()}
     log.info(
-        f"{len(settings.inputs)} file(s), {events_in} events; models {', '.join(settings.models)}"
+        f"{len(settings.inputs)} file(s), {scan.events} events; models {', '.join(settings.models)}"
         + (f"; {len(skipped)} bad file(s) skipped" if skipped else "")
     )
-    return settings, events_in, skipped
+    found = [t for t in CMS_TAGGERS if any(f"FatJet_{t}" in names for names in scan.branches.values())]
+    return settings, scan.events, skipped, {"skipped_models": skipped_models, "cms_taggers": found}
 
 
 def _inference_server(settings: JobSettings, stack: contextlib.ExitStack) -> tuple[str | None, bool]:

@@ -1,45 +1,83 @@
-"""Checks of the input files before any work: each must open, hold the tree, and have every branch
-the chosen models read; truncated files are found from their baskets' extents, and ``deep`` reads
-every needed branch once (``--skip-bad-files``).  Errors name the file and what is wrong."""
+"""Checks of the input files before any work, and the models they can feed.
+
+Each file must open and hold the tree; a model can run on a file when the file has every branch the
+model reads (:func:`required_branches`).  Models named by the user must run on every file (else the
+error names the file, the model and the branches); in automatic mode (``JobSettings.models=None``)
+:func:`select_models` keeps the models every file can feed and says why it skipped the others.
+
+TTree files: truncated files are found from their baskets' extents, and ``deep`` reads every needed
+branch once (``--skip-bad-files``).  RNTuple files (CMS's RNTuple NanoAOD layout: a field of records
+per collection, ``FatJet.pt``; or flat ``FatJet_pt`` fields) are checked field by field with the same
+branch names (``FatJet.pt`` counts as ``FatJet_pt``, a collection field as its ``nFatJet``); the
+basket-extent check is TTree-specific and skipped there (an RNTuple's footer lies at the end of the
+file, so a truncated copy fails to open), ``deep`` reads the fields.  Errors name the file and what
+is wrong.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 
 from ...errors import InputMismatch
 from ...models import get_spec
 
-# coffea's NanoAOD schemas refuse files without the event ids; the rest link fat jets to candidates
-STRUCTURE_BRANCHES = (
-    "run",
-    "luminosityBlock",
-    "event",
-    "nFatJet",
-    "nFatJetPFCands",
-    "FatJetPFCands_jetIdx",
-    "FatJetPFCands_pFCandsIdx",
-    "nPFCands",
-)
+# coffea's NanoAOD schemas refuse files without the event ids; nFatJet gives the fat jets' layout
+STRUCTURE_BRANCHES = ("run", "luminosityBlock", "event", "nFatJet")
+# the table that links fat jets to their PF candidates (PFNano), for models that read the candidates
+LINK_BRANCHES = ("nFatJetPFCands", "FatJetPFCands_jetIdx", "FatJetPFCands_pFCandsIdx", "nPFCands")
 SELECTION_FIELDS = ("pt", "eta", "msoftdrop")  # TopTagProcessor's selection and mass histogram
 
 
-def required_branches(models, schema: str = "pfnano") -> list[str]:
-    """The branches hepinfer reads for ``models``.  PFNanoAODSchema links fat jets to their
-    candidates through FatJet_nConstituents (without it ``FatJet.constituents`` fails)."""
+def model_fields(model) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
+    """(FatJet fields, PFCands fields) ``model``'s builder reads; PFCands fields None when unknown
+    (a builder outside hepinfer.features: its candidates' fields are not checked, the link table is)."""
     from ...features import REQUIRED_FIELDS
 
-    jet_fields, cons_fields = set(SELECTION_FIELDS), set()
-    if schema == "pfnano":
-        jet_fields.add("nConstituents")
+    spec = get_spec(model)
+    fields = REQUIRED_FIELDS.get(getattr(spec, "builder", None) or spec.name)
+    return (tuple(fields[0]), tuple(fields[1])) if fields is not None else ((), None)
+
+
+def reads_constituents(model) -> bool:
+    """Whether ``model`` reads the fat jets' PF candidates (False: the FatJet branches alone)."""
+    cons = model_fields(model)[1]
+    return cons is None or bool(cons)
+
+
+def required_branches(models, schema: str = "pfnano") -> list[str]:
+    """The branches hepinfer reads for ``models``, the same with either schema: FatJet_nConstituents is
+    not needed (without it the constituents come from the FatJetPFCands link table, not coffea's
+    ``FatJet.constituents``), and models that read the FatJet branches alone need no PF candidates."""
+    jet_fields, cons_fields, links = set(SELECTION_FIELDS), set(), False
     for m in models:
-        j, c = REQUIRED_FIELDS[get_spec(m).name]
-        jet_fields |= set(j)
-        cons_fields |= set(c)
+        jets, cons = model_fields(m)
+        jet_fields |= set(jets)
+        cons_fields |= set(cons or ())
+        links = links or reads_constituents(m)
     return [
         *STRUCTURE_BRANCHES,
+        *(LINK_BRANCHES if links else ()),
         *(f"FatJet_{f}" for f in sorted(jet_fields)),
         *(f"PFCands_{f}" for f in sorted(cons_fields)),
     ]
+
+
+@dataclass
+class InputScan:
+    """What the checks found: events in the good files, the good files with their branch names, and
+    {bad file: InputMismatch}."""
+
+    events: int = 0
+    branches: dict[str, frozenset[str]] = field(default_factory=dict)
+    bad: dict[str, InputMismatch] = field(default_factory=dict)
+
+    @property
+    def good(self) -> list[str]:
+        return list(self.branches)
+
+    def missing(self, model, path) -> list[str]:
+        return [b for b in required_branches([model]) if b not in self.branches[path]]
 
 
 def check_inputs(files, models, treename: str = "Events", schema: str = "pfnano") -> int:
@@ -53,21 +91,84 @@ def check_inputs(files, models, treename: str = "Events", schema: str = "pfnano"
 
 
 def inspect_inputs(files, models, treename: str = "Events", schema: str = "pfnano", deep: bool = False):
-    """``(events in the good files, good files, {bad file: InputMismatch})``.  ``deep`` also reads
-    every needed branch of every file once, so corrupt (not only truncated) data is found before the
-    run; ``--skip-bad-files`` uses it."""
-    good, bad, total = [], {}, 0
-    need = required_branches(models, schema)
+    """``(events in the good files, good files, {bad file: InputMismatch})``: a file is bad when it
+    cannot be read or lacks a branch one of ``models`` reads.  ``deep`` also reads every needed branch
+    of every file once, so corrupt (not only truncated) data is found before the run;
+    ``--skip-bad-files`` uses it."""
+    scan = scan_inputs(files, models, treename, deep, require_all=True)
+    return scan.events, scan.good, scan.bad
+
+
+def scan_inputs(files, models, treename: str = "Events", deep: bool = False, require_all: bool = False) -> InputScan:
+    """Open every file once.  With ``require_all`` a file that lacks a branch of any of ``models`` is
+    bad; without, a file is bad only when it cannot be read or none of ``models`` can run on it."""
+    scan = InputScan()
     for path in files:
         try:
-            total += _inspect_file(path, need, models, treename, schema, deep)
-            good.append(path)
+            entries, names = _inspect_file(path, required_branches(models), treename, deep)
+            lacking = {m: missing for m in models if (missing := [b for b in required_branches([m]) if b not in names])}
+            if lacking and (require_all or len(lacking) == len(models)):
+                raise InputMismatch(
+                    "; ".join(
+                        f"{path}: tree {treename!r} lacks the branches {missing}, needed by {m}"
+                        for m, missing in lacking.items()
+                    )
+                    + " (hepinfer reads NanoAOD/PFNano fat jets: FatJet_*, and for models that read the PF "
+                    "candidates FatJetPFCands_*, PFCands_*)"
+                )
+            scan.events += entries
+            scan.branches[path] = names
         except InputMismatch as err:
-            bad[path] = err
-    return total, good, bad
+            scan.bad[path] = err
+    return scan
 
 
-def _inspect_file(path, need, models, treename, schema, deep) -> int:
+def select_models(scan: InputScan, candidates) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The candidates that every good file can feed, and {skipped model: why}."""
+    chosen, skipped = [], {}
+    for m in candidates:
+        lacking: dict[tuple[str, ...], list[str]] = {}  # the same missing branches -> the files
+        for path in scan.good:
+            if missing := scan.missing(m, path):
+                lacking.setdefault(tuple(missing), []).append(os.path.basename(path))
+        if lacking:
+            skipped[m] = "; ".join(_lack(files, list(missing)) for missing, files in lacking.items())
+        else:
+            chosen.append(m)
+    return tuple(chosen), skipped
+
+
+def _lack(files: list[str], missing: list[str]) -> str:
+    named = ", ".join(files[:3]) + (f" and {len(files) - 3} more files" if len(files) > 3 else "")
+    hint = " (no PF candidates: standard NanoAOD)" if set(LINK_BRANCHES) <= set(missing) else ""
+    return f"{named} lack{'s' if len(files) == 1 else ''} the branches {missing}{hint}"
+
+
+def _names(tree, rntuple: bool) -> frozenset[str]:
+    """The branch names of a TTree; for an RNTuple the equivalent names of its fields: ``FatJet.pt``
+    (a collection of records, as CMS writes it) counts as ``FatJet_pt`` and gives ``nFatJet``."""
+    keys = tree.keys()
+    if not rntuple:
+        return frozenset(keys)
+    names = set()
+    for key in keys:
+        parts = [p for p in key.split(".") if not p.startswith("_")]  # "_0": the record inside a vector
+        if len(parts) == 1:
+            names.add(parts[0])
+        else:
+            names |= {f"n{parts[0]}", f"{parts[0]}_{parts[-1]}"}
+    return frozenset(names)
+
+
+def _field(tree, name: str) -> str | None:
+    """The RNTuple field holding branch ``name`` (None for a collection's count: its fields hold it)."""
+    prefix, _, sub = name.partition("_")
+    if name in tree.keys():
+        return name
+    return next((k for k in tree.keys() if k.startswith(prefix + ".") and k.split(".")[-1] == sub), None)
+
+
+def _inspect_file(path, need, treename, deep) -> tuple[int, frozenset[str]]:
     import uproot
 
     try:
@@ -75,35 +176,44 @@ def _inspect_file(path, need, models, treename, schema, deep) -> int:
             if treename not in f:
                 raise InputMismatch(f"{path}: no tree {treename!r} (has {sorted(k.split(';')[0] for k in f.keys())})")
             tree = f[treename]
-            missing = [b for b in need if b not in tree]
-            if missing:
-                raise InputMismatch(
-                    f"{path}: tree {treename!r} lacks the branches {missing}, needed by {', '.join(models)} "
-                    f"with the {schema} schema (hepinfer reads NanoAOD/PFNano fat jets with their PF candidates: "
-                    "FatJet_*, FatJetPFCands_*, PFCands_*)"
-                )
-            size = os.path.getsize(path) if os.path.isfile(path) else None
-            for name in need:
-                branch = tree[name]
-                n = branch.num_baskets
-                seeks, nbytes = branch.member("fBasketSeek")[:n], branch.member("fBasketBytes")[:n]
-                if size is not None and n and int(max(s + b for s, b in zip(seeks, nbytes))) > size:
-                    raise InputMismatch(
-                        f"{path}: branch {name!r} has data beyond the end of the file "
-                        f"({size} bytes): the file is truncated"
-                    )
+            rntuple = isinstance(tree, uproot.behaviors.RNTuple.HasFields)
+            names = _names(tree, rntuple)
+            present = [b for b in need if b in names]
+            if not rntuple:
+                _check_extents(path, tree, present)
             if deep:
-                for start in range(0, tree.num_entries, 100_000):
-                    for name in need:
-                        try:
-                            tree[name].array(entry_start=start, entry_stop=start + 100_000, library="np")
-                        except Exception as err:  # noqa: BLE001 - decompression / deserialisation
-                            raise InputMismatch(
-                                f"{path}: branch {name!r}, entries from {start}: cannot be read "
-                                f"({type(err).__name__}: {err})"
-                            ) from err
-            return tree.num_entries
+                _read_all(path, tree, present, rntuple)
+            return tree.num_entries, names
     except InputMismatch:
         raise
     except Exception as err:  # uproot / OS errors on unreadable or truncated files
         raise InputMismatch(f"{path}: cannot be read as a ROOT file: {type(err).__name__}: {err}") from err
+
+
+def _check_extents(path, tree, names) -> None:
+    size = os.path.getsize(path) if os.path.isfile(path) else None
+    for name in names:
+        branch = tree[name]
+        n = branch.num_baskets
+        seeks, nbytes = branch.member("fBasketSeek")[:n], branch.member("fBasketBytes")[:n]
+        if size is not None and n and int(max(s + b for s, b in zip(seeks, nbytes))) > size:
+            raise InputMismatch(
+                f"{path}: branch {name!r} has data beyond the end of the file ({size} bytes): the file is truncated"
+            )
+
+
+def _read_all(path, tree, names, rntuple: bool) -> None:
+    columns = [(n, _field(tree, n) if rntuple else n) for n in names]
+    for start in range(0, tree.num_entries, 100_000):
+        for name, column in columns:
+            if column is None:
+                continue
+            try:
+                if rntuple:
+                    tree[column].array(entry_start=start, entry_stop=start + 100_000)
+                else:
+                    tree[column].array(entry_start=start, entry_stop=start + 100_000, library="np")
+            except Exception as err:  # noqa: BLE001 - decompression / deserialisation
+                raise InputMismatch(
+                    f"{path}: branch {name!r}, entries from {start}: cannot be read ({type(err).__name__}: {err})"
+                ) from err

@@ -8,19 +8,30 @@ from dataclasses import dataclass, field
 
 from ...config import InferenceConfig
 from ...errors import ConfigError
-from ...models import get_spec
+from ...models import SPECS, get_spec
 from ..clusters import HTCondorSettings
 
 EXECUTORS = ("iterative", "futures", "dask")
 SCHEMAS = {"pfnano": "PFNanoAODSchema", "nanoaod": "NanoAODSchema"}
 
 
+def automatic_models() -> tuple[str, ...]:
+    """The models automatic mode (``models=None``) chooses from: the built-in models that ship trained
+    weights (ParticleNet, the BDT, the NanoAOD BDT); ResNet50 ships none and runs only when named."""
+    from ...models.catalogue import shipped
+
+    return tuple(name for name in SPECS if shipped(name) is not None)
+
+
 @dataclass(frozen=True)
 class JobSettings:
-    """What ``hepinfer run`` does.  ``url=None`` with mode remote/auto: start the embedded server."""
+    """What ``hepinfer run`` does.  ``url=None`` with mode remote/auto: start the embedded server.
+    ``models=None`` (the default) is automatic: every model of :func:`automatic_models` whose inputs
+    all the files hold (the others are listed as skipped, with the reason); named models must run on
+    every file, else the run fails naming file, model and branches."""
 
     inputs: tuple[str, ...]
-    models: tuple[str, ...] = ("particlenet", "bdt")
+    models: tuple[str, ...] | None = None
     mode: str = "remote"
     url: str | None = None
     executor: str = "dask"
@@ -38,9 +49,10 @@ class JobSettings:
     htcondor: HTCondorSettings = field(default_factory=HTCondorSettings)
 
     def __post_init__(self):
-        object.__setattr__(self, "models", tuple(get_spec(m).name for m in self.models))
-        if not self.models:
-            raise ConfigError("--models: at least one model")
+        if self.models is not None:
+            object.__setattr__(self, "models", tuple(get_spec(m).name for m in self.models))
+            if not self.models:
+                raise ConfigError("--models: at least one model")
         if self.executor not in EXECUTORS:
             raise ConfigError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
         if self.schema not in SCHEMAS:

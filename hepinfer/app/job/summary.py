@@ -56,8 +56,11 @@ def make_summary(
     setup_s: float,
     skipped: dict[str, str],
     check: dict | None,
+    choice: dict | None = None,
 ) -> dict:
-    """The run summary (as written to JSON) from the settings and the processor's output."""
+    """The run summary (as written to JSON) from the settings and the processor's output.  ``choice``:
+    ``models_requested`` (the names given, or "auto"), ``skipped_models`` {model: why} and
+    ``cms_taggers`` (CMS's tagger scores found in the files, histogrammed as ``cms_score``)."""
     from ... import __version__
     from ...models.catalogue import weights_note
 
@@ -69,6 +72,9 @@ def make_summary(
         "inputs": list(settings.inputs),
         "skipped_files": skipped,
         "models": {m: {"weights": weights_note(m)} for m in models},
+        "models_requested": (choice or {}).get("models_requested", list(models)),
+        "skipped_models": (choice or {}).get("skipped_models", {}),
+        "cms_taggers": (choice or {}).get("cms_taggers", []),
         "mode_requested": settings.mode,
         "mode_used": mode_used(inference),
         "url": url if settings.mode != "local" else None,
@@ -127,7 +133,13 @@ class RunResult:
             "<th>mode used</th><th>remote jets</th><th>local jets (fallback or local)</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>"
         )
-        return f"<div class='hepinfer-run'>{head}{table}</div>"
+        import html
+
+        skipped = "".join(
+            f"<p class='hepinfer-skipped'>model {html.escape(m)} skipped: {html.escape(why)}</p>"
+            for m, why in s.get("skipped_models", {}).items()
+        )
+        return f"<div class='hepinfer-run'>{head}{table}{skipped}</div>"
 
 
 def write_summary(summary: dict, path) -> Path:
@@ -164,6 +176,10 @@ def format_summary(summary: dict) -> str:
             f"scoring calls: {total['calls']}; retried: {total['retried_calls']} ({total['retries']} retries); "
             f"fell back to local: {total['fallback_calls']}"
         )
+    for model, reason in summary.get("skipped_models", {}).items():
+        lines.append(f"SKIPPED model {model}: {reason}")
+    if summary.get("cms_taggers"):
+        lines.append(f"CMS tagger scores in the files (histogram cms_score): {', '.join(summary['cms_taggers'])}")
     for reason in summary.get("skipped_files", {}).values():
         lines.append(f"SKIPPED {reason}")
     if "local_check" in summary:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ... import paths
 from ...errors import ConfigError
-from ...features import build_inputs
+from ...features import REQUIRED_FIELDS, build_inputs
 from ...logs import get_logger
 from ...models import get_spec
 from .. import plotting
@@ -35,10 +35,17 @@ log = get_logger(__name__)
 __all__ = ["BDTSettings", "TrainSettings", "evaluate", "train", "load_jets"]
 
 
+def reads_constituents(model: str) -> bool:
+    """Whether ``model``'s builder reads the fat jets' PF candidates (False: FatJet branches alone)."""
+    fields = REQUIRED_FIELDS.get(get_spec(model).name)
+    return fields is None or bool(fields[1])
+
+
 def build_chunked(model: str, sample: JetSample, chunk: int = 4096) -> dict:
     """Inputs for every jet of ``sample``, built ``chunk`` jets at a time (bounded memory)."""
+    cons = sample.constituents
     parts = [
-        build_inputs(model, sample.jets[s : s + chunk], sample.constituents[s : s + chunk])
+        build_inputs(model, sample.jets[s : s + chunk], None if cons is None else cons[s : s + chunk])
         for s in range(0, len(sample), chunk)
     ]
     return (
@@ -87,7 +94,7 @@ def evaluate(
 ) -> dict:
     """Metrics of ``model`` on the selected jets of ``samples`` (all of them, not balanced)."""
     spec = get_spec(model)
-    data = load_jets(samples, balance=False)
+    data = load_jets(samples, balance=False, constituents=reads_constituents(spec.name))
     inputs = build_chunked(spec.name, data)
     t0 = time.perf_counter()
     scores = _score(spec.name, inputs, artefact=artefact, mode=mode, url=url)
@@ -124,7 +131,7 @@ def train(
     settings = settings or TrainSettings()
     bdt_settings = bdt_settings or BDTSettings(seed=settings.seed)
     t0 = time.perf_counter()
-    data = load_jets(samples, max_jets=max_jets, seed=settings.seed)
+    data = load_jets(samples, max_jets=max_jets, seed=settings.seed, constituents=reads_constituents(spec.name))
     if len(data) < 20:
         raise ConfigError(f"only {len(data)} selected jets in {samples!r}: generate more events")
     log.info(f"{spec.name}: {len(data)} jets ({data.counts()}) from {len(data.files)} files")
@@ -134,7 +141,8 @@ def train(
     artefact = out_dir / spec.artefact
     tmp = out_dir / ("tmp-" + spec.artefact)
     if spec.engine == "xgboost":
-        booster, info = train_bdt(inputs["input__0"], data.labels, bdt_settings, progress=settings.progress)
+        (x,) = (inputs[n] for n in spec.input_names)  # an xgboost model reads one (N, features) tensor
+        booster, info = train_bdt(x, data.labels, bdt_settings, progress=settings.progress, name=spec.name)
         booster.save_model(str(tmp))
         used_settings = bdt_settings.as_dict()
     else:

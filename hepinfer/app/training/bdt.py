@@ -1,4 +1,5 @@
-"""Training of the BDT: XGBoost (hist), early stopping on a validation split, seeded."""
+"""Training of the BDTs (``bdt``, ``bdt_nanoaod``, any xgboost model): XGBoost (hist), early
+stopping on a validation split, seeded."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class BDTSettings:
         return asdict(self)
 
 
-def train_bdt(x: np.ndarray, labels: np.ndarray, settings: BDTSettings, *, progress: bool = True):
+def train_bdt(x: np.ndarray, labels: np.ndarray, settings: BDTSettings, *, progress: bool = True, name: str = "bdt"):
     import xgboost as xgb
 
     rng = np.random.default_rng(settings.seed)
@@ -51,7 +52,7 @@ def train_bdt(x: np.ndarray, labels: np.ndarray, settings: BDTSettings, *, progr
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=settings.rounds, desc="train bdt", unit="tree")
+        bar = tqdm(total=settings.rounds, desc=f"train {name}", unit="tree")
 
         class Progress(xgb.callback.TrainingCallback):
             def after_iteration(self, model, epoch, evals_log):
@@ -72,5 +73,5 @@ def train_bdt(x: np.ndarray, labels: np.ndarray, settings: BDTSettings, *, progr
         bar.close()
     best = int(booster.best_iteration) + 1
     booster = booster[:best]  # keep only the trees up to the best validation loss
-    log.info(f"bdt: {best} trees (early stopping on {n_val} validation jets)")
+    log.info(f"{name}: {best} trees (early stopping on {n_val} validation jets)")
     return booster, {"trees": best, "train_jets": len(train), "val_jets": n_val}

@@ -10,6 +10,15 @@ from pathlib import Path
 from ...models import get_spec
 
 
+def _source(model: str) -> str:
+    from ...features import REQUIRED_FIELDS
+
+    fields = REQUIRED_FIELDS.get(model)
+    if fields is not None and not fields[1]:
+        return "the FatJet branches alone, which standard NanoAOD has (no PF candidates needed)"
+    return "PFNano-shaped events (fat jets and their PF candidates)"
+
+
 def _metrics_table(metrics: dict | None) -> str:
     if not metrics:
         return "Not evaluated on an independent sample yet.\n"
@@ -49,7 +58,7 @@ def write_card(
 {inputs}
 {outputs}
 
-Built by `hepinfer.features` from PFNano-shaped events (see the docs' *Events and training* page).
+Built by `hepinfer.features` from {_source(spec.name)}; see the docs' *Events and training* page.
 
 ## Training sample
 Pythia 8.317 (pythia8mc) + FastJet, 13 TeV, pT-hat in [500, 700] GeV; ttbar with hadronic W decays

@@ -2,8 +2,9 @@
 
 Selection (the top-tagging landscape convention): fat-jet pT in [550, 650] GeV, ``|eta| < 2``, and a
 truth label of 0 (QCD) or 1 (top-matched); unmatched ttbar jets (label -1) are dropped.  Files are
-read with uproot and constituents linked through the FatJetPFCands table, so neither coffea nor
-a particular schema is needed.
+read with uproot (TTree or RNTuple) and constituents linked through the FatJetPFCands table, so
+neither coffea nor a particular schema is needed.  Models that read the FatJet branches alone
+(``bdt_nanoaod``) read no constituents: they train on standard NanoAOD files too.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from ...errors import ConfigError, InputMismatch
 from ...features.common import in_window, link_constituents
 
-BRANCH_PREFIXES = ("FatJet_", "PFCands_", "FatJetPFCands_")
+COLLECTIONS = ("FatJet", "PFCands", "FatJetPFCands")
 
 
 def expand(patterns) -> list[Path]:
@@ -34,7 +35,7 @@ def expand(patterns) -> list[Path]:
 @dataclass
 class JetSample:
     jets: ak.Array  # flat: one record per selected jet
-    constituents: ak.Array  # jets x particles
+    constituents: ak.Array | None  # jets x particles; None for models that read the FatJet branches alone
     labels: np.ndarray  # 1 = top, 0 = QCD
     files: list[Path]
 
@@ -42,45 +43,62 @@ class JetSample:
         return len(self.labels)
 
     def subset(self, index: np.ndarray) -> JetSample:
-        return JetSample(self.jets[index], self.constituents[index], self.labels[index], self.files)
+        cons = None if self.constituents is None else self.constituents[index]
+        return JetSample(self.jets[index], cons, self.labels[index], self.files)
 
     def counts(self) -> dict[str, int]:
         return {"top": int((self.labels == 1).sum()), "qcd": int((self.labels == 0).sum())}
 
 
-def read_events(path: Path) -> ak.Array:
+def read_events(path: Path, constituents: bool = True) -> ak.Array:
+    """FatJet (and with ``constituents`` PFCands and FatJetPFCands) of a TTree or RNTuple file."""
     import uproot
 
+    wanted = COLLECTIONS if constituents else COLLECTIONS[:1]
     try:
         tree = uproot.open(path)["Events"]
+        keys = tree.keys()
+        if isinstance(tree, uproot.behaviors.RNTuple.HasFields):  # a field of records per collection
+            names = [c for c in wanted if c in keys]
+            arrays = tree.arrays(names)
+            events = ak.zip({c: arrays[c] for c in names}, depth_limit=1)
+        else:  # a TTree: nFatJet + FatJet_pt, ...
+            names = [k for k in keys if k.split("_", 1)[0] in wanted and "_" in k]
+            arrays = tree.arrays(names)
+            groups = [c for c in wanted if any(k.startswith(c + "_") for k in names)]
+            events = ak.zip(
+                {c: ak.zip({k[len(c) + 1 :]: arrays[k] for k in names if k.startswith(c + "_")}) for c in groups},
+                depth_limit=1,
+            )
     except Exception as err:  # noqa: BLE001 - uproot raises many kinds for a bad file
         raise InputMismatch(f"{path}: cannot read an Events tree: {err}") from err
-    names = [k for k in tree.keys() if k.startswith(BRANCH_PREFIXES)]
-    if "FatJet_label" not in names:
+    if "FatJet" not in events.fields or "label" not in events.FatJet.fields:
         raise InputMismatch(f"{path}: branch FatJet_label (the truth label) is missing; is it a hepinfer sample?")
-    arrays = tree.arrays(names)
-    return ak.zip(
-        {
-            c: ak.zip({k[len(c) + 1 :]: arrays[k] for k in names if k.startswith(c + "_")})
-            for c in ("FatJet", "PFCands", "FatJetPFCands")
-        },
-        depth_limit=1,
-    )
+    missing = [c for c in wanted if c not in events.fields]
+    if missing:
+        raise InputMismatch(
+            f"{path}: no {', '.join(missing)} collection(s): the model reads the fat jets' PF candidates "
+            "(PFNano), this file has none (standard NanoAOD)"
+        )
+    return events
 
 
-def load_jets(patterns, *, max_jets: int | None = None, balance: bool = True, seed: int = 0) -> JetSample:
-    """Selected, labelled jets from files; with ``balance`` the larger class is subsampled (seeded)."""
+def load_jets(
+    patterns, *, max_jets: int | None = None, balance: bool = True, seed: int = 0, constituents: bool = True
+) -> JetSample:
+    """Selected, labelled jets from files; with ``balance`` the larger class is subsampled (seeded);
+    without ``constituents`` the jets only (files without PF candidates are fine then)."""
     files = expand(patterns)
     jets, cons = [], []
     for path in files:
-        events = read_events(path)
+        events = read_events(path, constituents)
         fj = events.FatJet
-        c = link_constituents(events)
         sel = in_window(fj) & (fj.label >= 0)
         jets.append(ak.flatten(fj[sel]))
-        cons.append(ak.flatten(c[sel], axis=1))
+        if constituents:
+            cons.append(ak.flatten(link_constituents(events)[sel], axis=1))
     jets_all = ak.concatenate(jets)
-    cons_all = ak.concatenate(cons)
+    cons_all = ak.concatenate(cons) if constituents else None
     labels = ak.to_numpy(jets_all.label).astype(np.int64)
     rng = np.random.default_rng(seed)
     index = np.arange(len(labels))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import HepinferError
+from ...errors import ArtefactMissing, HepinferError
 from ...logs import get_logger
 from .. import SPECS, get_spec
 from ..catalogue import (
@@ -145,6 +145,14 @@ def _build_bdt(out: Path, seed: int) -> dict:
 def build(model: str, *, seed: int = 20261122, force: bool = False) -> Path:
     """Build one model's artefact (skipped when present unless ``force``); return its path."""
     spec = get_spec(model)
+    if spec.artefact_file is not None or spec.remote_only:  # a user's file is never written here
+        out = artefact_path(spec)
+        if spec.remote_only or not out.exists():
+            raise ArtefactMissing(
+                f"model {spec.name!r}: artefact {out if not spec.remote_only else '(none)'} "
+                "is declared, not built by hepinfer: provide the file (or serve it elsewhere)"
+            )
+        return out
     out = artefact_path(spec.name)
     if shipped(spec.name) is not None:
         # the shipped trained weights replace random ones, never the user's own training

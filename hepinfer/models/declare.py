@@ -1,0 +1,248 @@
+"""Models declared in TOML files: :func:`load_toml` and :func:`write_toml`.
+
+One file declares one or more models, each in a ``[model.<name>]`` table::
+
+    [model.mytagger]
+    description = "my top tagger"          # optional
+    engine = "onnxruntime"                 # "onnxruntime", "xgboost" (.json / .ubj) or "remote"
+    artefact = "mytagger.onnx"             # relative to this file, or absolute; not for "remote"
+    sha256 = "..."                         # optional: checked before the file is loaded or served
+    max_batch_size = 256
+    version = 1                            # optional (default 1)
+    classes = ["qcd", "top"]               # optional: the first output's columns, by name
+    builder = "particlenet"                # optional: a hepinfer.features builder, or "package.module:function"
+
+    [model.mytagger.builder_params]        # optional: keywords passed to the builder
+    max_particles = 100
+
+    [[model.mytagger.inputs]]              # one table per input tensor, in order
+    name = "points"
+    dtype = "float32"                      # bool, uint8, int8, int32, int64, float16, float32, float64
+    shape = [2, 100]                       # per row (the batch axis is implicit); -1 = any length
+    description = "(deta, dphi)"           # optional
+
+    [[model.mytagger.outputs]]
+    name = "softmax"
+    dtype = "float32"
+    shape = [2]
+
+Engine ``remote`` declares a model that only a server has (what ``hepinfer models pull`` writes): it
+is scored with ``mode="remote"`` only, and the declaration lets a Dask graph be built without asking
+the server.  A mistake is a :class:`~hepinfer.errors.ConfigError` naming the file, the model and the
+key, e.g. ``mytagger.toml: model 'mytagger': inputs[1].dtype 'float31' is not one of ...``; the
+declaration then passes :func:`~hepinfer.models.checks.check_declaration` (the artefact, its
+checksum and shapes, the builder, the classes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..errors import ConfigError
+from .checks import check_declaration
+from .spec import DTYPES, LOCAL_ENGINES, ModelSpec, TensorSpec
+
+MODEL_KEYS = (
+    "description",
+    "engine",
+    "artefact",
+    "sha256",
+    "max_batch_size",
+    "version",
+    "classes",
+    "builder",
+    "builder_params",
+    "inputs",
+    "outputs",
+)
+TENSOR_KEYS = ("name", "dtype", "shape", "description")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class _Fields:
+    """Reads one model's table; errors name the file, the model and the key."""
+
+    def __init__(self, where: str, table: Mapping):
+        self.where = where
+        self.table = table
+
+    def error(self, text: str) -> ConfigError:
+        return ConfigError(f"{self.where}: {text}")
+
+    def get(self, key: str, kind, what: str, default=None, *, table=None, field=None):
+        value = (self.table if table is None else table).get(key, default)
+        if value is default:
+            return default
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise self.error(f"{field or key}: expected {what}, got {value!r}")
+        return value
+
+    def tensors(self, kind: str) -> tuple[TensorSpec, ...]:
+        items = self.table.get(kind)
+        if items is None:
+            raise self.error(f"{kind}: missing (one [[model.<name>.{kind}]] table per tensor)")
+        if not isinstance(items, list) or not all(isinstance(t, Mapping) for t in items):
+            raise self.error(f"{kind}: expected [[model.<name>.{kind}]] tables, got {items!r}")
+        out = []
+        for i, t in enumerate(items):
+            at = f"{kind}[{i}]"
+            for key in t:
+                if key not in TENSOR_KEYS:
+                    raise self.error(f"{at}.{key}: unknown key (known: {', '.join(TENSOR_KEYS)})")
+            name = self.get("name", str, "a string", table=t, field=f"{at}.name")
+            if not name:
+                raise self.error(f"{at}.name: missing")
+            dtype = self.get("dtype", str, "a string", table=t, field=f"{at}.dtype")
+            if dtype not in DTYPES:
+                raise self.error(f"{at}.dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+            shape = t.get("shape")
+            if (
+                not isinstance(shape, list)
+                or not all(isinstance(d, int) and not isinstance(d, bool) and (d > 0 or d == -1) for d in shape)
+                or not shape
+            ):
+                raise self.error(f"{at}.shape: expected a list of lengths per row (-1 = any length), got {shape!r}")
+            description = self.get("description", str, "a string", "", table=t, field=f"{at}.description")
+            out.append(TensorSpec(name, dtype, tuple(shape), description))
+        return tuple(out)
+
+
+def _spec(path: Path, name: str, table) -> ModelSpec:
+    where = f"{path}: model {name!r}"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: expected a [model.{name}] table, got {table!r}")
+    f = _Fields(where, table)
+    for key in table:
+        if key not in MODEL_KEYS:
+            raise f.error(f"{key}: unknown key (known: {', '.join(MODEL_KEYS)})")
+    engine = f.get("engine", str, "a string")
+    if engine is None:
+        raise f.error("engine: missing (onnxruntime, xgboost or remote)")
+    artefact = f.get("artefact", str, "a file path (relative to this file, or absolute)")
+    if artefact is None and engine in LOCAL_ENGINES:
+        raise f.error(f"artefact: missing (engine {engine!r} runs a model file: its path, relative to this file)")
+    max_batch_size = f.get("max_batch_size", int, "an integer >= 1")
+    if max_batch_size is None:
+        raise f.error("max_batch_size: missing")
+    classes = f.get("classes", list, "a list of class names", [])
+    if not all(isinstance(c, str) for c in classes):
+        raise f.error(f"classes: expected a list of class names, got {classes!r}")
+    fields = dict(
+        name=name,
+        inputs=f.tensors("inputs"),
+        outputs=f.tensors("outputs"),
+        max_batch_size=max_batch_size,
+        engine=engine,
+        description=f.get("description", str, "a string", ""),
+        version=f.get("version", int, "an integer >= 1", 1),
+        classes=tuple(classes),
+        artefact_file=str(path.parent / artefact) if artefact is not None else None,
+        sha256=f.get("sha256", str, "a string of 64 hexadecimal digits"),
+        builder=f.get("builder", str, "a builder name or 'package.module:function'"),
+        builder_params=f.get("builder_params", Mapping, "a table", {}),
+        source=str(path),
+    )
+    try:
+        spec = ModelSpec(**fields)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return check_declaration(spec)
+
+
+def load_toml(path: str | os.PathLike) -> list[ModelSpec]:
+    """The models a TOML file declares (format: the module's docstring), each checked; their source
+    is the file's absolute path."""
+    path = Path(os.path.abspath(path))
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read: {err.strerror or err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    unknown = [k for k in data if k != "model"]
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key {unknown[0]!r} (models are [model.<name>] tables)")
+    models = data.get("model")
+    if not isinstance(models, Mapping) or not models:
+        raise ConfigError(f"{path}: declares no model (a [model.<name>] table per model)")
+    return [_spec(path, name, table) for name, table in models.items()]
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+def _key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _string(key)
+
+
+def _string(text: str) -> str:
+    # JSON's string escapes are TOML's; TOML also wants DEL escaped
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return repr(value)
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_key(str(k))} = {_value(v)}" for k, v in value.items()) + "}"
+    raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) to TOML")
+
+
+def to_toml(spec: ModelSpec, relative_to: str | os.PathLike | None = None) -> str:
+    """The TOML declaration of ``spec`` (its artefact path relative to ``relative_to`` when the file is
+    in that folder or below it)."""
+    table = f"model.{_key(spec.name)}"
+    lines = [f"[{table}]"]
+    if spec.description:
+        lines.append(f"description = {_string(spec.description)}")
+    lines.append(f"engine = {_string(spec.engine)}")
+    if spec.artefact_file is not None:
+        artefact = Path(spec.artefact_file)
+        if relative_to is not None and Path(relative_to).resolve() in artefact.parents:
+            artefact = artefact.relative_to(Path(relative_to).resolve())
+        lines.append(f"artefact = {_string(artefact.as_posix())}")
+    if spec.sha256:
+        lines.append(f"sha256 = {_string(spec.sha256)}")
+    lines.append(f"max_batch_size = {spec.max_batch_size}")
+    if spec.version != 1:
+        lines.append(f"version = {spec.version}")
+    if spec.classes:
+        lines.append(f"classes = {_value(list(spec.classes))}")
+    if spec.builder:
+        lines.append(f"builder = {_string(spec.builder)}")
+    if spec.builder_params:
+        lines += ["", f"[{table}.builder_params]"]
+        lines += [f"{_key(str(k))} = {_value(v)}" for k, v in spec.builder_params.items()]
+    for kind in ("inputs", "outputs"):
+        for t in getattr(spec, kind):
+            lines += ["", f"[[{table}.{kind}]]", f"name = {_string(t.name)}", f"dtype = {_string(t.dtype)}"]
+            lines.append(f"shape = {_value(list(t.shape))}")
+            if t.description:
+                lines.append(f"description = {_string(t.description)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_toml(spec: ModelSpec | list[ModelSpec], path: str | os.PathLike) -> Path:
+    """Write the declaration of ``spec`` (or of several) to ``path``; :func:`load_toml` reads it back
+    to equal specs (``extra``, which the format does not hold, aside)."""
+    path = Path(path)
+    specs = [spec] if isinstance(spec, ModelSpec) else list(spec)
+    header = "# hepinfer model declarations (see hepinfer.models.declare)\n\n"
+    path.write_text(header + "\n".join(to_toml(s, path.parent) for s in specs), encoding="utf-8")
+    return path
