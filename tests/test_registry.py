@@ -24,34 +24,6 @@ BUILTINS = ("particlenet", "resnet50", "bdt")
 X = {"input__0": np.random.default_rng(5).normal(size=(7, 20)).astype(np.float32)}
 
 
-def tiny_onnx(path: Path, n_in: int = 20, n_out: int = 2, seed: int = 0) -> Path:
-    """A linear layer and a softmax: input__0 (N, n_in) -> softmax (N, n_out)."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    weights = [
-        numpy_helper.from_array(rng.normal(0, 0.3, (n_in, n_out)).astype(np.float32), "w"),
-        numpy_helper.from_array(rng.normal(0, 0.1, (n_out,)).astype(np.float32), "b"),
-    ]
-    nodes = [
-        helper.make_node("MatMul", ["input__0", "w"], ["mm"]),
-        helper.make_node("Add", ["mm", "b"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["softmax"], axis=-1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("input__0", TensorProto.FLOAT, ["batch", n_in])],
-        [helper.make_tensor_value_info("softmax", TensorProto.FLOAT, ["batch", n_out])],
-        initializer=weights,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
-
-
 def declaration(artefact="tiny.onnx", extra="", shape=(20,), dtype="float32") -> str:
     """The TOML declaration of the tiny model (``extra``: lines added after its plain keys)."""
     return "\n".join(
@@ -77,7 +49,7 @@ def declaration(artefact="tiny.onnx", extra="", shape=(20,), dtype="float32") ->
 
 
 @pytest.fixture()
-def folder(tmp_path):
+def folder(tmp_path, tiny_onnx):
     tiny_onnx(tmp_path / "tiny.onnx")
     return tmp_path
 
@@ -313,7 +285,7 @@ def test_declaration_errors_name_the_model_and_the_field(folder):
     assert check_declaration(_spec(folder, sha256=digest)).sha256 == digest
 
 
-def test_the_checksum_is_checked_before_loading(folder):
+def test_the_checksum_is_checked_before_loading(folder, tiny_onnx):
     spec = _spec(folder, sha256=hashlib.sha256((folder / "tiny.onnx").read_bytes()).hexdigest())
     assert Scorer(check_declaration(spec), mode="local")(X)["softmax"].shape == (7, 2)
     tiny_onnx(folder / "tiny.onnx", seed=1)  # the file changed after it was declared

@@ -45,35 +45,8 @@ events = ak.Array([{"jets": [jet() for _ in range(k)]} for k in (2, 0, 3, 1)])
 """
 
 
-def tiny_onnx(path, n_in=20, n_out=2, seed=0):
-    """A linear layer and a softmax: input__0 (N, n_in) -> softmax (N, n_out)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    weights = [
-        numpy_helper.from_array(rng.normal(0, 0.3, (n_in, n_out)).astype(np.float32), "w"),
-        numpy_helper.from_array(rng.normal(0, 0.1, (n_out,)).astype(np.float32), "b"),
-    ]
-    nodes = [
-        helper.make_node("MatMul", ["input__0", "w"], ["mm"]),
-        helper.make_node("Add", ["mm", "b"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["softmax"], axis=-1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("input__0", TensorProto.FLOAT, ["batch", n_in])],
-        [helper.make_tensor_value_info("softmax", TensorProto.FLOAT, ["batch", n_out])],
-        initializer=weights,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-
-
 @pytest.fixture(scope="module")
-def declared(tmp_path_factory):
+def declared(tmp_path_factory, tiny_onnx):
     """models.toml declaring ``tiny`` (ONNX, builder from a module of the user's) and ``tinybdt`` (the
     shipped BDT as UBJ), in HEPINFER_MODELS for the module's tests; yields its folder."""
     import xgboost as xgb
