@@ -103,7 +103,49 @@ def test_bad_settings_are_named(tmp_path):
         generate("zprime", 10, 1, tmp_path / "x.root", progress=False)
     with pytest.raises(ConfigError, match="seeds"):
         generate("qcd", 10, -4, tmp_path / "x.root", progress=False)
+    with pytest.raises(ConfigError, match="unknown layout 'miniaod'.*pfnano-nocount"):
+        generate("qcd", 10, 1, tmp_path / "x.root", progress=False, layout="miniaod")
+    with pytest.raises(ConfigError, match="unknown format 'hdf5'.*rntuple"):
+        generate("qcd", 10, 1, tmp_path / "x.root", progress=False, format="hdf5")
     assert not (tmp_path / "x.root").exists()
+
+
+def test_cli_knows_the_layouts_and_formats():
+    from hepinfer.cli import parser
+
+    args = parser().parse_args(
+        ["generate", "--process", "qcd", "--events", "5", "--seed", "1", "-o", "q.root", "--layout", "nanoaod"]
+    )
+    assert (args.layout, args.format) == ("nanoaod", "ttree")
+    args = parser().parse_args(["generate", "--process", "qcd", "--events", "5", "--seed", "1", "-o", "q.root"])
+    assert (args.layout, args.format) == ("pfnano", "ttree")  # the default: PFNano as a TTree
+
+
+@pytest.mark.slow
+def test_layouts_and_formats_hold_the_same_events(tmp_path):
+    """The same seed in every layout and format: the same events; each layout leaves out only what it
+    says (older PFNano: FatJet_nConstituents; standard NanoAOD: the PF candidates and the link table)."""
+    made = {
+        (layout, fmt): generate("ttbar", 12, 8, tmp_path / f"{layout}_{fmt}.root", layout=layout, format=fmt)
+        for layout, fmt in [("pfnano", "ttree"), ("pfnano-nocount", "ttree"), ("nanoaod", "rntuple")]
+    }
+    base = _arrays(made["pfnano", "ttree"])
+    nocount = _arrays(made["pfnano-nocount", "ttree"])
+    assert set(base.fields) - set(nocount.fields) == {"FatJet_nConstituents"}
+    for field in nocount.fields:
+        assert ak.all(ak.ravel(nocount[field]) == ak.ravel(base[field])), field
+    ntuple = uproot.open(made["nanoaod", "rntuple"])["Events"]
+    assert type(ntuple).__name__ == "Model_ROOT_3a3a_RNTuple"
+    top = [k for k in ntuple.keys() if "." not in k]
+    assert sorted(top) == ["FatJet", "GenPart", "Jet", "event", "luminosityBlock", "run"]  # no PF candidates
+    nano = ntuple.arrays()
+    for field in base.fields:
+        collection, _, name = field.partition("_")
+        if collection in ("FatJet", "Jet", "GenPart"):
+            assert ak.all(ak.ravel(nano[collection][name]) == ak.ravel(base[field])), field
+        elif collection in ("run", "event", "luminosityBlock"):
+            assert ak.all(nano[collection] == base[field]), field
+    assert "nConstituents" in nano.FatJet.fields and "tau4" in nano.FatJet.fields
 
 
 @pytest.mark.slow

@@ -32,9 +32,12 @@ def test_input_checks_name_the_file_and_branch(generated_files, rewrite_file, tm
     with pytest.raises(InputMismatch, match=r"notes\.root: cannot be read as a ROOT file"):
         check_inputs([str(text)], MODELS)
     no_count = rewrite_file(files[0], tmp_path / "no_count.root", drop=("FatJet_nConstituents",))
-    with pytest.raises(InputMismatch, match=r"FatJet_nConstituents.*pfnano schema"):
-        check_inputs([str(no_count)], ("bdt",))
-    assert check_inputs([str(no_count)], ("bdt",), schema="nanoaod") == 150  # links through FatJetPFCands
+    for schema in ("pfnano", "nanoaod"):  # older PFNano: the candidates come through the FatJetPFCands table
+        assert check_inputs([str(no_count)], MODELS, schema=schema) == 150
+    no_pf = rewrite_file(files[0], tmp_path / "no_pf.root", drop=("PFCands_*", "nPFCands"))
+    with pytest.raises(InputMismatch, match=r"no_pf\.root.*PFCands_pt.*needed by particlenet.*needed by bdt"):
+        check_inputs([str(no_pf)], MODELS)
+    assert check_inputs([str(no_pf)], ("bdt_nanoaod",)) == 150  # FatJet branches only
     with pytest.raises(InputMismatch, match=r"no tree 'Friends'"):
         check_inputs(files[:1], MODELS, treename="Friends")
     with pytest.raises(ConfigError, match="no file matches"):
@@ -127,6 +130,7 @@ def test_remote_without_url_starts_and_stops_the_embedded_server(generated_files
     assert rc == 0
     summary = json.loads(out.read_text())
     assert summary["embedded_server"] is True and summary["mode_used"] == {"bdt": "remote"}
+    assert summary["models_requested"] == ["bdt"] and summary["skipped_models"] == {}  # named: no choice
     assert summary["local_check"]["identical"] is True
     assert not [s for s in server_mod._LIVE if s.is_running() and s.url == summary["url"]]  # stopped at the end
 

@@ -87,6 +87,46 @@ def test_train_and_evaluate_bdt_end_to_end(generated, tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _as_rntuple(src, dst):
+    """A copy of a generated TTree file as an RNTuple in CMS's layout (a field of records per
+    collection)."""
+    import awkward as ak
+    import uproot
+
+    from hepinfer.app.data.nanoaod import write_events
+
+    tree = uproot.open(src)["Events"]
+    arrays, names = tree.arrays(), tree.keys()
+    groups = sorted({k.split("_")[0] for k in names if "_" in k})
+    out = {k: arrays[k] for k in ("run", "luminosityBlock", "event")}
+    out.update({c: ak.zip({k[len(c) + 1 :]: arrays[k] for k in names if k.startswith(c + "_")}) for c in groups})
+    write_events(dst, out, format="rntuple")
+    return str(dst)
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_the_nanoaod_bdt_without_pf_candidates(generated, rewrite_file, tmp_path):
+    """bdt_nanoaod trains and evaluates on standard NanoAOD (no PFCands, no link table) and on
+    RNTuple; a model that reads the PF candidates names the file that has none."""
+    from hepinfer import InputMismatch
+    from hepinfer.app.training import evaluate, train
+
+    drop = ("PFCands_*", "nPFCands", "FatJetPFCands_*", "nFatJetPFCands")
+    nano = [str(rewrite_file(generated[p], tmp_path / f"{p}_nano.root", drop=drop)) for p in ("ttbar", "qcd")]
+    result = train("bdt_nanoaod", nano, out_dir=tmp_path / "bn", test=nano, command="test")
+    assert result["training"]["trees"] >= 1 and result["sample"]["jets"]["top"] > 20
+    card = (tmp_path / "bn" / "model_card.md").read_text()
+    assert "(N, 11)" in card and "FatJet branches alone" in card
+    artefact = tmp_path / "bn" / "xgboost.json"
+    rntuple = [_as_rntuple(generated[p], tmp_path / f"{p}_rn.root") for p in ("ttbar", "qcd")]
+    on_ttree = evaluate("bdt_nanoaod", nano, artefact=artefact)
+    on_rntuple = evaluate("bdt_nanoaod", rntuple, artefact=artefact)
+    assert on_ttree["auc"] == on_rntuple["auc"] == result["metrics"]["independent test sample"]["auc"]
+    assert evaluate("bdt", rntuple)["jets"] == on_ttree["jets"]  # PF candidates from the RNTuple's link table
+    with pytest.raises(InputMismatch, match=r"ttbar_nano\.root: no PFCands, FatJetPFCands"):
+        evaluate("bdt", nano)
+
+
 @pytest.mark.slow
 @pytest.mark.build
 def test_train_network_exports_what_it_trained(generated, tmp_path):
@@ -109,7 +149,7 @@ def test_train_network_exports_what_it_trained(generated, tmp_path):
     assert rt.infer(toy_inputs("particlenet", 3))["softmax"].shape == (3, 2)
 
 
-@pytest.mark.parametrize("model", ["particlenet", "bdt"])
+@pytest.mark.parametrize("model", ["particlenet", "bdt", "bdt_nanoaod"])
 def test_shipped_artefacts_are_trained_and_intact(model):
     import hashlib
 
@@ -143,7 +183,7 @@ def test_build_installs_shipped_but_keeps_own_training(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["bdt", "particlenet"])
+@pytest.mark.parametrize("model", ["bdt", "particlenet", "bdt_nanoaod"])
 def test_shipped_models_separate_top_from_qcd_on_fresh_events(generated, artefacts, model):
     """Seeds 11/12 were never used for training.  The sample is small (~70 top, ~130 QCD jets), so
     the bound sits below the AUC targets that the full test sample measures (docs: Events and training)."""

@@ -54,12 +54,14 @@ class TopTagProcessor(_processor_base()):
 
     Selection: fat jets with pT in [550, 650] GeV and ``|eta| < 2`` (the taggers' training window).
     Output: ``hists`` with ``score`` (model x the score of the class named by ``score``, P(top) by
-    default) and ``msoftdrop`` (model x tagged/untagged x soft-drop mass); ``cutflow`` (events,
+    default), ``msoftdrop`` (model x tagged/untagged x soft-drop mass) and ``cms_score`` (tagger x
+    score: CMS's own ``CMS_TAGGERS`` where the files carry them); ``cutflow`` (events,
     events with a selected fat jet, selected jets, tagged jets per model); ``inference`` (per model,
     jets scored on the server and locally: the mode actually used, which in ``auto`` mode can differ
     from chunk to chunk).
     A jet is tagged when its score > ``threshold``.  Works on eager / virtual events (processor.Runner)
-    and on dask events (the hists are then dask hists), with NanoAODSchema or PFNanoAODSchema.
+    and on dask events (the hists are then dask hists), with NanoAODSchema or PFNanoAODSchema; on
+    standard NanoAOD (no PF candidates) only models that read the FatJet branches alone can run.
     ``pipeline`` (eager chunks, remote / auto mode): overlap one model's feature building with the
     previous model's inference, and with ``piece_jets`` also pieces of a chunk with each other (see
     the module's docstring); False scores each model's jets in one call after the other.

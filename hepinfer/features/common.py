@@ -53,6 +53,11 @@ def typetracer_placeholder(model: str, jets, jet_fields, constituents, constitue
 
 def flat_jets(jets, constituents):
     """(jets, constituents) with the event axis removed when present; checks they line up."""
+    if constituents is None:  # constituents_of() of events without PF candidates
+        raise InputMismatch(
+            "no constituents: the events hold no PF candidates (standard NanoAOD) and this model reads them; "
+            "models that read the FatJet branches alone (bdt_nanoaod) can score these jets"
+        )
     jets = plain(jets)
     constituents = plain(constituents)
     if jets.ndim == 2:
@@ -121,18 +126,24 @@ def link_constituents(events):
     for name in LINK_COLLECTIONS:
         if name not in getattr(events, "fields", ()):
             raise InputMismatch(f"events lack the {name!r} collection needed to link fat-jet constituents")
-    link = events.FatJetPFCands
+    fat, cands, link = events.FatJet, events.PFCands, events.FatJetPFCands
+    if isinstance(fat, ak.Array):
+        return _link(fat, cands, link)
+    import dask_awkward as dak  # dask-awkward collections: the same operations, partition by partition
+
+    return dak.map_partitions(_link, fat, cands, link, label="hepinfer-link-constituents")
+
+
+def _link(fat, cands, link):
     jet_idx = link.jetIdx
-    jet = ak.local_index(events.FatJet, axis=1)
-    if isinstance(jet_idx, ak.Array) and not is_typetracer(jet_idx) and len(jet_idx):
-        outside = (jet_idx < 0) | (jet_idx >= ak.num(jet, axis=1))
-        if ak.any(outside):
+    jet = ak.local_index(fat, axis=1)
+    if not is_typetracer(jet_idx) and len(jet_idx):
+        if ak.any((jet_idx < 0) | (jet_idx >= ak.num(jet, axis=1))):
             raise InputMismatch("FatJetPFCands_jetIdx points outside the FatJet collection")
     order = ak.argsort(jet_idx, axis=1, stable=True)
-    cands = events.PFCands[link.pFCandsIdx[order]]  # events x links, grouped by jet
+    grouped = cands[link.pFCandsIdx[order]]  # events x links, grouped by jet
     counts = ak.sum(jet_idx[:, np.newaxis, :] == jet[:, :, np.newaxis], axis=2)  # events x jets
-    per_jet = ak.unflatten(ak.flatten(cands, axis=1), ak.flatten(counts), axis=0)
-    return ak.unflatten(per_jet, ak.num(counts, axis=1), axis=0)
+    return ak.unflatten(grouped, ak.flatten(counts), axis=1)
 
 
 def finite_inputs(inputs: dict) -> tuple[dict, np.ndarray]:
