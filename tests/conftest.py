@@ -34,7 +34,7 @@ from hepinfer.models import SPECS
 
 HEAVY_MARKERS = frozenset({"triton", "slow", "build", "htcondor", "browser"})
 HEAVY_FIXTURES = frozenset({"server", "artefacts", "generated", "pfnano_events"})
-TAGGERS = ("particlenet", "bdt")  # the models with shipped trained weights
+TAGGERS = ("particlenet", "bdt")  # two models with shipped trained weights: PF candidates and jet variables
 
 
 # ---------------------------------------------------------------------------------------------

@@ -208,9 +208,14 @@ def _with_cms_score(src, dst):
 def test_cms_tagger_scores_are_histogrammed(layouts, tmp_path, shipped_artefacts):
     ttbar, qcd = layouts["pfnano-nocount", "ttree"]
     files = (_with_cms_score(ttbar, tmp_path / "ttbar_cms.root"), qcd)
-    result = run_job(JobSettings(inputs=files, mode="local", executor="iterative"), output=tmp_path / "s.json")
+    result = run_job(
+        JobSettings(inputs=files, mode="local", executor="iterative"), output=tmp_path / "s.json", plots=tmp_path / "p"
+    )
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["cms_taggers"] == ["particleNet_TvsQCD"]
+    assert (
+        str(tmp_path / "p" / "score_cms.png") in summary["plots"] and (tmp_path / "p" / "score_cms.png").stat().st_size
+    )
     assert "CMS tagger scores in the files (histogram cms_score): particleNet_TvsQCD" in str(result)
     cms = result.hists["cms_score"]
     assert [ax.name for ax in cms.axes] == ["tagger", "score"]

@@ -129,9 +129,10 @@ def roc(curves: dict, path, title: str = "top vs QCD") -> Path:
     return _save(fig, path, dpi=120)
 
 
-def analysis_plots(hists: dict, folder, models: Iterable[str]) -> list[Path]:
-    """The example processor's histograms in the CMS style of mplhep: P(top) per model, and the
-    soft-drop mass of tagged / untagged jets per model."""
+def analysis_plots(hists: dict, folder, models: Iterable[str], cms_taggers: Iterable[str] = ()) -> list[Path]:
+    """The example processor's histograms in the CMS style of mplhep: P(top) per model, the soft-drop
+    mass of tagged / untagged jets per model, and, where the files carry CMS's own tagger scores
+    (``cms_taggers``), those beside hepinfer's (``score_cms.png``)."""
     import mplhep as hep
     from matplotlib import style
     from matplotlib.figure import Figure
@@ -160,6 +161,20 @@ def analysis_plots(hists: dict, folder, models: Iterable[str]) -> list[Path]:
             ax.set_ylabel("fat jets")
             ax.legend(title=m)
             written.append(folder / f"msoftdrop_{m}.png")
+            fig.savefig(written[-1], dpi=DPI, bbox_inches="tight")
+        cms_taggers = list(cms_taggers)
+        if cms_taggers:
+            fig = Figure(figsize=(8, 6))
+            ax = fig.subplots()
+            for m in models:
+                hep.histplot(hists["score"][{"model": m}], ax=ax, label=f"hepinfer {m}")
+            for tagger in cms_taggers:
+                hep.histplot(hists["cms_score"][{"tagger": tagger}], ax=ax, label=f"CMS {tagger}", linestyle="--")
+            ax.set_xlabel("top score")
+            ax.set_ylabel("fat jets")
+            ax.set_yscale("log")
+            ax.legend(title="hepinfer and the file's CMS taggers", fontsize="small")
+            written.append(folder / "score_cms.png")
             fig.savefig(written[-1], dpi=DPI, bbox_inches="tight")
     return written
 

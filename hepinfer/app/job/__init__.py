@@ -110,7 +110,8 @@ def run_job(
     if summary["events"] != events_in:
         raise InputMismatch(f"processed {summary['events']} events but the files hold {events_in}")
     if plots:
-        summary["plots"] = [str(p) for p in plotting.analysis_plots(out["hists"], plots, settings.models)]
+        figures = plotting.analysis_plots(out["hists"], plots, settings.models, cms_taggers=summary["cms_taggers"])
+        summary["plots"] = [str(p) for p in figures]
     if output:
         write_summary(summary, output)
     return RunResult(summary, out["hists"])

@@ -119,10 +119,9 @@ def export_onnx(net, model: str, out: Path, example: dict, check: dict) -> float
     return diff
 
 
-def _build_bdt(out: Path, seed: int) -> dict:
+def _build_bdt(spec, out: Path, seed: int) -> dict:
     import xgboost as xgb
 
-    spec = get_spec("bdt")
     n_feat = spec.inputs[0].shape[0]
     rng = np.random.default_rng(seed)
     n = 4000
@@ -162,7 +161,7 @@ def build(model: str, *, seed: int = 20261122, force: bool = False) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name("tmp-" + out.name)  # keep the suffix: xgboost picks the format by it
     t0 = time.perf_counter()
-    info = _build_bdt(tmp, seed) if spec.engine == "xgboost" else _build_network(spec.name, tmp, seed)
+    info = _build_bdt(spec, tmp, seed) if spec.engine == "xgboost" else _build_network(spec.name, tmp, seed)
     tmp.replace(out)
     info.update(
         model=spec.name,
