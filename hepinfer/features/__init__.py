@@ -3,48 +3,100 @@
 Pure functions, vectorised (no Python loop over jets or particles); they work on eager awkward
 arrays and, called per partition, on dask-awkward.  ``build_inputs(model, jets, constituents)``
 dispatches by the model's builder (its own name by default).
+
+Three builders are composed by their parameters (``builder_params``): ``particles`` (padded
+per-particle features, :data:`~hepinfer.features.per_particle.PARTICLE_FEATURES`), ``image`` (jet
+images, :data:`~hepinfer.features.images.IMAGE_CHANNELS`) and ``jet_variables`` (one row of jet
+variables, :data:`~hepinfer.features.per_jet.JET_VARIABLES` or any jet field).  The built-in
+models' builders are instances of them with fixed parameters.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
+from ..errors import ConfigError
 from ..models import get_spec
-from . import bdt, images, nanoaod_bdt, particlenet
+from .base import placeholder, touch
 from .bdt import bdt_inputs
-from .common import link_constituents
-from .images import jet_images
+from .common import is_typetracer, link_constituents
+from .images import IMAGE_CHANNELS, image, jet_images
+from .nanoaod_bdt import nanoaod_bdt_inputs
 from .particlenet import particlenet_inputs
+from .per_jet import JET_VARIABLES, NANOAOD_BDT_VARIABLES, jet_variables
+from .per_particle import PARTICLE_FEATURES, particles
 
 BUILDERS = {
     "particlenet": particlenet_inputs,
     "resnet50": jet_images,
     "bdt": bdt_inputs,
-    "bdt_nanoaod": nanoaod_bdt.nanoaod_bdt_inputs,
+    "bdt_nanoaod": nanoaod_bdt_inputs,
+    "particles": particles,
+    "image": image,
+    "jet_variables": jet_variables,
 }
-# model -> (jet fields, constituent fields) its builder reads (NanoAOD: FatJet_<f>, PFCands_<f>)
-REQUIRED_FIELDS = {
-    "particlenet": (particlenet.JET_FIELDS, particlenet.PARTICLE_FIELDS),
-    "resnet50": (images.JET_FIELDS, images.CONSTITUENT_FIELDS),
-    "bdt": (bdt.JET_FIELDS, bdt.CONSTITUENT_FIELDS),
-    "bdt_nanoaod": (nanoaod_bdt.JET_FIELDS, nanoaod_bdt.CONSTITUENT_FIELDS),  # FatJet branches only
-}
+
+
+def _builder(model):
+    from ..models.checks import resolve_builder
+
+    spec = get_spec(model)
+    return spec, resolve_builder(spec)
+
+
+def required_fields(model) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """(jet fields, constituent fields) the builder of ``model`` (a name or a ModelSpec) reads with its
+    ``builder_params`` (NanoAOD: FatJet_<f>, PFCands_<f>); None when unknown (no builder, or one
+    without ``required_fields``)."""
+    try:
+        spec, fn = _builder(model)
+    except ConfigError:
+        return None
+    fields = getattr(fn, "required_fields", None)
+    if fields is None:
+        return None
+    jet, cons = fields(**spec.builder_params)
+    return tuple(jet), tuple(cons)
+
+
+# built-in builder name -> (jet fields, constituent fields): required_fields of the built-ins
+REQUIRED_FIELDS = {name: BUILDERS[name].required_fields() for name in ("particlenet", "resnet50", "bdt", "bdt_nanoaod")}
 
 
 def build_inputs(model, jets, constituents):
     """The inputs of ``model`` (a name or a ModelSpec) for ``jets``: its builder (``spec.builder``, a
     name of BUILDERS or ``"package.module:function"``; by default the builder named like the model)
-    called with ``spec.builder_params``."""
-    from ..models.checks import resolve_builder
+    called with ``spec.builder_params``.
 
-    spec = get_spec(model)
-    return resolve_builder(spec)(jets, constituents, **spec.builder_params)
+    On typetracers (dask-awkward building its graph) the builder's columns are touched, from its
+    ``touched_fields`` when it has them (else the builder itself is called, to touch what it reads),
+    and empty arrays of the spec's input shapes come back, for every builder alike."""
+    spec, fn = _builder(model)
+    if not is_typetracer(jets, constituents):
+        return fn(jets, constituents, **spec.builder_params)
+    fields = getattr(fn, "touched_fields", None)
+    if fields is None:
+        fn(jets, constituents, **spec.builder_params)
+    else:
+        jet_fields, cons_fields = fields(**spec.builder_params)
+        touch(jets, jet_fields, constituents, cons_fields)
+    return placeholder({t.name: t.shape for t in spec.inputs}, {t.name: np.dtype(t.numpy_dtype) for t in spec.inputs})
 
 
 __all__ = [
     "BUILDERS",
+    "IMAGE_CHANNELS",
+    "JET_VARIABLES",
+    "NANOAOD_BDT_VARIABLES",
+    "PARTICLE_FEATURES",
     "REQUIRED_FIELDS",
     "bdt_inputs",
     "build_inputs",
+    "image",
     "jet_images",
+    "jet_variables",
     "link_constituents",
     "particlenet_inputs",
+    "particles",
+    "required_fields",
 ]

@@ -37,20 +37,6 @@ def is_typetracer(*arrays) -> bool:
     return any(isinstance(a, ak.Array) and ak.backend(a) == "typetracer" for a in arrays)
 
 
-def typetracer_placeholder(model: str, jets, jet_fields, constituents, constituent_fields) -> dict:
-    """What a builder returns while dask-awkward traces the graph on typetracers: the columns the
-    builder reads are touched (so column projection loads exactly them) and the outputs are empty
-    arrays of the ModelSpec's shapes (the scores' type is derived from the ModelSpec, not from here)."""
-    from ..models import get_spec
-
-    for array, fields in ((plain(jets), jet_fields), (plain(constituents), constituent_fields)):
-        for field in fields:
-            if field in ak.fields(array):
-                ak.typetracer.touch_data(array[field])
-    spec = get_spec(model)
-    return {t.name: np.zeros((0, *t.shape), dtype=t.numpy_dtype) for t in spec.inputs}
-
-
 def flat_jets(jets, constituents):
     """(jets, constituents) with the event axis removed when present; checks they line up."""
     if constituents is None:  # constituents_of() of events without PF candidates

@@ -58,6 +58,20 @@ BDT_FEATURES = (
     "lead_dr",
     "mass_over_pt",
 )
+# NanoAOD BDT: FatJet branches of standard NanoAOD only (no PF candidates)
+NANOAOD_BDT_FEATURES = (
+    "pt",
+    "eta",
+    "mass",
+    "msoftdrop",
+    "tau21",
+    "tau32",
+    "tau43",
+    "n2b1",
+    "n3b1",
+    "mass_over_pt",
+    "msoftdrop_over_pt",
+)
 
 P = PARTICLENET_MAX_PARTICLES
 _softmax = (TensorSpec("softmax", "float32", (2,), "P(QCD), P(top)"),)
@@ -126,9 +140,8 @@ SPECS: Registry = Registry(
                 TensorSpec(
                     "input__0",
                     "float32",
-                    (11,),
-                    "jet variables: pt, eta, mass, msoftdrop, tau21, tau32, tau43, n2b1, n3b1, mass_over_pt, "
-                    "msoftdrop_over_pt",
+                    (len(NANOAOD_BDT_FEATURES),),
+                    "jet variables: " + ", ".join(NANOAOD_BDT_FEATURES),
                 ),
             ),
             outputs=(TensorSpec("output__0", "float32", (2,), "P(QCD), P(top)"),),
@@ -137,21 +150,7 @@ SPECS: Registry = Registry(
             engine="xgboost",
             artefact="xgboost.json",
             description="XGBoost binary classifier on 11 FatJet variables of standard NanoAOD, top vs QCD",
-            extra={
-                "features": (
-                    "pt",
-                    "eta",
-                    "mass",
-                    "msoftdrop",
-                    "tau21",
-                    "tau32",
-                    "tau43",
-                    "n2b1",
-                    "n3b1",
-                    "mass_over_pt",
-                    "msoftdrop_over_pt",
-                )
-            },
+            extra={"features": NANOAOD_BDT_FEATURES},
         ),
     )
 )

@@ -230,6 +230,37 @@ def _check_builder(spec: ModelSpec) -> None:
                 f"builder_params.{key}: builder {spec.builder!r} takes no parameter {key!r} "
                 f"(its parameters: {', '.join(accepted) or 'none'})",
             )
+    _check_builder_params(spec, fn)
+
+
+def _check_builder_params(spec: ModelSpec, fn) -> None:
+    """The builder's own checks of its parameters (``check_params``: feature, variable and channel
+    names, ...) and, when it says which tensors it makes (``output_shapes``), that they are the
+    declared inputs with the declared shapes."""
+    check = getattr(fn, "check_params", None)
+    if check is None:
+        return
+    try:
+        check(**spec.builder_params)
+        shapes = fn.output_shapes(**spec.builder_params) if hasattr(fn, "output_shapes") else None
+    except (ConfigError, TypeError, ValueError) as err:
+        raise declaration_error(spec, f"builder {spec.builder!r}: {err}") from None
+    if shapes is None:
+        return
+    declared = {t.name: t.shape for t in spec.inputs}
+    if set(shapes) != set(declared):
+        raise declaration_error(
+            spec,
+            f"inputs: builder {spec.builder!r} makes the tensors {', '.join(shapes)} but the inputs declared "
+            f"are {', '.join(declared)}",
+        )
+    for name, shape in shapes.items():
+        if not _dims_fit(declared[name], shape):
+            raise declaration_error(
+                spec,
+                f"inputs: builder {spec.builder!r} with its builder_params makes {name!r} of shape {list(shape)}, "
+                f"declared {list(declared[name])}",
+            )
 
 
 def check_declaration(spec: ModelSpec) -> ModelSpec:

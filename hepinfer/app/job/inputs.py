@@ -32,10 +32,9 @@ SELECTION_FIELDS = ("pt", "eta", "msoftdrop")  # TopTagProcessor's selection and
 def model_fields(model) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
     """(FatJet fields, PFCands fields) ``model``'s builder reads; PFCands fields None when unknown
     (a builder outside hepinfer.features: its candidates' fields are not checked, the link table is)."""
-    from ...features import REQUIRED_FIELDS
+    from ...features import required_fields
 
-    spec = get_spec(model)
-    fields = REQUIRED_FIELDS.get(getattr(spec, "builder", None) or spec.name)
+    fields = required_fields(get_spec(model))
     return (tuple(fields[0]), tuple(fields[1])) if fields is not None else ((), None)
 
 
