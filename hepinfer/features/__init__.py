@@ -59,8 +59,11 @@ def required_fields(model) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
     return tuple(jet), tuple(cons)
 
 
-# built-in builder name -> (jet fields, constituent fields): required_fields of the built-ins
-REQUIRED_FIELDS = {name: BUILDERS[name].required_fields() for name in ("particlenet", "resnet50", "bdt", "bdt_nanoaod")}
+def reads_constituents(model) -> bool:
+    """Whether the builder of ``model`` reads the fat jets' PF candidates (False: the jet fields
+    alone, which standard NanoAOD has); True when unknown (a builder outside hepinfer.features)."""
+    fields = required_fields(model)
+    return fields is None or bool(fields[1])
 
 
 def build_inputs(model, jets, constituents):
@@ -89,7 +92,7 @@ __all__ = [
     "JET_VARIABLES",
     "NANOAOD_BDT_VARIABLES",
     "PARTICLE_FEATURES",
-    "REQUIRED_FIELDS",
+    "reads_constituents",
     "bdt_inputs",
     "build_inputs",
     "image",

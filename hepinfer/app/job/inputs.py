@@ -38,16 +38,12 @@ def model_fields(model) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
     return (tuple(fields[0]), tuple(fields[1])) if fields is not None else ((), None)
 
 
-def reads_constituents(model) -> bool:
-    """Whether ``model`` reads the fat jets' PF candidates (False: the FatJet branches alone)."""
-    cons = model_fields(model)[1]
-    return cons is None or bool(cons)
-
-
 def required_branches(models, schema: str = "pfnano") -> list[str]:
     """The branches hepinfer reads for ``models``, the same with either schema: FatJet_nConstituents is
     not needed (without it the constituents come from the FatJetPFCands link table, not coffea's
     ``FatJet.constituents``), and models that read the FatJet branches alone need no PF candidates."""
+    from ...features import reads_constituents
+
     jet_fields, cons_fields, links = set(SELECTION_FIELDS), set(), False
     for m in models:
         jets, cons = model_fields(m)
@@ -102,10 +98,11 @@ def scan_inputs(files, models, treename: str = "Events", deep: bool = False, req
     """Open every file once.  With ``require_all`` a file that lacks a branch of any of ``models`` is
     bad; without, a file is bad only when it cannot be read or none of ``models`` can run on it."""
     scan = InputScan()
+    need, per_model = required_branches(models), {m: required_branches([m]) for m in models}
     for path in files:
         try:
-            entries, names = _inspect_file(path, required_branches(models), treename, deep)
-            lacking = {m: missing for m in models if (missing := [b for b in required_branches([m]) if b not in names])}
+            entries, names = _inspect_file(path, need, treename, deep)
+            lacking = {m: missing for m, own in per_model.items() if (missing := [b for b in own if b not in names])}
             if lacking and (require_all or len(lacking) == len(models)):
                 raise InputMismatch(
                     "; ".join(

@@ -20,7 +20,7 @@ import numpy as np
 
 from ... import paths
 from ...errors import ConfigError
-from ...features import REQUIRED_FIELDS, build_inputs
+from ...features import build_inputs, reads_constituents
 from ...logs import get_logger
 from ...models import get_spec
 from .. import plotting
@@ -33,12 +33,6 @@ from .networks import TrainSettings, train_network
 log = get_logger(__name__)
 
 __all__ = ["BDTSettings", "TrainSettings", "evaluate", "train", "load_jets"]
-
-
-def reads_constituents(model: str) -> bool:
-    """Whether ``model``'s builder reads the fat jets' PF candidates (False: FatJet branches alone)."""
-    fields = REQUIRED_FIELDS.get(get_spec(model).name)
-    return fields is None or bool(fields[1])
 
 
 def build_chunked(model: str, sample: JetSample, chunk: int = 4096) -> dict:

@@ -11,10 +11,9 @@ from ...models import get_spec
 
 
 def _source(model: str) -> str:
-    from ...features import REQUIRED_FIELDS
+    from ...features import reads_constituents
 
-    fields = REQUIRED_FIELDS.get(model)
-    if fields is not None and not fields[1]:
+    if not reads_constituents(model):
         return "the FatJet branches alone, which standard NanoAOD has (no PF candidates needed)"
     return "PFNano-shaped events (fat jets and their PF candidates)"
 
