@@ -20,8 +20,18 @@ def cmd_setup(args) -> int:
     from ..models.build import build_all
     from ..serving.environment import ensure_server_env
 
-    build_all(_to_build(model_list(args.models)), force=args.force)
-    ensure_server_env()
+    models = _to_build(model_list(args.models))
+    build_all(models, force=args.force)
+    torch = args.torch or args.gpu
+    if torch:
+        from ..models.build.torch_export import NETWORKS, build_torch
+
+        for name in models:
+            if name in NETWORKS:
+                print(f"{name}: torch engine program {build_torch(name, force=args.force)}")
+    env = ensure_server_env(torch=torch, gpu=args.gpu)
+    if torch:
+        print(f"server environment {env.root}: torch {env.torch_version} ({env.torch}), {env.cuda_devices} GPU(s) seen")
     return 0
 
 
@@ -104,6 +114,12 @@ def register(sub) -> None:
     s = sub.add_parser("setup", help="build model artefacts and the server environment")
     add_models(s)
     s.add_argument("--force", action="store_true", help="rebuild artefacts that are already there")
+    s.add_argument("--torch", action="store_true", help="also the torch engine: programs and torch in the server")
+    s.add_argument(
+        "--gpu",
+        action="store_true",
+        help="the server environment on the CUDA torch of HEPINFER_SERVER_PYTHON (default: this Python)",
+    )
     s.set_defaults(func=cmd_setup)
 
     s = sub.add_parser("models", help="build, list or pull the models")

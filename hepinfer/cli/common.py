@@ -20,3 +20,25 @@ def add_models(parser, default: str = "all") -> None:
 
 def add_mode(parser, default: str, help_text: str = "") -> None:
     parser.add_argument("--mode", default=default, choices=MODES, help=help_text or None)
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def parse_bytes(text: str) -> int:
+    """``"40GB"``, ``"512MiB"``, ``"1e9"`` -> bytes; ConfigError naming the value otherwise."""
+    import re
+
+    from ..errors import ConfigError
+
+    m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([A-Za-z]*)\s*", str(text))
+    unit = m.group(2).upper() if m else None
+    if m is None or unit not in _UNITS:
+        raise ConfigError(f"memory size {text!r}: expected a number with a unit such as 40GB or 512MiB")
+    try:
+        value = float(m.group(1)) * _UNITS[unit]
+    except ValueError:
+        raise ConfigError(f"memory size {text!r}: {m.group(1)!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"memory size {text!r} must be positive")
+    return int(value)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_models, model_list
+from ..serving.repository import PRECISIONS, SERVING_ENGINES
+from .common import add_models, model_list, parse_bytes
 
 
 def cmd_serve(args) -> int:
-    from ..serving.server import ServerOptions, serve_until_signal
+    from ..serving.foreground import serve_until_signal
+    from ..serving.server import ServerOptions
 
     options = ServerOptions(
         models=model_list(args.models),
@@ -20,6 +22,11 @@ def cmd_serve(args) -> int:
         threads=args.threads,
         dynamic_batching=not args.no_dynamic_batching,
         max_queue_delay_us=args.max_queue_delay_us,
+        engine=args.engine,
+        device=args.device,
+        precision=args.precision,
+        compiled=args.compiled,
+        memory_budget=parse_bytes(args.gpu_memory) if args.gpu_memory else None,
         **({"repository": args.repository} if args.repository else {}),
     )
     if not args.repository:
@@ -36,6 +43,9 @@ def cmd_serve(args) -> int:
             f"  HTTP    {server.http_url}",
             f"  metrics {server.metrics_url}",
             f"  models  {', '.join(server.options.models)}; log {server.log_path}",
+            "  engine  {engine} on {device}, {precision}{c}".format(
+                **server.serving, c=", compiled" if server.options.compiled else ""
+            ),
             server.url,
         ):
             print(line, flush=True)
@@ -59,4 +69,18 @@ def register(sub) -> None:
     s.add_argument("--threads", type=int, default=1, help="engine threads per instance")
     s.add_argument("--no-dynamic-batching", action="store_true")
     s.add_argument("--max-queue-delay-us", type=int, default=100)
+    s.add_argument(
+        "--engine",
+        choices=SERVING_ENGINES,
+        default="default",
+        help="torch: the networks run their exported program with torch (the BDT keeps xgboost)",
+    )
+    s.add_argument("--device", default="cpu", help="engine torch: cpu or cuda:N")
+    s.add_argument("--precision", choices=PRECISIONS, default="fp32", help="engine torch: fp32, fp16 or bf16")
+    s.add_argument("--compiled", action="store_true", help="engine torch: torch.compile, warmed up at load")
+    s.add_argument(
+        "--gpu-memory",
+        default=None,
+        help="memory the models' batches may take, e.g. 40GB: batch limits sized from memory per row",
+    )
     s.set_defaults(func=cmd_serve)

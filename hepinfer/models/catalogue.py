@@ -6,6 +6,7 @@ it needs neither torch nor anything of the build step.
     $HEPINFER_HOME/models/<model>/<version>/<artefact>   the model file
     $HEPINFER_HOME/models/<model>/<version>/manifest.json how it was made (weights, sha256, versions)
     $HEPINFER_HOME/models/<model>/<version>/model_card.md  for trained models
+    $HEPINFER_HOME/models/<model>/<version>/model.pt2      the torch engine's program (networks)
 
 Trained artefacts small enough to ship (ParticleNet, the BDT) are part of the package
 (``hepinfer/models/trained/``) and installed into the cache by :func:`install_shipped`.
@@ -25,6 +26,7 @@ from . import get_spec
 
 TRAINED_DIR = Path(__file__).resolve().parent / "trained"
 CARD = "model_card.md"
+TORCH_ARTEFACT = "model.pt2"
 
 
 def artefact_path(model) -> Path:
@@ -33,6 +35,12 @@ def artefact_path(model) -> Path:
     if spec.artefact_file is not None:
         return Path(spec.artefact_file)
     return paths.artefact_dir(spec.name, spec.version) / spec.artefact
+
+
+def torch_artefact_path(model) -> Path:
+    """The torch engine's exported program, beside the model's ONNX artefact
+    (:mod:`hepinfer.models.build.torch_export` writes it)."""
+    return artefact_path(model).with_name(TORCH_ARTEFACT)
 
 
 def is_user_model(model) -> bool:

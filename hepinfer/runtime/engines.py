@@ -1,8 +1,15 @@
 """Model engines: the code that actually evaluates a model file.
 
-This module is deliberately self-contained (numpy, onnxruntime, xgboost; no hepinfer imports): the
-embedded Triton server copies it next to its ``model.py`` and runs the very same code, so local and
-remote scores come from one implementation and agree to float precision.
+This module is deliberately self-contained (numpy, onnxruntime, xgboost, torch; no hepinfer
+imports): the embedded Triton server copies it next to its ``model.py`` and runs the very same code,
+so local and remote scores come from one implementation and agree to float precision.
+
+The torch engine runs a network's exported program (``model.pt2``, written by ``hepinfer models
+build --torch`` from the ONNX artefact and checked against it) on a device (``cpu``, ``cuda:0``) in
+a precision (``fp32``, ``fp16``, ``bf16``: parameters and floating inputs cast to it, outputs back to
+float32), optionally compiled with ``torch.compile`` and warmed up at load (``compile_seconds``).
+It evaluates at most ``max_rows`` rows per call (larger batches are split), so the memory a batch
+takes is bounded by what the batch limits were sized for.
 """
 
 from __future__ import annotations
@@ -48,12 +55,96 @@ class XGBoostEngine:
         return {self.output_name: np.stack([1.0 - p, p], axis=1)}
 
 
-ENGINES = {"onnxruntime": OnnxEngine, "xgboost": XGBoostEngine}
+PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
-def load_engine(kind: str, path: str, input_names, output_names, threads: int = 1):
+class TorchEngine:
+    """An exported program (``torch.export``) on ``device`` in ``precision``; see the module doc."""
+
+    def __init__(
+        self,
+        path: str,
+        input_names,
+        output_names,
+        threads: int = 1,
+        device: str = "cpu",
+        precision: str = "fp32",
+        compiled: bool = False,
+        max_rows: int = 0,
+        input_shapes: dict | None = None,
+    ):
+        import torch
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; known: {sorted(PRECISIONS)}")
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.torch = torch
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} asked for, but this torch ({torch.__version__}) sees no CUDA device")
+        self.precision = precision
+        self.dtype = getattr(torch, PRECISIONS[precision])
+        self.input_names = list(input_names)
+        self.output_names = list(output_names)
+        self.max_rows = int(max_rows)
+        self.input_shapes = {k: tuple(int(d) for d in v) for k, v in (input_shapes or {}).items()}
+        if compiled and set(self.input_shapes) != set(self.input_names):
+            raise ValueError("a compiled torch engine needs input_shapes (per-row shape of every input) to warm up")
+        module = torch.export.load(str(path)).module().to(self.device)
+        self.module = module.to(self.dtype) if self.dtype != torch.float32 else module
+        self.compile_seconds = None
+        if compiled:
+            import time
+
+            t0 = time.perf_counter()
+            mode = "max-autotune-no-cudagraphs" if self.device.type == "cuda" else "default"
+            self.module = torch.compile(self.module, mode=mode, dynamic=True)
+            self.compile_seconds = round(time.perf_counter() - t0 + self.warm_up(), 2)
+
+    def warm_up(self, rows=(1, 16)) -> float:
+        """Run zero inputs of a few batch sizes (compiles a compiled module); return the seconds."""
+        import time
+
+        t0 = time.perf_counter()
+        for n in rows:
+            self.run_torch({name: self.torch.zeros((n, *self.input_shapes[name])) for name in self.input_names})
+        return time.perf_counter() - t0
+
+    def _cast(self, t):
+        t = t.to(self.device, non_blocking=True)
+        return t.to(self.dtype) if t.is_floating_point() else t
+
+    def run_torch(self, inputs: dict) -> dict:
+        """Tensors in (any device), float32 tensors out on the engine's device."""
+        torch = self.torch
+        n = len(inputs[self.input_names[0]])
+        step = self.max_rows or max(n, 1)
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, max(n, 1), step):
+                args = [self._cast(inputs[name][start : start + step]) for name in self.input_names]
+                out = self.module(*args)
+                out = (out,) if isinstance(out, torch.Tensor) else tuple(out)
+                parts.append([o.float() for o in out])
+        if len(parts) == 1:
+            return dict(zip(self.output_names, parts[0]))
+        return {name: torch.cat([p[i] for p in parts]) for i, name in enumerate(self.output_names)}
+
+    def run(self, inputs: dict) -> dict:
+        torch = self.torch
+        out = self.run_torch({n: torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names})
+        return {n: t.cpu().numpy() for n, t in out.items()}
+
+
+ENGINES = {"onnxruntime": OnnxEngine, "xgboost": XGBoostEngine, "torch": TorchEngine}
+
+
+def load_engine(kind: str, path: str, input_names, output_names, threads: int = 1, **options):
+    """The engine ``kind`` for the file ``path``; ``options`` (device, precision, compiled, max_rows,
+    input_shapes) are the torch engine's."""
     try:
         cls = ENGINES[kind]
     except KeyError:
         raise ValueError(f"unknown engine {kind!r}; known: {sorted(ENGINES)}") from None
-    return cls(path, input_names, output_names, threads)
+    return cls(path, input_names, output_names, threads, **options)

@@ -19,6 +19,15 @@ of the base interpreter's).  The interpreter's ``LIBDIR`` goes first on
 ``LD_LIBRARY_PATH`` (otherwise, under pyenv, Debian's libpython is loaded against pyenv's stdlib),
 followed by the wheel's ``nvidia_pytriton.libs`` (the stub's RPATH is relative to its place in
 the wheel, and hepinfer copies it beside the backend library).
+
+The torch engine (``hepinfer serve --engine torch``) needs torch in this environment, added the first
+time it is asked for (``ensure_server_env(torch=True)``, ``hepinfer setup --torch``): ``torch==``
+:data:`TORCH_VERSION` from the package index (the CPU build here).  For a GPU, ``hepinfer setup
+--gpu`` builds the environment on an interpreter that already has a CUDA build of torch (the
+site's, named by ``HEPINFER_SERVER_PYTHON``, default the running one) with
+``--system-site-packages``, so that torch is used as it is (nothing CUDA is downloaded); the setup
+fails, naming the interpreter, when that torch sees no GPU.  Its tensors pass by DLPack, so the
+numpy<2 pin of the environment does not touch it.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import paths
@@ -42,7 +51,9 @@ ONNXRUNTIME_VERSION = "1.32.0"
 XGBOOST_VERSION = "3.2.0"
 PYTRITON_VERSION = "0.7.0"
 SERVER_REQUIREMENTS = ("numpy<2", f"onnxruntime=={ONNXRUNTIME_VERSION}", f"xgboost-cpu=={XGBOOST_VERSION}")
+TORCH_VERSION = "2.13.0"
 MARKER = "hepinfer-server-env.json"
+TORCH_MODES = ("none", "pip", "interpreter")  # no torch; torch==TORCH_VERSION installed; the interpreter's
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,9 @@ class ServerEnvironment:
     python_version: str  # "3.11"
     site_packages: Path
     libdir: Path  # directory of the interpreter's shared libpython
+    torch: str = "none"  # one of TORCH_MODES
+    torch_version: str = ""
+    cuda_devices: int = 0  # GPUs torch saw when the environment was made
 
     @property
     def triton_root(self) -> Path:
@@ -109,22 +123,77 @@ def _from_marker(root: Path) -> ServerEnvironment | None:
     data = json.loads(marker.read_text())
     if {k: data.get(k) for k in _wanted()} != _wanted():
         return None
-    env = ServerEnvironment(root, data["python_version"], Path(data["site_packages"]), Path(data["libdir"]))
+    env = ServerEnvironment(
+        root,
+        data["python_version"],
+        Path(data["site_packages"]),
+        Path(data["libdir"]),
+        data.get("torch", "none"),
+        data.get("torch_version", ""),
+        int(data.get("cuda_devices", 0)),
+    )
     return env if env.tritonserver.exists() and (env.backend_dir / "python").is_dir() else None
 
 
-def ensure_server_env(root: str | Path | None = None) -> ServerEnvironment:
-    """Return the server environment, creating or updating it when needed (about 30 s, once)."""
+def _probe_torch(py: Path) -> tuple[str, int]:
+    """(torch version, CUDA devices it sees) in the interpreter ``py``; ("", 0) without torch."""
+    code = (
+        "import json\ntry:\n import torch\n print(json.dumps([torch.__version__,"
+        " torch.cuda.device_count() if torch.cuda.is_available() else 0]))\n"
+        "except ImportError:\n print(json.dumps(['', 0]))"
+    )
+    version, gpus = json.loads(subprocess.check_output([str(py), "-c", code], text=True).strip().splitlines()[-1])
+    return version, int(gpus)
+
+
+def _add_torch(env: ServerEnvironment) -> ServerEnvironment:
+    """Install torch==TORCH_VERSION into the environment and record it in the marker."""
+    py = env.root / "bin" / "python"
+    log.info(f"adding torch=={TORCH_VERSION} to the Triton server environment {env.root} (the torch engine) ...")
+    try:
+        subprocess.run(
+            [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"torch=={TORCH_VERSION}"],
+            check=True,
+        )
+    except subprocess.CalledProcessError as err:
+        raise ServerError(f"installing torch=={TORCH_VERSION} into the server environment {env.root}: {err}") from err
+    version, gpus = _probe_torch(py)
+    return _record(replace(env, torch="pip", torch_version=version, cuda_devices=gpus))
+
+
+def _record(env: ServerEnvironment) -> ServerEnvironment:
+    marker = env.root / MARKER
+    data = json.loads(marker.read_text())
+    data.update(torch=env.torch, torch_version=env.torch_version, cuda_devices=env.cuda_devices)
+    marker.write_text(json.dumps(data, indent=2) + "\n")
+    return env
+
+
+def ensure_server_env(root: str | Path | None = None, *, torch: bool = False, gpu: bool = False) -> ServerEnvironment:
+    """Return the server environment, creating or updating it when needed (about 30 s, once).
+
+    ``torch``: the environment must have torch (the torch engine); ``gpu``: a CUDA build of torch
+    that sees a GPU, taken from the interpreter (see the module doc)."""
     root = Path(root) if root else paths.server_env_dir()
     env = _from_marker(root)
+    if env is not None and gpu and not env.cuda_devices:
+        env = None  # rebuilt on the interpreter's CUDA torch
     if env is not None:
-        return env
+        return _add_torch(env) if torch and env.torch == "none" else env
     python = os.environ.get("HEPINFER_SERVER_PYTHON") or _base_python()
     libdir = _libdir_of(python)
+    if gpu:
+        version, gpus = _probe_torch(Path(python))
+        if not gpus:
+            raise ServerError(
+                f"hepinfer setup --gpu: the interpreter {python} has "
+                + (f"torch {version}, which sees no CUDA device" if version else "no torch")
+                + "; point HEPINFER_SERVER_PYTHON at a Python whose torch is a CUDA build on a machine with a GPU"
+            )
     log.info(f"creating the Triton server environment in {root} (numpy<2, onnxruntime, xgboost, tritonserver) ...")
     if root.exists():
         shutil.rmtree(root)
-    subprocess.run([python, "-m", "venv", str(root)], check=True)
+    subprocess.run([python, "-m", "venv", *(["--system-site-packages"] if gpu else []), str(root)], check=True)
     py = root / "bin" / "python"
     pip = [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     try:
@@ -171,5 +240,10 @@ def ensure_server_env(root: str | Path | None = None) -> ServerEnvironment:
         )
         + "\n"
     )
+    if gpu:
+        version, gpus = _probe_torch(py)
+        env = _record(replace(env, torch="interpreter", torch_version=version, cuda_devices=gpus))
+    elif torch:
+        env = _add_torch(env)
     log.info(f"server environment ready: {env.tritonserver}")
     return env

@@ -4,7 +4,12 @@ Two flavours of the same models:
 
 * ``embedded``: what ``hepinfer serve`` runs on the tritonserver binary of the nvidia-pytriton wheel,
   which has only the python backend.  Each model is ``backend: "python"`` with hepinfer's model.py,
-  the shared engine module and the artefact (symlinked from the cache by default).
+  the shared engine module and the artefact (symlinked from the cache by default).  With
+  ``engine="torch"`` the networks (ParticleNet, ResNet50) run their exported program
+  (``model.pt2``) with torch on ``device`` in ``precision``, optionally compiled; ``cuda:N`` makes
+  their instances ``KIND_GPU`` on GPU N.  The BDT and user models keep their own engine on CPU
+  instances of the same server.  The config's parameters say what runs (``engine``, ``device``,
+  ``precision``, ``compiled``), so a client can read it back (:mod:`hepinfer.runtime.discovery`).
 * ``production``: for a GPU site running NVIDIA's container.  Networks use
   ``platform: "onnxruntime_onnx"`` (optionally with the TensorRT execution accelerator), the BDT uses
   the FIL backend (``backend: "fil"``, ``model_type: "xgboost_json"``, ``predict_proba``).
@@ -31,10 +36,40 @@ from ..models.checks import check_declaration, check_sha256
 from ..models.spec import ModelSpec
 
 FLAVOURS = ("embedded", "production")
+SERVING_ENGINES = ("default", "torch")  # default: each model's own engine (onnxruntime / xgboost)
+PRECISIONS = ("fp32", "fp16", "bf16")
 _HERE = Path(__file__).resolve().parent
 ENGINE_MODULE = _HERE.parent / "runtime" / "engines.py"
 MODEL_PY = _HERE / "triton_model.py"
 LABELS = "labels.txt"
+
+
+def check_engine_choice(engine: str, device: str, precision: str, compiled: bool) -> None:
+    """ConfigError naming the setting at fault for an engine / device / precision that cannot run."""
+    if engine not in SERVING_ENGINES:
+        raise ConfigError(f"engine must be one of {SERVING_ENGINES}, got {engine!r}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if device != "cpu" and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise ConfigError(f"device must be 'cpu' or 'cuda:N' (N the GPU's index), got {device!r}")
+    if engine != "torch" and (device != "cpu" or precision != "fp32" or compiled):
+        raise ConfigError(
+            f"device {device!r}, precision {precision!r} and compiled={compiled} need engine='torch' "
+            "(onnxruntime and xgboost run on CPU in fp32 in the embedded server)"
+        )
+
+
+def runs_torch(spec: ModelSpec, options: RepositoryOptions) -> bool:
+    """True when ``spec`` is served by the torch engine under ``options`` (a network of hepinfer's)."""
+    from ..models.build.torch_export import NETWORKS
+
+    return (
+        options.flavour == "embedded"
+        and options.engine == "torch"
+        and spec.name in NETWORKS
+        and spec.engine == "onnxruntime"
+        and spec.artefact_file is None
+    )
 
 
 def served_models(models) -> tuple[str, ...]:
@@ -74,10 +109,16 @@ class RepositoryOptions:
     tensorrt: bool = False  # production: TensorRT accelerator for the ONNX models
     link_artefacts: bool = True  # embedded: symlink the cached artefacts instead of copying
     max_batch_size: dict = field(default_factory=dict)  # per-model override
+    preferred_batch_sizes: dict = field(default_factory=dict)  # per model: the dynamic batcher's targets
+    engine: str = "default"  # embedded: "torch" runs the networks' exported programs with torch
+    device: str = "cpu"  # embedded, engine torch: "cpu" or "cuda:N"
+    precision: str = "fp32"  # embedded, engine torch: fp32 | fp16 | bf16
+    compiled: bool = False  # embedded, engine torch: torch.compile, warmed up at load
 
     def __post_init__(self) -> None:
         if self.flavour not in FLAVOURS:
             raise ConfigError(f"repository flavour must be one of {FLAVOURS}, got {self.flavour!r}")
+        check_engine_choice(self.engine, self.device, self.precision, self.compiled)
         if self.instances < 1:
             raise ConfigError(f"instances must be >= 1, got {self.instances}")
         if self.threads < 0:
@@ -95,24 +136,38 @@ def model_config(spec: ModelSpec, options: RepositoryOptions):
         cfg.output.add(name=t.name, data_type=pb.DataType.Value(t.triton_config_type), dims=list(t.shape))
     if spec.classes:
         cfg.output[0].label_filename = LABELS
-    kind = (
-        pb.ModelInstanceGroup.KIND_GPU
-        if options.gpu and options.flavour == "production"
-        else pb.ModelInstanceGroup.KIND_CPU
-    )
-    cfg.instance_group.add(kind=kind, count=options.instances)
+    torch_engine = runs_torch(spec, options)
+    on_gpu = (options.gpu and options.flavour == "production") or (torch_engine and options.device != "cpu")
+    kind = pb.ModelInstanceGroup.KIND_GPU if on_gpu else pb.ModelInstanceGroup.KIND_CPU
+    group = cfg.instance_group.add(kind=kind, count=options.instances)
+    if torch_engine and options.device != "cpu":
+        group.gpus.append(int(options.device.split(":")[1]))
     if options.dynamic_batching:
         cfg.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
+        cfg.dynamic_batching.preferred_batch_size.extend(options.preferred_batch_sizes.get(spec.name, ()))
     cfg.version_policy.specific.versions.append(spec.version)
 
     def param(key: str, value: str) -> None:
         cfg.parameters[key].string_value = value
 
-    if options.flavour == "embedded":
+    if options.flavour == "embedded" and torch_engine:
+        from ..models.catalogue import TORCH_ARTEFACT
+
+        cfg.backend = "python"
+        param("engine", "torch")
+        param("artefact", TORCH_ARTEFACT)
+        param("threads", str(options.threads))
+        param("device", "cuda" if on_gpu else "cpu")  # the GPU index comes from the instance group
+        param("precision", options.precision)
+        param("compiled", "true" if options.compiled else "false")
+        param("max_rows", str(cfg.max_batch_size))
+    elif options.flavour == "embedded":
         cfg.backend = "python"
         param("engine", spec.engine)
         param("artefact", spec.artefact)
         param("threads", str(options.threads))
+        param("device", "cpu")
+        param("precision", "fp32")
     elif spec.engine == "onnxruntime":
         cfg.platform = "onnxruntime_onnx"
         cfg.default_model_filename = spec.artefact
@@ -162,7 +217,7 @@ def write_repository(out: str | Path, options: RepositoryOptions | None = None) 
 
     Artefacts must have been built (``hepinfer models build``).
     """
-    from ..models.catalogue import artefact_path
+    from ..models.catalogue import artefact_path, torch_artefact_path
 
     options = options or RepositoryOptions()
     out = Path(out)
@@ -183,6 +238,11 @@ def write_repository(out: str | Path, options: RepositoryOptions | None = None) 
         if spec.classes:
             (model_dir / LABELS).write_text("".join(f"{c}\n" for c in spec.classes))
         target = version_dir / spec.artefact
+        if runs_torch(spec, options):
+            from ..models.build.torch_export import build_torch
+
+            src = build_torch(spec.name)  # derived from the ONNX artefact, rebuilt when that changes
+            target = version_dir / torch_artefact_path(spec).name
         if options.flavour == "embedded":
             shutil.copyfile(MODEL_PY, version_dir / "model.py")
             shutil.copyfile(ENGINE_MODULE, version_dir / "hepinfer_engines.py")

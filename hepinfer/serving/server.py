@@ -41,7 +41,7 @@ from ..models.spec import ModelSpec
 from ..urls import TritonUrl
 from .environment import ServerEnvironment, ensure_server_env
 from .ports import free_ports
-from .repository import RepositoryOptions, served_models, write_repository
+from .repository import RepositoryOptions, check_engine_choice, served_models, write_repository
 
 ADMIN_HEADER = "hepinfer-admin-token"
 # Lines of the server log that mean the start has failed even though the process lives on (a
@@ -70,6 +70,12 @@ class ServerOptions:
     threads: int = 1
     dynamic_batching: bool = True
     max_queue_delay_us: int = 100
+    engine: str = "default"  # "torch": the networks run their exported program with torch
+    device: str = "cpu"  # engine torch: "cpu" or "cuda:N"
+    precision: str = "fp32"  # engine torch: fp32 | fp16 | bf16
+    compiled: bool = False  # engine torch: torch.compile at load (compile time in the server log)
+    memory_budget: int | None = None  # bytes the models' batches may take (GPU memory on a GPU):
+    # max_batch_size chosen from each model's measured memory per row (hepinfer.serving.sizing)
     startup_timeout_s: float = 120.0
     exit_timeout_s: int = 5  # in-flight requests get this long after SIGTERM (open keep-alive
     # connections would otherwise hold tritonserver for its default 30 s)
@@ -84,6 +90,9 @@ class ServerOptions:
         object.__setattr__(self, "models", served_models(self.models))
         if not self.models:
             raise ConfigError("the server needs at least one model")
+        check_engine_choice(self.engine, self.device, self.precision, self.compiled)
+        if self.memory_budget is not None and self.memory_budget <= 0:
+            raise ConfigError(f"memory_budget must be a positive number of bytes, got {self.memory_budget}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls_cert and tls_key go together")
         for name in ("tls_cert", "tls_key"):
@@ -176,6 +185,34 @@ class EmbeddedServer:
             cmd += ["--grpc-use-ssl=true", f"--grpc-server-cert={o.tls_cert}", f"--grpc-server-key={o.tls_key}"]
         return cmd
 
+    def repository_options(self) -> RepositoryOptions:
+        """The repository this server writes: its options, with batch limits sized to
+        ``memory_budget`` when one is given."""
+        o = self.options
+        options = RepositoryOptions(
+            flavour="embedded",
+            models=o.models,
+            instances=o.instances,
+            threads=o.threads,
+            dynamic_batching=o.dynamic_batching,
+            max_queue_delay_us=o.max_queue_delay_us,
+            engine=o.engine,
+            device=o.device,
+            precision=o.precision,
+            compiled=o.compiled,
+        )
+        if o.memory_budget is None:
+            return options
+        from .sizing import sized_options
+
+        return sized_options(options, o.memory_budget)
+
+    @property
+    def serving(self) -> dict:
+        """What runs the networks: engine, device, precision, compiled (shown by the panel)."""
+        o = self.options
+        return {"engine": o.engine, "device": o.device, "precision": o.precision, "compiled": o.compiled}
+
     def start(self) -> EmbeddedServer:
         if self.process is not None:
             raise ServerError("server already started")
@@ -186,7 +223,7 @@ class EmbeddedServer:
                 "inference is open to anyone who can reach it",
                 stacklevel=2,
             )
-        self.environment = ensure_server_env()
+        self.environment = ensure_server_env(torch=o.engine == "torch", gpu=o.device != "cpu")
         paths.runs_dir().mkdir(parents=True, exist_ok=True)
         self.run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("serve-%Y%m%d-%H%M%S-"), dir=paths.runs_dir()))
         if o.repository is not None:
@@ -194,17 +231,7 @@ class EmbeddedServer:
             if not self.repository.is_dir():
                 raise ConfigError(f"model repository {self.repository} does not exist")
         else:
-            self.repository = write_repository(
-                self.run_dir / "repository",
-                RepositoryOptions(
-                    flavour="embedded",
-                    models=o.models,
-                    instances=o.instances,
-                    threads=o.threads,
-                    dynamic_batching=o.dynamic_batching,
-                    max_queue_delay_us=o.max_queue_delay_us,
-                ),
-            )
+            self.repository = write_repository(self.run_dir / "repository", self.repository_options())
         fixed = {"grpc": o.grpc_port, "http": o.http_port, "metrics": o.metrics_port}
         for attempt in range(3):
             free = iter(free_ports(o.host, 3))
@@ -342,27 +369,6 @@ class EmbeddedServer:
             )
         )
         return f"<table><caption>hepinfer embedded Triton server</caption>{rows}</table>"
-
-
-def serve_until_signal(
-    options: ServerOptions, on_ready=None, signals=(signal.SIGINT, signal.SIGTERM), poll_s: float = 0.2
-) -> int | None:
-    """Start the server, call ``on_ready(server)``, and serve until one of ``signals`` arrives (its
-    number is returned) or tritonserver exits on its own (None); then stop it.  The handlers are
-    installed before the start (a signal during start-up stops the server as soon as it is up) and
-    the previous ones restored at the end.  ``hepinfer serve`` runs this."""
-    received: list[int] = []
-    old = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in signals}
-    try:
-        with EmbeddedServer(options) as server:
-            if on_ready is not None:
-                on_ready(server)
-            while not received and server.is_running():
-                time.sleep(poll_s)
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-    return received[0] if received else None
 
 
 def serve(models=None, **kwargs) -> EmbeddedServer:

@@ -5,6 +5,11 @@ analysis process.  It evaluates the model with ``hepinfer_engines.py`` (a copy o
 hepinfer/runtime/engines.py placed beside it), so the embedded server runs exactly the code of the
 local runtime.  Requests gathered by the dynamic batcher are concatenated into one engine call and
 split back; a failure answers every request of the batch with the error text.
+
+The torch engine's tensors pass by DLPack both ways (``to_dlpack`` / ``Tensor.from_dlpack``): no
+numpy array is made, so it works whatever numpy the server's interpreter has, and inputs go to the
+engine's device (``cuda:<the instance's GPU>`` for a KIND_GPU instance) in one copy.  Outputs come
+back to host memory as float32 before they are handed to Triton.
 """
 
 import json
@@ -26,15 +31,35 @@ class TritonPythonModel:
 
         self.input_names = [t["name"] for t in config["input"]]
         self.output_names = [t["name"] for t in config["output"]]
+        self.torch = params["engine"] == "torch"
+        options = {}
+        if self.torch:
+            device = "cpu"
+            if args.get("model_instance_kind") == "GPU" or params.get("device") == "cuda":
+                device = f"cuda:{args.get('model_instance_device_id', '0')}"
+            options = {
+                "device": device,
+                "precision": params.get("precision", "fp32"),
+                "compiled": params.get("compiled") == "true",
+                "max_rows": int(params.get("max_rows", "0")),
+                "input_shapes": {t["name"]: [int(d) for d in t["dims"]] for t in config["input"]},
+            }
         self.engine = load_engine(
             params["engine"],
             os.path.join(here, params["artefact"]),
             self.input_names,
             self.output_names,
             int(params.get("threads", "1")),
+            **options,
         )
+        if getattr(self.engine, "compile_seconds", None) is not None:
+            pb_utils.Logger.log_info(
+                f"hepinfer: {args['model_name']} compiled and warmed up in {self.engine.compile_seconds:.1f} s"
+            )
 
     def execute(self, requests):
+        if self.torch:
+            return self._execute_dlpack(requests)
         batches = [{n: pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in self.input_names} for r in requests]
         sizes = [len(b[self.input_names[0]]) for b in batches]
         try:
@@ -52,6 +77,34 @@ class TritonPythonModel:
         for size in sizes:
             tensors = [
                 pb_utils.Tensor(n, np.ascontiguousarray(out[n][start : start + size])) for n in self.output_names
+            ]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            start += size
+        return responses
+
+    def _execute_dlpack(self, requests):
+        import torch
+        from torch.utils.dlpack import to_dlpack
+
+        try:
+            batches = [
+                {n: torch.from_dlpack(pb_utils.get_input_tensor_by_name(r, n).to_dlpack()) for n in self.input_names}
+                for r in requests
+            ]
+            sizes = [len(b[self.input_names[0]]) for b in batches]
+            merged = (
+                batches[0] if len(batches) == 1 else {n: torch.cat([b[n] for b in batches]) for n in self.input_names}
+            )
+            out = {n: t.cpu().contiguous() for n, t in self.engine.run_torch(merged).items()}
+        except Exception as err:  # noqa: BLE001 - answer each request instead of crashing the stub
+            message = f"{type(err).__name__}: {err}"
+            return [pb_utils.InferenceResponse(error=pb_utils.TritonError(message)) for _ in requests]
+        responses = []
+        start = 0
+        for size in sizes:
+            tensors = [
+                pb_utils.Tensor.from_dlpack(n, to_dlpack(out[n][start : start + size].contiguous()))
+                for n in self.output_names
             ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += size

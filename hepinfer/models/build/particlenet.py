@@ -8,6 +8,12 @@ pooling over the real particles only; fc 256 + ReLU + dropout 0.1; fc 2; softmax
 Masking: padded particles get their coordinates shifted by 1e9 so they are never anyone's nearest
 neighbour (the first block uses the (deta, dphi) points, later blocks the previous block's
 features), and all features are multiplied by the mask after every block.
+
+Written for ``torch.export`` (the torch engine's artefact): no device or dtype is fixed in the code
+(neighbours are gathered, not indexed with an ``arange`` built on a device; the mask is a bool that
+promotes to the features' dtype), so the exported program runs on any device and in any precision.
+The neighbour search always runs in fp32: the 1e9 shift is a float32 tensor, and squared distances of
+shifted points overflow fp16.
 """
 
 from __future__ import annotations
@@ -29,9 +35,8 @@ def knn(x: torch.Tensor, k: int) -> torch.Tensor:
 def edge_features(x: torch.Tensor, k: int, idx: torch.Tensor) -> torch.Tensor:
     """EdgeConv inputs (N, 2C, P, k): [x_i, x_j - x_i] for the k neighbours j of i."""
     n, c, p = x.shape
-    base = torch.arange(0, n, device=x.device).view(-1, 1, 1) * p
-    flat = (idx + base).reshape(-1)
-    neighbours = x.transpose(2, 1).reshape(-1, c)[flat, :].view(n, p, k, c).permute(0, 3, 1, 2)
+    index = idx.reshape(n, p * k, 1).expand(-1, -1, c)
+    neighbours = torch.gather(x.transpose(2, 1), 1, index).view(n, p, k, c).permute(0, 3, 1, 2)
     centre = x.unsqueeze(-1).expand(-1, -1, -1, k)
     return torch.cat((centre, neighbours - centre), dim=1)
 
@@ -90,11 +95,11 @@ class ParticleNet(nn.Module):
         return torch.softmax(self.logits(points, features, mask), dim=1)
 
     def logits(self, points: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        mask = (mask != 0).to(features.dtype)
+        mask = mask != 0  # bool: promotes to the features' dtype, whatever the precision
         points = points * mask
         features = features * mask
-        shift = (1.0 - mask) * COORD_SHIFT
-        counts = mask.sum(dim=-1).clamp(min=1.0)
+        shift = torch.logical_not(mask) * COORD_SHIFT  # float32 (the default dtype): knn in fp32
+        counts = mask.sum(dim=-1).clamp(min=1)
         fts = self.bn_fts(features) * mask
         outputs = []
         for i, conv in enumerate(self.edge_convs):

@@ -18,14 +18,20 @@ class Bottleneck(nn.Module):
         super().__init__()
         out = planes * self.expansion
         self.body = nn.Sequential(
-            nn.Conv2d(in_planes, planes, 1, bias=False), nn.BatchNorm2d(planes), nn.ReLU(inplace=True),
-            nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(planes),
+            nn.Conv2d(in_planes, planes, 1, bias=False),
+            nn.BatchNorm2d(planes),
             nn.ReLU(inplace=True),
-            nn.Conv2d(planes, out, 1, bias=False), nn.BatchNorm2d(out),
+            nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(planes),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(planes, out, 1, bias=False),
+            nn.BatchNorm2d(out),
         )
         self.downsample = None
         if stride != 1 or in_planes != out:
-            self.downsample = nn.Sequential(nn.Conv2d(in_planes, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_planes, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out)
+            )
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -37,8 +43,10 @@ class ResNet(nn.Module):
     def __init__(self, layers: tuple[int, ...] = (3, 4, 6, 3), in_channels: int = 3, num_classes: int = 2):
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64),
-            nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1),
+            nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2, padding=1),
         )
         stages = []
         in_planes = 64
