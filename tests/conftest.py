@@ -32,7 +32,7 @@ import pytest
 import hepinfer
 from hepinfer.models import SPECS
 
-HEAVY_MARKERS = frozenset({"triton", "slow", "build", "htcondor", "browser"})
+HEAVY_MARKERS = frozenset({"triton", "slow", "build", "htcondor", "browser", "gpu"})
 HEAVY_FIXTURES = frozenset({"server", "artefacts", "generated", "pfnano_events"})
 TAGGERS = ("particlenet", "bdt")  # two models with shipped trained weights: PF candidates and jet variables
 
@@ -59,6 +59,23 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.quick)
     if wrong:
         raise pytest.UsageError("quick tier:\n" + "\n".join(wrong))
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if gpu_items and not _cuda_available():
+        skip = pytest.mark.skip(reason="no CUDA device: torch sees none on this machine")
+        for item in gpu_items:
+            item.add_marker(skip)
+
+
+def _cuda_available() -> bool:
+    """Whether torch sees a CUDA device, asked in a subprocess: importing torch here would hide a
+    quick test's torch import from the quick-tier guard."""
+    import os
+    import subprocess
+
+    if not os.path.exists("/dev/nvidiactl"):
+        return False
+    probe = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
 
 
 class QuickTierViolation(AssertionError):
