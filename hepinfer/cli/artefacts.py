@@ -5,7 +5,7 @@ declaration of a model a Triton server serves (a TOML file for ``HEPINFER_MODELS
 from __future__ import annotations
 
 from ..serving.repository import FLAVOURS
-from .common import add_models, model_list
+from .common import add_engine_options, add_models, model_list
 
 
 def _to_build(models) -> list[str]:
@@ -97,6 +97,10 @@ def cmd_repo(args) -> int:
         max_queue_delay_us=args.max_queue_delay_us,
         tensorrt=args.tensorrt,
         link_artefacts=False,
+        engine=args.engine,
+        device=args.device,
+        precision=args.precision,
+        compiled=args.compiled,
     )
     out = write_repository(args.out, opts)
     print(f"wrote {args.flavour} repository with {', '.join(opts.models)} to {out}")
@@ -146,6 +150,7 @@ def register(sub) -> None:
     s.add_argument("--instances", type=int, default=1, help="model instances per model")
     s.add_argument("--gpu", action="store_true", help="production: KIND_GPU instances")
     s.add_argument("--tensorrt", action="store_true", help="production: TensorRT accelerator for ONNX models")
+    add_engine_options(s)
     s.add_argument("--no-dynamic-batching", action="store_true")
     s.add_argument("--max-queue-delay-us", type=int, default=100)
     s.set_defaults(func=cmd_repo)

@@ -18,6 +18,21 @@ def add_models(parser, default: str = "all") -> None:
     parser.add_argument("--models", default=default, help=f"comma-separated model names, or all (default {default})")
 
 
+def add_engine_options(parser) -> None:
+    """``--engine --device --precision --compiled``: what runs the networks in the embedded server."""
+    from ..serving.repository import PRECISIONS, SERVING_ENGINES
+
+    parser.add_argument(
+        "--engine",
+        choices=SERVING_ENGINES,
+        default="default",
+        help="embedded: torch runs the networks' exported programs with torch (the BDT keeps xgboost)",
+    )
+    parser.add_argument("--device", default="cpu", help="engine torch: cpu or cuda:N")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="engine torch: fp32, fp16 or bf16")
+    parser.add_argument("--compiled", action="store_true", help="engine torch: torch.compile, warmed up at load")
+
+
 def add_mode(parser, default: str, help_text: str = "") -> None:
     parser.add_argument("--mode", default=default, choices=MODES, help=help_text or None)
 

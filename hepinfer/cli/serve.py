@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..serving.repository import PRECISIONS, SERVING_ENGINES
-from .common import add_models, model_list, parse_bytes
+from .common import add_engine_options, add_models, model_list, parse_bytes
 
 
 def cmd_serve(args) -> int:
@@ -69,15 +68,7 @@ def register(sub) -> None:
     s.add_argument("--threads", type=int, default=1, help="engine threads per instance")
     s.add_argument("--no-dynamic-batching", action="store_true")
     s.add_argument("--max-queue-delay-us", type=int, default=100)
-    s.add_argument(
-        "--engine",
-        choices=SERVING_ENGINES,
-        default="default",
-        help="torch: the networks run their exported program with torch (the BDT keeps xgboost)",
-    )
-    s.add_argument("--device", default="cpu", help="engine torch: cpu or cuda:N")
-    s.add_argument("--precision", choices=PRECISIONS, default="fp32", help="engine torch: fp32, fp16 or bf16")
-    s.add_argument("--compiled", action="store_true", help="engine torch: torch.compile, warmed up at load")
+    add_engine_options(s)
     s.add_argument(
         "--gpu-memory",
         default=None,
