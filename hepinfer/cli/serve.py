@@ -45,6 +45,7 @@ def cmd_serve(args) -> int:
             "  engine  {engine} on {device}, {precision}{c}".format(
                 **server.serving, c=", compiled" if server.options.compiled else ""
             ),
+            *sizing_lines(server),
             server.url,
         ):
             print(line, flush=True)
@@ -54,6 +55,15 @@ def cmd_serve(args) -> int:
         return 1
     print("hepinfer: server stopped", flush=True)
     return 0
+
+
+def sizing_lines(server) -> list[str]:
+    """One line per model whose batch limit was sized from the memory budget."""
+    if server.options.memory_budget is None:
+        return []
+    from ..serving.sizing import last_plans
+
+    return [f"  batch   {plan.describe()}" for plan in last_plans()]
 
 
 def register(sub) -> None:

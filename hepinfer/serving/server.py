@@ -259,7 +259,7 @@ class EmbeddedServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=env.process_env(),
+                env=self._process_env(env),
                 cwd=self.run_dir,
                 start_new_session=True,
             )
@@ -297,6 +297,16 @@ class EmbeddedServer:
                 )
             time.sleep(0.05)
         self.startup_seconds = time.perf_counter() - t0
+
+    def _process_env(self, env: ServerEnvironment) -> dict:
+        """The server's environment; with a memory budget, glibc's mmap threshold fixed as it was when
+        the memory per row was measured (:mod:`.sizing`), so the server's memory matches it."""
+        process = env.process_env()
+        if self.options.memory_budget is not None:
+            from .sizing import MMAP_THRESHOLD
+
+            process["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD)
+        return process
 
     def _scan_log(self, offset: int) -> tuple[int, str | None]:
         """Read the log from ``offset``; return the new offset and the first fatal line, if any."""
