@@ -5,7 +5,12 @@ toggle and the server URL call ``session.set(...)``, and code that changes the s
 the panel.  Anything given the session (``TopTagProcessor(config=session)``, ``JetTagger``) uses the
 new settings from its next call on, in this kernel and (through pickling, which carries the config
 of that moment) on Dask workers for every run submitted afterwards.  Switching modes changes no
-number: both paths run the same engine on the same artefact.
+number while the server runs the models in full precision (the embedded server's default engine is
+the same as local inference's).  The status line says what the server computes each model with
+(engine, device, precision, read from its model config); a server started with
+``engine="torch", precision="bf16"`` (``serve_options``) gives other scores, and a run with
+"compare with local" (``check_local``) shows by how much: the largest score difference and the
+fraction of tags flipped, per model.
 
 Nothing here blocks the kernel: server start / stop and runs happen in background threads, and the
 server status is refreshed by a daemon thread every ``refresh_s`` seconds (``refresh_s=0``: only
@@ -38,13 +43,22 @@ def _ipywidgets():
 
 
 def server_status(config, models, timeout_s: float = 1.0, runtime=None) -> dict:
-    """Live, ready, which of ``models`` are ready, and the round trip of a liveness call (ms), for
+    """Live, ready, which of ``models`` are ready, the round trip of a liveness call (ms), and what
+    the server computes each ready model with (``serving``: {model: ServedEngine.as_dict()}), for
     the server of ``config`` (an InferenceConfig: URL, TLS and headers as scoring uses them).
     ``runtime``: a TritonRuntime for that config to reuse (the panel keeps one, so a refresh every
     few seconds does not open a new connection); without one, a temporary one is made and closed."""
     from ..runtime.triton import TritonRuntime
 
-    status = {"url": config.url, "live": False, "ready": False, "models": {}, "rtt_ms": None, "error": None}
+    status = {
+        "url": config.url,
+        "live": False,
+        "ready": False,
+        "models": {},
+        "rtt_ms": None,
+        "error": None,
+        "serving": {},
+    }
     own = runtime is None
     if own:
         runtime = TritonRuntime(next(iter(models), "bdt"), config=config.replace(timeout_s=timeout_s))
@@ -62,6 +76,7 @@ def server_status(config, models, timeout_s: float = 1.0, runtime=None) -> dict:
                 status["models"][m] = bool(client.is_model_ready(m, **kw))
             except Exception:  # noqa: BLE001 - an unknown model is not ready
                 status["models"][m] = False
+        status["serving"] = _serving(runtime, [m for m, ok in status["models"].items() if ok], timeout_s)
     except Exception as err:  # noqa: BLE001 - any failure to reach the server means "not live"
         status["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
     finally:
@@ -70,18 +85,55 @@ def server_status(config, models, timeout_s: float = 1.0, runtime=None) -> dict:
     return status
 
 
-def status_html(status: dict) -> str:
+def _serving(runtime, models, timeout_s: float) -> dict:
+    from ..runtime.discovery import served_engine
+
+    out = {}
+    for m in models:
+        try:
+            out[m] = served_engine(runtime, m, timeout_s=timeout_s).as_dict()
+        except HepinferError:  # the status still shows the model as ready, without its engine
+            continue
+    return out
+
+
+def _model_html(model: str, ready: bool, serving: dict | None) -> str:
+    text = f"{html.escape(model)} {'✓' if ready else '✗'}"
+    if serving:
+        what = f"{serving['engine']} {serving['device']} {serving['precision']}"
+        what += " compiled" if serving["compiled"] else ""
+        reduced = str(serving["reduced"]).lower()
+        text += f" <span class='hepinfer-serving' data-reduced='{reduced}'>({html.escape(what)})</span>"
+    return text
+
+
+def comparison_html(check: dict | None) -> str:
+    """The last run's comparison with local inference (``local_check`` of its summary), per model."""
+    if not check:
+        return ""
+    rows = "; ".join(
+        f"{html.escape(m)}: largest |score difference| {c['max_abs_diff']:.3g}, "
+        f"{100 * c['flip_fraction']:.2f}% of {c['jets']} tags flipped"
+        + (" (reduced precision)" if c["reduced"] else "" if c["agrees"] else " DIFFERS")
+        for m, c in check["models"].items()
+    )
+    return f"<br><span class='hepinfer-comparison'>vs local inference (cut {check['cut']:g}): {rows}</span>"
+
+
+def status_html(status: dict, check: dict | None = None) -> str:
+    """The status line; ``check``: the last run's ``local_check``, shown under it."""
     dot = "#2a2" if status["live"] and status["ready"] else "#c33"
     if not status["live"]:
         return (
             f"<span class='hepinfer-status' data-live='false'><b style='color:{dot}'>●</b> no server at "
             f"{html.escape(status['url'])}</span>"
         )
-    models = ", ".join(f"{m} {'✓' if ok else '✗'}" for m, ok in status["models"].items())
+    serving = status.get("serving", {})
+    models = ", ".join(_model_html(m, ok, serving.get(m)) for m, ok in status["models"].items())
     return (
         f"<span class='hepinfer-status' data-live='true'><b style='color:{dot}'>●</b> "
         f"{html.escape(status['url'])}: live, {'ready' if status['ready'] else 'NOT ready'}; "
-        f"models {models}; round trip {status['rtt_ms']:.1f} ms</span>"
+        f"models {models}; round trip {status['rtt_ms']:.1f} ms</span>{comparison_html(check)}"
     )
 
 
@@ -97,16 +149,20 @@ class Panel:
         workers: int = 2,
         chunksize: int = 100,
         refresh_s: float = 2.0,
+        serve_options: dict | None = None,
+        check_local: bool = False,
     ):
         w = _ipywidgets()
         self.session = session if session is not None else Session()
         config = self.session.config
         self.server = None
+        self.serve_options = dict(serve_options or {})  # for hepinfer.serve(): engine, device, precision, ...
         self.result = None
         self.error: BaseException | None = None
         self.history: list = []
         self._run_thread: threading.Thread | None = None
         self._busy = threading.Lock()
+        self._last_status: dict | None = None
         self._probe = None  # (config, TritonRuntime) reused by every status refresh of that config
         self._probe_lock = threading.Lock()  # refreshes come from the status thread and from callers
 
@@ -122,6 +178,7 @@ class Panel:
         self.executor = w.Dropdown(options=EXECUTORS, value=executor, description="executor")
         self.workers = w.BoundedIntText(value=workers, min=1, max=256, description="workers")
         self.chunksize = w.BoundedIntText(value=chunksize, min=1, max=10_000_000, description="chunk size")
+        self.check_local = w.Checkbox(value=check_local, description="compare with local")
         self.run_button = w.Button(description="Run", button_style="primary", icon="rocket")
         self.progress = w.IntProgress(value=0, min=0, max=1, description="chunks")
         self.progress_text = w.HTML()
@@ -139,7 +196,7 @@ class Panel:
                 self.models,
                 self.inputs,
                 w.HBox([self.executor, self.workers, self.chunksize]),
-                self.run_button,
+                w.HBox([self.run_button, self.check_local]),
                 w.HBox([self.progress, self.progress_text]),
                 self.plot,
                 self.message,
@@ -181,7 +238,7 @@ class Panel:
             self.start_button.disabled = True
             self.message.value = "starting the embedded Triton server ..."
             try:
-                self.server = serve(self.models.value)
+                self.server = serve(self.models.value, **self.serve_options)
                 self.session.set(url=self.server.url)
                 self.message.value = f"server ready in {self.server.startup_seconds:.2f} s"
                 self.stop_button.disabled = False
@@ -218,8 +275,13 @@ class Panel:
                     TritonRuntime(next(iter(self.models.value), "bdt"), config=config.replace(timeout_s=timeout_s)),
                 )
             status = server_status(config, self.models.value, timeout_s=timeout_s, runtime=self._probe[1])
-        self.status.value = status_html(status)
+        self._last_status = status
+        self.status.value = status_html(status, self._last_check())
         return status
+
+    def _last_check(self) -> dict | None:
+        result = self.result
+        return result.summary.get("local_check") if result is not None else None
 
     def _close_probe(self) -> None:
         if self._probe is not None:
@@ -247,6 +309,7 @@ class Panel:
             executor=self.executor.value,
             workers=self.workers.value,
             chunksize=self.chunksize.value,
+            check_local=self.check_local.value,
             base_config=config,
         )
 
@@ -274,6 +337,8 @@ class Panel:
                     self.result = run_job(self.job_settings(), progress=self._on_progress)
                     self.results.value = self.result._repr_html_()
                     self.message.value = ""
+                    if self._last_status is not None and self._last_check():  # the status shows the comparison
+                        self.status.value = status_html(self._last_status, self._last_check())
                 except Exception as err:  # noqa: BLE001 - shown in the panel, kept in .error
                     self.error = err
                     self.message.value = (

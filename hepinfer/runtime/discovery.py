@@ -10,10 +10,21 @@ label).  The spec's engine is ``remote``: it has no artefact, so it is scored wi
 ``hepinfer models pull`` writes, to tag jets with it).  :func:`discover` registers it in this
 process (source ``server <url>``); ``Scorer(name, mode="remote", url=...)`` calls it for a name the
 registry does not know.
+
+:func:`served_engine` says what computes a served model's scores, from the same model config: the
+embedded server declares it in the config's parameters (``engine``, ``device``, ``precision``,
+``compiled``; see :func:`hepinfer.serving.repository.model_config`).  A server that does not declare
+it (NVIDIA's container, a production repository) gives the engine of its platform or backend
+(``onnxruntime_onnx`` -> onnxruntime, ``fil``, ...), the device of its instance group (KIND_GPU ->
+cuda, KIND_CPU -> cpu) and precision ``unknown``, which counts as full precision (``reduced`` is
+False, so a local check of such a server stays strict), except that a TensorRT accelerator with
+``precision_mode`` FP16 is fp16.  Model config is readable by any client (it is not one of the
+restricted protocols), so this needs no admin token.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -115,3 +126,129 @@ def discover(name: str, config: InferenceConfig) -> ModelSpec:
         if name in SPECS:  # declared meanwhile (another thread, or HEPINFER_MODELS): that one counts
             return SPECS[name]
         raise
+
+
+FULL_PRECISION = ("fp32", "unknown")  # "unknown": the server does not say; counted as full precision
+_PLATFORM_ENGINES = {
+    "onnxruntime_onnx": "onnxruntime",
+    "tensorrt_plan": "tensorrt",
+    "pytorch_libtorch": "pytorch",
+    "tensorflow_savedmodel": "tensorflow",
+    "tensorflow_graphdef": "tensorflow",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedEngine:
+    """What computes model ``model``'s scores on a server.  ``declared``: the server's config says
+    it (hepinfer's embedded server); otherwise engine and device are inferred from the platform and
+    the instance group, and precision is ``unknown``."""
+
+    model: str
+    engine: str
+    device: str
+    precision: str
+    compiled: bool = False
+    declared: bool = True
+
+    @property
+    def reduced(self) -> bool:
+        """True when the scores may differ from a full-precision engine's beyond rounding: a reduced
+        precision (fp16, bf16, ...) or a compiled program.  ``unknown`` precision counts as fp32."""
+        return self.precision not in FULL_PRECISION or self.compiled
+
+    def as_dict(self) -> dict:
+        """engine, device, precision, compiled, declared and reduced, as the run summary writes them."""
+        out = dataclasses.asdict(self)
+        del out["model"]
+        out["reduced"] = self.reduced
+        return out
+
+    def __str__(self) -> str:
+        return f"{self.engine} on {self.device}, {self.precision}{', compiled' if self.compiled else ''}"
+
+
+def _kinds(config: dict) -> set[str]:
+    return {str(g.get("kind", "")) for g in config.get("instance_group", config.get("instanceGroup", [])) or []}
+
+
+def _tensorrt_fp16(config: dict) -> bool:
+    accelerators = (config.get("optimization") or {}).get("execution_accelerators") or {}
+    for acc in accelerators.get("gpu_execution_accelerator", []) or []:
+        if acc.get("name") == "tensorrt" and str((acc.get("parameters") or {}).get("precision_mode", "")).upper() in (
+            "FP16",
+            "INT8",
+        ):
+            return True
+    return False
+
+
+def engine_from_config(model: str, config: dict) -> ServedEngine:
+    """The :class:`ServedEngine` of ``model`` from its Triton model config (the JSON dict that
+    ``get_model_config`` gives, gRPC ``as_json`` or HTTP)."""
+    params = {
+        k: (v.get("string_value", "") if isinstance(v, dict) else str(v))
+        for k, v in (config.get("parameters") or {}).items()
+    }
+    platform, backend = config.get("platform") or "", config.get("backend") or ""
+    kinds = _kinds(config)
+    if "precision" in params:
+        device = params.get("device", "unknown")
+        return ServedEngine(
+            model=model,
+            engine=params.get("engine") or _PLATFORM_ENGINES.get(platform, backend or platform or "unknown"),
+            device=device.split(":")[0] if device else "unknown",
+            precision=params["precision"],
+            compiled=params.get("compiled", "false").lower() == "true",
+        )
+    device = "cuda" if kinds == {"KIND_GPU"} else "cpu" if kinds == {"KIND_CPU"} else "unknown"
+    fp16 = _tensorrt_fp16(config)
+    return ServedEngine(
+        model=model,
+        engine=_PLATFORM_ENGINES.get(platform) or backend or platform or "unknown",
+        device=device,
+        precision="fp16" if fp16 else "unknown",
+        declared=fp16,
+    )
+
+
+def _for_model(rt: TritonRuntime, model: str) -> TritonRuntime:
+    """``rt`` itself for its own model; for another model a shallow copy that shares its clients (the
+    same connection) and names that model in errors."""
+    if rt.model_name == model:
+        return rt
+    other = copy.copy(rt)
+    other.model_name, other.model_version, other._meta = model, "", None
+    return other
+
+
+def _read_engine(rt: TritonRuntime, model: str, timeout_s: float | None) -> ServedEngine:
+    rt = _for_model(rt, model)
+    kw = {"headers": rt.config.request_headers() or None}
+    if rt.url.protocol == "grpc":
+        kw["as_json"] = True
+        if timeout_s:
+            kw["client_timeout"] = timeout_s
+    config = rt._call("reading the model config", rt.client.get_model_config, model, rt.model_version, **kw)
+    return engine_from_config(model, config.get("config", config))
+
+
+def served_engines(server, models, config: InferenceConfig | None = None, timeout_s: float | None = None) -> dict:
+    """{model: :class:`ServedEngine`} for ``models`` on ``server``: a URL (``config`` gives TLS,
+    headers and timeouts; its URL is replaced) or a :class:`TritonRuntime` (its connection is reused).
+    ServerUnavailable / ModelNotFound / ServerError as for any remote call, naming the model."""
+    models = list(models)
+    if isinstance(server, TritonRuntime):
+        return {m: _read_engine(server, m, timeout_s) for m in models}
+    if not models:
+        return {}
+    config = (config or InferenceConfig(mode="remote")).replace(url=str(server))
+    placeholder = ModelSpec(name=models[0], inputs=(), outputs=(), max_batch_size=0, engine=REMOTE)
+    with TritonRuntime(placeholder, config=config, model_name=models[0]) as rt:
+        return {m: _read_engine(rt, m, timeout_s) for m in models}
+
+
+def served_engine(server, model: str, config: InferenceConfig | None = None, timeout_s: float | None = None):
+    """The :class:`ServedEngine` of ``model`` on ``server`` (a URL or a TritonRuntime); see
+    :func:`served_engines`."""
+    return served_engines(server, [model], config, timeout_s)[model]

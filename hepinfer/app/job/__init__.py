@@ -19,8 +19,15 @@ Choices (the docs' *Main job* page repeats them):
   output), so an ``auto`` run that fell back part-way says so ("mixed").
 * The summary is written only when the run is complete, through a temporary file and a rename:
   a failed run leaves no summary that looks complete.
-* ``check_local`` runs the same job again with local inference on the same executor and reports
-  whether the histograms and cut flow are identical (the local/remote toggle must change nothing).
+* In remote and auto mode the summary's ``serving`` says, per model, what the server computes it
+  with (engine, device, precision, compiled), read from the server's model config
+  (hepinfer.runtime.discovery.served_engines); precision ``unknown`` where the server does not say.
+* ``check_local`` runs the same job again with local inference on the same executor and compares
+  every jet's score, model by model (hepinfer.app.job.agreement): the largest absolute score difference and
+  the fraction of jets whose tag flips at the threshold.  A model served at full precision must agree
+  to 1e-5 with no flip (the local/remote toggle must change nothing); a model the server runs in
+  reduced precision or compiled is reported, not checked.  ``identical`` says whether histograms and
+  cut flow are bin for bin the same.
 """
 
 from __future__ import annotations
@@ -31,9 +38,10 @@ import os
 import time
 from dataclasses import replace
 
-from ...errors import InputMismatch
+from ...errors import HepinferError, InputMismatch, ServerUnavailable
 from ...logs import get_logger
 from .. import plotting
+from .agreement import compare_scores, local_check
 from .execute import Progress, executor_for, process, server_instances
 from .inputs import check_inputs, inspect_inputs, required_branches, scan_inputs, select_models
 from .settings import EXECUTORS, SCHEMAS, JobSettings, automatic_models, expand_inputs
@@ -49,10 +57,12 @@ __all__ = [
     "Progress",
     "RunResult",
     "check_inputs",
+    "compare_scores",
     "expand_inputs",
     "format_summary",
     "hist_to_dict",
     "inspect_inputs",
+    "local_check",
     "required_branches",
     "run_job",
     "same_result",
@@ -85,13 +95,14 @@ def run_job(
             f"processing with {settings.workers} worker(s) ({where}), chunks of {settings.chunksize} events, "
             f"inference {settings.mode}{' at ' + url if settings.mode != 'local' else ''} ..."
         )
-        out, wall_s = process(settings, executor, config, progress)
+        out, wall_s = process(settings, executor, config, progress, record_scores=settings.check_local)
+        serving = _serving(url, settings.models, config) if settings.mode != "local" and url else None
         check = None
         if settings.check_local:
             log.info("processing again with local inference (--check-local) ...")
-            local_out, local_s = process(settings, executor, config.replace(mode="local"))
+            local_out, local_s = process(settings, executor, config.replace(mode="local"), record_scores=True)
             check = {
-                "identical": same_result(out, local_out),
+                **local_check(out, local_out, serving, settings.threshold),
                 "wall_s": round(local_s, 3),
                 "events_per_s": round(int(local_out["cutflow"]["events"]) / local_s, 2),
             }
@@ -106,6 +117,7 @@ def run_job(
         skipped=skipped,
         check=check,
         choice=choice,
+        serving=serving,
     )
     if summary["events"] != events_in:
         raise InputMismatch(f"processed {summary['events']} events but the files hold {events_in}")
@@ -163,3 +175,22 @@ def _inference_server(settings: JobSettings, stack: contextlib.ExitStack) -> tup
     server = stack.enter_context(serve(settings.models, instances=server_instances(settings)))
     log.info(f"embedded Triton server ready in {server.startup_seconds:.2f} s at {server.url}")
     return server.url, True
+
+
+def _serving(url: str, models, config) -> dict[str, dict]:
+    """Per model, what the server at ``url`` computes it with (ServedEngine.as_dict()); a model whose
+    config cannot be read gets engine, device and precision ``unknown`` and the reason in ``error``."""
+    from ...runtime.discovery import ServedEngine, served_engine
+
+    serving, unreachable = {}, None
+    for model in models:
+        try:
+            if unreachable is not None:
+                raise unreachable
+            serving[model] = served_engine(url, model, config, timeout_s=config.probe_timeout_s).as_dict()
+        except HepinferError as err:
+            unreachable = err if isinstance(err, ServerUnavailable) else None
+            log.warning(f"model {model}: what the server at {url} runs it with could not be read: {err}")
+            unknown = ServedEngine(model, "unknown", "unknown", "unknown", declared=False)
+            serving[model] = {**unknown.as_dict(), "error": str(err)}
+    return serving

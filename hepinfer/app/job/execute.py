@@ -58,12 +58,16 @@ class Progress:
         return self.events_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-def process(settings: JobSettings, executor, config: InferenceConfig, progress=None):
+def process(settings: JobSettings, executor, config: InferenceConfig, progress=None, record_scores: bool = False):
     """Run the processor; with ``progress``, in rounds of two chunks per worker (one Runner call
-    each, results accumulated), reporting a :class:`Progress` after each round."""
+    each, results accumulated), reporting a :class:`Progress` after each round.  ``record_scores``:
+    the output also holds every selected jet's score (``scores``, see :class:`ScoreRecorder`)."""
     from coffea import nanoevents, processor
 
-    from ..processor import TopTagProcessor
+    if record_scores:
+        from .recorder import ScoreRecorder as TopTagProcessor
+    else:
+        from ..processor import TopTagProcessor
 
     runner = processor.Runner(
         executor=executor, schema=getattr(nanoevents, SCHEMAS[settings.schema]), chunksize=settings.chunksize

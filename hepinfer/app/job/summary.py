@@ -57,10 +57,13 @@ def make_summary(
     skipped: dict[str, str],
     check: dict | None,
     choice: dict | None = None,
+    serving: dict | None = None,
 ) -> dict:
     """The run summary (as written to JSON) from the settings and the processor's output.  ``choice``:
     ``models_requested`` (the names given, or "auto"), ``skipped_models`` {model: why} and
-    ``cms_taggers`` (CMS's tagger scores found in the files, histogrammed as ``cms_score``)."""
+    ``cms_taggers`` (CMS's tagger scores found in the files, histogrammed as ``cms_score``).
+    ``serving``: {model: engine, device, precision, compiled, declared, reduced} as the server says
+    (None for a local run)."""
     from ... import __version__
     from ...models.catalogue import weights_note
 
@@ -79,6 +82,7 @@ def make_summary(
         "mode_used": mode_used(inference),
         "url": url if settings.mode != "local" else None,
         "embedded_server": embedded,
+        "serving": serving if settings.mode != "local" else None,
         "executor": settings.executor,
         "cluster": settings.cluster if settings.executor == "dask" else None,
         "workers": settings.workers,
@@ -135,11 +139,18 @@ class RunResult:
         )
         import html
 
+        serving = "".join(
+            f"<p class='hepinfer-serving'>{html.escape(line)}</p>" for line in serving_lines(s.get("serving"))
+        )
+        check = "".join(
+            f"<p class='hepinfer-local-check'>{html.escape(line)}</p>"
+            for line in check_lines(s.get("local_check"), s.get("serving"), s["mode_requested"])
+        )
         skipped = "".join(
             f"<p class='hepinfer-skipped'>model {html.escape(m)} skipped: {html.escape(why)}</p>"
             for m, why in s.get("skipped_models", {}).items()
         )
-        return f"<div class='hepinfer-run'>{head}{table}{skipped}</div>"
+        return f"<div class='hepinfer-run'>{head}{table}{serving}{check}{skipped}</div>"
 
 
 def write_summary(summary: dict, path) -> Path:
@@ -182,10 +193,50 @@ def format_summary(summary: dict) -> str:
         lines.append(f"CMS tagger scores in the files (histogram cms_score): {', '.join(summary['cms_taggers'])}")
     for reason in summary.get("skipped_files", {}).values():
         lines.append(f"SKIPPED {reason}")
-    if "local_check" in summary:
-        c = summary["local_check"]
-        lines.append(
-            f"local inference, same job: {c['events_per_s']:,.1f} events/s; histograms and cut flow "
-            f"{'IDENTICAL' if c['identical'] else 'DIFFERENT'} to the {summary['mode_requested']} run"
-        )
+    lines += serving_lines(summary.get("serving"))
+    lines += check_lines(summary.get("local_check"), summary.get("serving"), summary["mode_requested"])
     return "\n".join(lines)
+
+
+def serving_lines(serving: dict | None) -> list[str]:
+    """One line per model: what the server computes it with."""
+    if not serving:
+        return []
+    out = []
+    for model, s in serving.items():
+        what = f"{s['engine']} on {s['device']}, {s['precision']}{', compiled' if s['compiled'] else ''}"
+        note = (
+            " (reduced: scores differ from local inference)"
+            if s["reduced"]
+            else " (not said by the server: counted as full precision)"
+            if s["precision"] == "unknown"
+            else ""
+        )
+        out.append(f"server runs {model}: {what}{note}" + (f" [{s['error']}]" if s.get("error") else ""))
+    return out
+
+
+def check_lines(check: dict | None, serving: dict | None, mode: str) -> list[str]:
+    """The ``--check-local`` result: overall, then per model the largest score difference and the tag flips."""
+    if check is None:
+        return []
+    lines = [
+        f"local inference, same job: {check['events_per_s']:,.1f} events/s; histograms and cut flow "
+        f"{'IDENTICAL' if check['identical'] else 'DIFFERENT'} to the {mode} run; check "
+        f"{'PASSED' if check['passed'] else 'FAILED'}"
+    ]
+    for model, c in check["models"].items():
+        where = (serving or {}).get(model)
+        verdict = (
+            "reduced precision or compiled on the server: reported, not checked"
+            if c["reduced"]
+            else f"agrees to {check['tolerance']:g}"
+            if c["agrees"]
+            else f"DIFFERS beyond {check['tolerance']:g}"
+        )
+        lines.append(
+            f"  {model}{' (' + where['precision'] + ')' if where else ''}: largest |score difference| "
+            f"{c['max_abs_diff']:.3g}; tag flips at score > {check['cut']:g}: {c['flipped']} of {c['jets']} jets "
+            f"({100 * c['flip_fraction']:.2f}%) - {verdict}"
+        )
+    return lines
