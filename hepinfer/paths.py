@@ -2,7 +2,7 @@
 
 $HEPINFER_HOME/models/<model>/<version>/<artefact>   built model files + manifest.json
 $HEPINFER_HOME/server-env/                           the server's own Python environment
-$HEPINFER_HOME/runs/<id>/                            embedded-server repositories and logs
+$HEPINFER_HOME/runs/<id>/                            embedded-server repositories and logs (newest 50 kept)
 """
 
 from __future__ import annotations
@@ -29,3 +29,22 @@ def server_env_dir() -> Path:
 
 def runs_dir() -> Path:
     return home() / "runs"
+
+
+KEEP_RUNS = 50  # embedded-server run folders kept (the newest); older ones are removed at a start
+
+
+def new_run_dir(prefix: str) -> Path:
+    """A fresh ``$HEPINFER_HOME/runs/<prefix><time>-<random>`` folder.  The newest
+    :data:`KEEP_RUNS` folders of the same prefix are kept, older ones removed (their logs too), so the
+    runs folder does not grow without bound."""
+    import shutil
+    import tempfile
+    import time
+
+    root = runs_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    found = sorted(root.glob(f"{prefix}*"), key=lambda p: p.stat().st_mtime)
+    for folder in found[: max(0, len(found) - KEEP_RUNS + 1)]:
+        shutil.rmtree(folder, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=time.strftime(f"{prefix}%Y%m%d-%H%M%S-"), dir=root))

@@ -26,7 +26,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import warnings
@@ -224,8 +223,7 @@ class EmbeddedServer:
                 stacklevel=2,
             )
         self.environment = ensure_server_env(torch=o.engine == "torch", gpu=o.device != "cpu")
-        paths.runs_dir().mkdir(parents=True, exist_ok=True)
-        self.run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("serve-%Y%m%d-%H%M%S-"), dir=paths.runs_dir()))
+        self.run_dir = paths.new_run_dir("serve-")
         if o.repository is not None:
             self.repository = Path(o.repository)
             if not self.repository.is_dir():
