@@ -26,7 +26,8 @@ def add_engine_options(parser) -> None:
         "--engine",
         choices=SERVING_ENGINES,
         default="default",
-        help="embedded: torch runs the networks' exported programs with torch (the BDT keeps xgboost)",
+        help="embedded: torch runs the networks' exported programs with torch (the BDT keeps xgboost); "
+        "null answers zeros at once (a benchmark ceiling)",
     )
     parser.add_argument("--device", default="cpu", help="engine torch: cpu or cuda:N")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="engine torch: fp32, fp16 or bf16")

@@ -10,6 +10,10 @@ a precision (``fp32``, ``fp16``, ``bf16``: parameters and floating inputs cast t
 float32), optionally compiled with ``torch.compile`` and warmed up at load (``compile_seconds``).
 It evaluates at most ``max_rows`` rows per call (larger batches are split), so the memory a batch
 takes is bounded by what the batch limits were sized for.
+
+The null engine is a benchmark device: it reads no file and answers zeros of the declared output
+shapes at once, so a server running it costs only its own request handling (``hepinfer serve
+--engine null``; ``hepinfer bench client`` measures how fast one analysis worker can feed it).
 """
 
 from __future__ import annotations
@@ -73,10 +77,12 @@ class TorchEngine:
         max_rows: int = 0,
         input_shapes: dict | None = None,
     ):
-        import torch
-
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; known: {sorted(PRECISIONS)}")
+        if compiled and set(input_shapes or {}) != set(input_names):
+            raise ValueError("a compiled torch engine needs input_shapes (per-row shape of every input) to warm up")
+        import torch
+
         if threads:
             torch.set_num_threads(int(threads))
         self.torch = torch
@@ -89,8 +95,6 @@ class TorchEngine:
         self.output_names = list(output_names)
         self.max_rows = int(max_rows)
         self.input_shapes = {k: tuple(int(d) for d in v) for k, v in (input_shapes or {}).items()}
-        if compiled and set(self.input_shapes) != set(self.input_names):
-            raise ValueError("a compiled torch engine needs input_shapes (per-row shape of every input) to warm up")
         module = torch.export.load(str(path)).module().to(self.device)
         self.module = module.to(self.dtype) if self.dtype != torch.float32 else module
         self.compile_seconds = None
@@ -137,12 +141,32 @@ class TorchEngine:
         return {n: t.cpu().numpy() for n, t in out.items()}
 
 
-ENGINES = {"onnxruntime": OnnxEngine, "xgboost": XGBoostEngine, "torch": TorchEngine}
+class NullEngine:
+    """A benchmark device, not a model: every call answers float32 zeros, ``(rows, *shape)`` per
+    output of ``output_shapes`` (output name -> per-row shape; a variable dimension, -1, answers 1),
+    without reading ``path`` (it may name no file) and without computing anything.  A server running
+    it answers at once: what it measures is the client and the server's own request handling."""
+
+    def __init__(self, path: str, input_names, output_names, threads: int = 1, output_shapes: dict | None = None):
+        self.input_names = list(input_names)
+        self.output_names = list(output_names)
+        shapes = output_shapes or {}
+        missing = [n for n in self.output_names if n not in shapes]
+        if missing:
+            raise ValueError(f"the null engine needs the per-row shape of every output; missing: {missing}")
+        self.output_shapes = {n: tuple(max(int(d), 1) for d in shapes[n]) for n in self.output_names}
+
+    def run(self, inputs: dict) -> dict:
+        rows = len(inputs[self.input_names[0]])
+        return {n: np.zeros((rows, *shape), dtype=np.float32) for n, shape in self.output_shapes.items()}
+
+
+ENGINES = {"onnxruntime": OnnxEngine, "xgboost": XGBoostEngine, "torch": TorchEngine, "null": NullEngine}
 
 
 def load_engine(kind: str, path: str, input_names, output_names, threads: int = 1, **options):
     """The engine ``kind`` for the file ``path``; ``options`` (device, precision, compiled, max_rows,
-    input_shapes) are the torch engine's."""
+    input_shapes) are the torch engine's, ``output_shapes`` the null engine's."""
     try:
         cls = ENGINES[kind]
     except KeyError:

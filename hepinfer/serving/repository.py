@@ -8,8 +8,10 @@ Two flavours of the same models:
   ``engine="torch"`` the networks (ParticleNet, ResNet50) run their exported program
   (``model.pt2``) with torch on ``device`` in ``precision``, optionally compiled; ``cuda:N`` makes
   their instances ``KIND_GPU`` on GPU N.  The BDT and user models keep their own engine on CPU
-  instances of the same server.  The config's parameters say what runs (``engine``, ``device``,
-  ``precision``, ``compiled``), so a client can read it back (:mod:`hepinfer.runtime.discovery`).
+  instances of the same server.  With ``engine="null"`` every model answers zeros of its output
+  shapes at once, reading no artefact: a benchmark device, the ceiling a client can feed.  The
+  config's parameters say what runs (``engine``, ``device``, ``precision``, ``compiled``), so a
+  client can read it back (:mod:`hepinfer.runtime.discovery`).
 * ``production``: for a GPU site running NVIDIA's container.  Networks use
   ``platform: "onnxruntime_onnx"`` (optionally with the TensorRT execution accelerator), the BDT uses
   the FIL backend (``backend: "fil"``, ``model_type: "xgboost_json"``, ``predict_proba``).
@@ -26,6 +28,7 @@ it is written, and a model that only a server has (engine ``remote``) cannot be 
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +39,9 @@ from ..models.checks import check_declaration, check_sha256
 from ..models.spec import ModelSpec
 
 FLAVOURS = ("embedded", "production")
-SERVING_ENGINES = ("default", "torch")  # default: each model's own engine (onnxruntime / xgboost)
+# default: each model's own engine (onnxruntime / xgboost); torch: the networks' exported programs;
+# null: every model answers zeros at once (the ceiling a client can feed; for benchmarks)
+SERVING_ENGINES = ("default", "torch", "null")
 PRECISIONS = ("fp32", "fp16", "bf16")
 _HERE = Path(__file__).resolve().parent
 ENGINE_MODULE = _HERE.parent / "runtime" / "engines.py"
@@ -119,6 +124,8 @@ class RepositoryOptions:
         if self.flavour not in FLAVOURS:
             raise ConfigError(f"repository flavour must be one of {FLAVOURS}, got {self.flavour!r}")
         check_engine_choice(self.engine, self.device, self.precision, self.compiled)
+        if self.engine == "null" and self.flavour != "embedded":
+            raise ConfigError("engine 'null' (zeros at once, for benchmarks) is for the embedded server only")
         if self.instances < 1:
             raise ConfigError(f"instances must be >= 1, got {self.instances}")
         if self.threads < 0:
@@ -161,6 +168,14 @@ def model_config(spec: ModelSpec, options: RepositoryOptions):
         param("precision", options.precision)
         param("compiled", "true" if options.compiled else "false")
         param("max_rows", str(cfg.max_batch_size))
+    elif options.flavour == "embedded" and options.engine == "null":
+        cfg.backend = "python"
+        param("engine", "null")
+        param("artefact", "")  # the null engine reads no file
+        param("threads", str(options.threads))
+        param("device", "cpu")
+        param("precision", "fp32")
+        param("output_shapes", json.dumps({t.name: list(t.shape) for t in spec.outputs}))
     elif options.flavour == "embedded":
         cfg.backend = "python"
         param("engine", spec.engine)
@@ -215,7 +230,8 @@ def _inside(out: Path, name: str) -> Path:
 def write_repository(out: str | Path, options: RepositoryOptions | None = None) -> Path:
     """Write a model repository for ``options.models`` into ``out``; return ``out``.
 
-    Artefacts must have been built (``hepinfer models build``).
+    Artefacts must have been built (``hepinfer models build``), except with engine ``null``, which
+    reads none.
     """
     from ..models.catalogue import artefact_path, torch_artefact_path
 
@@ -223,12 +239,14 @@ def write_repository(out: str | Path, options: RepositoryOptions | None = None) 
     out = Path(out)
     for name in options.models:
         spec = get_spec(name)
+        null = options.engine == "null"  # reads no artefact
         src = artefact_path(spec)
-        if not src.exists():
-            if spec.artefact_file is not None:
-                raise ArtefactMissing(f"model {name!r}: artefact file {src} does not exist")
-            raise ArtefactMissing(f"model {name!r}: artefact {src} not built yet; run `hepinfer models build`")
-        check_sha256(spec, str(src))
+        if not null:
+            if not src.exists():
+                if spec.artefact_file is not None:
+                    raise ArtefactMissing(f"model {name!r}: artefact file {src} does not exist")
+                raise ArtefactMissing(f"model {name!r}: artefact {src} not built yet; run `hepinfer models build`")
+            check_sha256(spec, str(src))
         model_dir = _inside(out, spec.name)
         version_dir = model_dir / str(spec.version)
         if model_dir.exists():
@@ -246,9 +264,9 @@ def write_repository(out: str | Path, options: RepositoryOptions | None = None) 
         if options.flavour == "embedded":
             shutil.copyfile(MODEL_PY, version_dir / "model.py")
             shutil.copyfile(ENGINE_MODULE, version_dir / "hepinfer_engines.py")
-        if options.flavour == "embedded" and options.link_artefacts:
+        if not null and options.flavour == "embedded" and options.link_artefacts:
             target.symlink_to(src)
-        else:
+        elif not null:
             shutil.copyfile(src, target)
         read_config(model_dir / "config.pbtxt")  # parse back: fail here, not in the server
     return out

@@ -44,6 +44,8 @@ class TritonPythonModel:
                 "max_rows": int(params.get("max_rows", "0")),
                 "input_shapes": {t["name"]: [int(d) for d in t["dims"]] for t in config["input"]},
             }
+        elif params["engine"] == "null":
+            options = {"output_shapes": json.loads(params["output_shapes"])}
         self.engine = load_engine(
             params["engine"],
             os.path.join(here, params["artefact"]),

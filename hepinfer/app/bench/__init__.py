@@ -8,20 +8,32 @@ markdown and a PNG.
 * ``peer`` — hepinfer's remote scoring against coffea.ml_tools.triton_wrapper;
 * ``perf-analyzer`` — Triton's perf_analyzer against hepinfer's harness;
 * ``shm`` — gRPC tensors against system shared memory;
-* ``load`` — K client processes against one server for T seconds.
+* ``load`` — K client processes against one server for T seconds;
+* ``gpu`` — one CPU core against the torch engine direct and served on the GPU (the paper's table);
+* ``client`` — one worker's steps per jet, and its jets/s against a server that answers at once.
 
 ``run("configs", models=("bdt",), out_dir="bench-out")`` measures one from Python and returns its rows.
 """
 
 from __future__ import annotations
 
-from . import configs, load, models, peer, perf_analyzer, shm, workers
+from . import client, configs, gpu, load, models, peer, perf_analyzer, shm, workers
 from .harness import run
 from .study import Study
 
 STUDIES: dict[str, Study] = {
     s.name: s
-    for s in (models.STUDY, configs.STUDY, workers.STUDY, peer.STUDY, perf_analyzer.STUDY, shm.STUDY, load.STUDY)
+    for s in (
+        models.STUDY,
+        configs.STUDY,
+        workers.STUDY,
+        peer.STUDY,
+        perf_analyzer.STUDY,
+        shm.STUDY,
+        load.STUDY,
+        gpu.STUDY,
+        client.STUDY,
+    )
 }
 
 __all__ = ["STUDIES", "Study", "run"]
