@@ -7,6 +7,8 @@ parses its arguments and calls the library::
     hepinfer serve [--models ...]       the embedded Triton server until SIGINT / SIGTERM
     hepinfer demo                       per-model check: local vs embedded-Triton scores, jets/s
     hepinfer bench STUDY [--quick]      benchmark studies (CSV, markdown and PNG in --out)
+    hepinfer profile [--quick]          measure serving configurations per model (JSON + PNG for plan)
+    hepinfer plan --profile F --demand  serving configurations and devices for a demand, from profiles
     hepinfer models build|list|pull     build the artefacts / list every model and where it came from /
                                         save the spec of a model a server has
     hepinfer repo build OUT             write a Triton model repository (embedded or production)
@@ -23,9 +25,9 @@ import sys
 
 from ..errors import HepinferError
 from ..logs import console
-from . import artefacts, bench, data, demo, run, serve
+from . import artefacts, bench, data, demo, plan, profile, run, serve
 
-GROUPS = (artefacts, run, serve, demo, bench, data)
+GROUPS = (artefacts, run, serve, demo, bench, profile, plan, data)
 
 
 def parser() -> argparse.ArgumentParser:
