@@ -34,15 +34,27 @@ browser() {  # the browser test needs Debian's chromium: installed when we may (
   fi
 }
 
+fleet_tools() {  # the serving fleet (hepinfer fleet) runs Debian's haproxy and prometheus: installed when we may
+  if { ! command -v haproxy >/dev/null && [ ! -x /usr/sbin/haproxy ]; } || ! command -v prometheus >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "run.sh: installing haproxy and prometheus for the serving fleet ..."
+      { DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy prometheus \
+          || { apt-get update -q; DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy prometheus; }; } \
+          > .venv/apt-fleet.log 2>&1 \
+        || echo "run.sh: could not install haproxy / prometheus (see .venv/apt-fleet.log); the fleet tests will be skipped" >&2
+    fi
+  fi
+}
+
 case "${1:-}" in
   main)
     # the demo sample (generated once), the embedded server, a LocalCluster of 2 workers, remote
     # inference, then the same job with local inference to check nothing changes; summary + plots
-    shift; setup
+    shift; setup; fleet_tools
     exec .venv/bin/hepinfer run --mode remote --executor dask --cluster local --workers 2 --chunksize 100 \
       --check-local --output output/summary.json --plots output/plots "$@" ;;
   test)
-    shift; setup; browser
+    shift; setup; browser; fleet_tools
     set +e
     .venv/bin/python -m pytest "$@"
     rc=$?

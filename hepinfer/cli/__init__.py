@@ -5,6 +5,7 @@ parses its arguments and calls the library::
     hepinfer run [--input FILES] ...    the main job: the example processor over files, local / remote /
                                         auto, on a Dask cluster; summary JSON and plots
     hepinfer serve [--models ...]       the embedded Triton server until SIGINT / SIGTERM
+    hepinfer fleet up|status            replicas behind HAProxy with an autoscaler (foreground) / its status
     hepinfer demo                       per-model check: local vs embedded-Triton scores, jets/s
     hepinfer bench STUDY [--quick]      benchmark studies (CSV, markdown and PNG in --out)
     hepinfer profile [--quick]          measure serving configurations per model (JSON + PNG for plan)
@@ -25,9 +26,9 @@ import sys
 
 from ..errors import HepinferError
 from ..logs import console
-from . import artefacts, bench, data, demo, plan, profile, run, serve
+from . import artefacts, bench, data, demo, fleet, plan, profile, run, serve
 
-GROUPS = (artefacts, run, serve, demo, bench, profile, plan, data)
+GROUPS = (artefacts, run, serve, fleet, demo, bench, profile, plan, data)
 
 
 def parser() -> argparse.ArgumentParser:

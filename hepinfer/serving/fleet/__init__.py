@@ -1,0 +1,34 @@
+"""A serving fleet on one machine: replicas of the embedded Triton server behind HAProxy on one gRPC
+URL, Prometheus scraping them, an autoscaler sizing the fleet from Prometheus' numbers, admission
+control at the front::
+
+    from hepinfer.serving.fleet import Fleet
+
+    with Fleet(["bdt"], replicas=2, min_replicas=1, max_replicas=4) as fleet:
+        scorer = hepinfer.Scorer("bdt", mode="remote", url=fleet.url)
+
+``hepinfer fleet up`` runs one in the foreground, ``hepinfer fleet status`` shows it.  The modules:
+:mod:`.fleet` (the Fleet), :mod:`.options`, :mod:`.replicas`, :mod:`.supervisor`, :mod:`.haproxy`,
+:mod:`.admission`, :mod:`.prometheus`, :mod:`.autoscaler`, :mod:`.status`, :mod:`.processes`,
+:mod:`.foreground`.
+HAProxy (>= 2.6) and Prometheus (>= 2.42) are external binaries (Debian: ``apt-get install haproxy
+prometheus``).
+"""
+
+from .admission import AdmissionOptions
+from .autoscaler import AutoscalerSettings, Decision
+from .fleet import Fleet
+from .haproxy import Checks
+from .options import FleetOptions
+from .status import format_status, read_status
+
+__all__ = [
+    "AdmissionOptions",
+    "AutoscalerSettings",
+    "Checks",
+    "Decision",
+    "Fleet",
+    "FleetOptions",
+    "format_status",
+    "read_status",
+]
