@@ -4,6 +4,15 @@ Pure functions, vectorised (no Python loop over jets or particles); they work on
 arrays and, called per partition, on dask-awkward.  ``build_inputs(model, jets, constituents)``
 dispatches by the model's builder (its own name by default).
 
+The builders read the fields once into flat numpy arrays (:mod:`~hepinfer.features.flat`: every
+jet's particles one after the other), shared by all builders called on the same arrays, and write
+straight into the output tensors; sorting, sums and argmax within jets are
+:mod:`~hepinfer.features.segments`.  numpy suffices, no compiled kernel (numba): measured on one
+core on the demo sample, ParticleNet's inputs cost about 7 µs per jet and 2-3 ms per call, the
+BDT's 4 µs and the jet images' 8 µs per jet, half of which is the kernel zeroing the 49 kB float32
+image of each jet.  The same expressions on awkward arrays (:mod:`~hepinfer.features.reference`,
+which inputs with missing values go through) are the reference the tensors equal bit for bit.
+
 Three builders are composed by their parameters (``builder_params``): ``particles`` (padded
 per-particle features, :data:`~hepinfer.features.per_particle.PARTICLE_FEATURES`), ``image`` (jet
 images, :data:`~hepinfer.features.images.IMAGE_CHANNELS`) and ``jet_variables`` (one row of jet

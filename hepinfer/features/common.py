@@ -74,14 +74,23 @@ def energy(pt, eta, mass):
     return np.sqrt((pt * np.cosh(eta)) ** 2 + mass**2)
 
 
+def where(cond, a, b):
+    """``ak.where`` for awkward arrays; for numpy arrays ``np.where`` with the same result type:
+    awkward turns a Python scalar into a 0-d array (a float64 one for a float), which promotes a
+    float32 array to float64, where numpy alone would keep float32."""
+    if any(isinstance(x, ak.Array) for x in (cond, a, b)):
+        return ak.where(cond, a, b)
+    return np.where(cond, np.asarray(a), np.asarray(b))
+
+
 def safe_log(x):
     """log(x) for x > 0, 0 elsewhere (padding and empty inputs never give -inf)."""
-    return np.log(ak.where(x > 0, x, 1.0))
+    return np.log(where(x > 0, x, 1.0))
 
 
 def safe_ratio(num, den):
     """num / den, 0 where den is 0 (documented policy: no NaN or inf leaves a builder)."""
-    return ak.where(den != 0, num / ak.where(den != 0, den, 1.0), 0.0)
+    return where(den != 0, num / where(den != 0, den, 1.0), 0.0)
 
 
 def pad_to_numpy(jagged, length: int, fill: float = 0.0, dtype=np.float32) -> np.ndarray:

@@ -9,6 +9,12 @@ are ignored (they may be None).  Output: ``{input_name: (N, len(variables))}`` f
 
 The BDTs are instances: ``bdt`` = ``jet_variables(variables=BDT_FEATURES)``, ``bdt_nanoaod`` =
 ``jet_variables(variables=NANOAOD_BDT_VARIABLES)`` (FatJet branches only).
+
+Each variable is one expression over :class:`JetSummaries`, evaluated on flat numpy arrays
+(:mod:`hepinfer.features.flat`; sums per jet with :func:`~hepinfer.features.segments.segment_sum`,
+the leading constituent with :func:`~hepinfer.features.segments.segment_argmax`).  The same
+expressions on awkward arrays (:mod:`hepinfer.features.reference`) are the reference the values are
+tested against, bit for bit: the sums add the same numbers in the same order and dtype.
 """
 
 from __future__ import annotations
@@ -20,44 +26,77 @@ from typing import NamedTuple
 import awkward as ak
 import numpy as np
 
-from ..errors import InputMismatch
 from ..models import BDT_FEATURES, NANOAOD_BDT_FEATURES
 from . import base
-from .common import flat_jets, is_typetracer, plain, require_fields, safe_ratio
+from .common import flat_jets, is_typetracer, plain, require_fields, safe_ratio, where
+from .flat import Unsupported, chunk
+from .segments import segment_argmax, segment_sum
 
 
 class Variable(NamedTuple):
     description: str
     jet_fields: tuple[str, ...]
     constituent_fields: tuple[str, ...]
-    compute: Callable  # (_Jets) -> one value per jet
+    compute: Callable  # (JetSummaries) -> one value per jet
 
 
-class _Jets(base.AroundTheAxis):
-    """Intermediates shared by the variables of one call (computed once, when first needed)."""
-
-    def __init__(self, jets, constituents):
-        self.jets, self.c = jets, constituents
+class JetSummaries(base.AroundTheAxis):
+    """Intermediates shared by the variables (computed once, when first needed).  Subclasses set
+    ``jets`` (the jets' fields) and ``c`` (the constituents' fields) and give ``sum(x)`` (per jet,
+    of a per-particle quantity), ``at_lead(x)`` (x of the leading-pT constituent, 0 without one) and
+    ``n_constituents()``."""
 
     @cached_property
     def sum_pt(self):
-        return ak.sum(self.c.pt, axis=1)
+        return self.sum(self.c.pt)
 
     @cached_property
     def charged(self):
         return self.c.charge != 0
 
-    @cached_property
-    def lead(self):
-        return ak.argmax(self.c.pt, axis=1, keepdims=True)
-
     def width(self, d):
-        mean = safe_ratio(ak.sum(self.c.pt * d, axis=1), self.sum_pt)
-        var = safe_ratio(ak.sum(self.c.pt * d**2, axis=1), self.sum_pt) - mean**2
+        mean = safe_ratio(self.sum(self.c.pt * d), self.sum_pt)
+        var = safe_ratio(self.sum(self.c.pt * d**2), self.sum_pt) - mean**2
         return np.sqrt(np.maximum(var, 0.0))
 
+
+class _FlatJets(JetSummaries):
+    """The summaries on a Chunk's flat arrays."""
+
+    def __init__(self, chunk):
+        self.chunk = chunk
+        self.jets = chunk.jet
+        self.c = chunk.particle
+
+    def sum(self, x):
+        return segment_sum(x, self.chunk.jet_index, self.chunk.n_jets)
+
+    @cached_property
+    def lead(self):
+        ch = self.chunk
+        return segment_argmax(self.c.pt, ch.offsets, ch.jet_index)
+
+    def at_lead(self, x):
+        out = np.zeros(self.chunk.n_jets, dtype=np.result_type(x.dtype, np.float64))  # as fill_none(.., 0.0)
+        found = self.lead >= 0
+        out[found] = x[self.lead[found]]
+        return out
+
     def n_constituents(self):
-        return self.jets.nConstituents if "nConstituents" in ak.fields(self.jets) else ak.num(self.c, axis=1)
+        ch = self.chunk
+        return ch.jet_field("nConstituents") if ch.has_jet_field("nConstituents") else ch.counts
+
+    @property
+    def deta(self):
+        return self.chunk.deta
+
+    @property
+    def dphi(self):
+        return self.chunk.dphi
+
+    @property
+    def charged(self):
+        return self.chunk.charged
 
 
 _PT = ("pt",)
@@ -72,27 +111,25 @@ JET_VARIABLES: dict[str, Variable] = {
         "soft-drop mass / pT", ("msoftdrop", "pt"), (), lambda v: safe_ratio(v.jets.msoftdrop, v.jets.pt)
     ),
     "n_constituents": Variable(
-        "the jets' nConstituents when present, else the constituents counted", (), _PT, _Jets.n_constituents
+        "the jets' nConstituents when present, else the constituents counted", (), _PT, lambda v: v.n_constituents()
     ),
-    "n_charged": Variable("number of charged constituents", (), ("charge",), lambda v: ak.sum(v.charged, axis=1)),
-    "n_neutral": Variable("number of neutral constituents", (), ("charge",), lambda v: ak.sum(~v.charged, axis=1)),
+    "n_charged": Variable("number of charged constituents", (), ("charge",), lambda v: v.sum(v.charged)),
+    "n_neutral": Variable("number of neutral constituents", (), ("charge",), lambda v: v.sum(~v.charged)),
     "pt_frac_leading": Variable(
         "leading constituent pT / jet pT",
         _PT,
         _PT,
-        lambda v: safe_ratio(ak.fill_none(ak.firsts(v.c.pt[v.lead]), 0.0), v.jets.pt),
+        lambda v: safe_ratio(v.at_lead(v.c.pt), v.jets.pt),
     ),
     "pt_frac_charged": Variable(
         "sum of charged pT / sum of pT",
         (),
         ("pt", "charge"),
-        lambda v: safe_ratio(ak.sum(ak.where(v.charged, v.c.pt, 0.0), axis=1), v.sum_pt),
+        lambda v: safe_ratio(v.sum(where(v.charged, v.c.pt, 0.0)), v.sum_pt),
     ),
-    "girth": Variable(
-        "sum pT_i dR_i / jet pT", _PTANG, _PTANG, lambda v: safe_ratio(ak.sum(v.c.pt * v.dr, axis=1), v.jets.pt)
-    ),
+    "girth": Variable("sum pT_i dR_i / jet pT", _PTANG, _PTANG, lambda v: safe_ratio(v.sum(v.c.pt * v.dr), v.jets.pt)),
     "pt_dispersion": Variable(
-        "sqrt(sum pT_i^2) / sum pT_i", (), _PT, lambda v: safe_ratio(np.sqrt(ak.sum(v.c.pt**2, axis=1)), v.sum_pt)
+        "sqrt(sum pT_i^2) / sum pT_i", (), _PT, lambda v: safe_ratio(np.sqrt(v.sum(v.c.pt**2)), v.sum_pt)
     ),
     "width_eta": Variable("pT-weighted RMS of deta", ("eta",), ("pt", "eta"), lambda v: v.width(v.deta)),
     "width_phi": Variable("pT-weighted RMS of dphi", ("phi",), ("pt", "phi"), lambda v: v.width(v.dphi)),
@@ -100,7 +137,7 @@ JET_VARIABLES: dict[str, Variable] = {
         "dR of the leading constituent to the jet axis",
         _ANG,
         _PTANG,
-        lambda v: ak.fill_none(ak.firsts(v.dr[v.lead]), 0.0),
+        lambda v: v.at_lead(v.dr),
     ),
 }
 NANOAOD_BDT_VARIABLES = NANOAOD_BDT_FEATURES
@@ -146,21 +183,26 @@ def jet_variables(jets, constituents=None, variables=BDT_FEATURES, input_name: s
         base.touch(jets, touched_fields(**p)[0], constituents, cons_fields)
         return base.placeholder(output_shapes(**p))
     if cons_fields:
-        jets, constituents = flat_jets(jets, constituents)
-        require_fields(constituents, cons_fields, "constituents")
+        flat = flat_jets(jets, constituents)
+        require_fields(flat[1], cons_fields, "constituents")
     else:
-        jets = plain(jets)
-        if jets.ndim == 2:
-            jets = ak.flatten(jets, axis=1)
-    require_fields(jets, jet_fields, "jets")
-    ctx = _Jets(jets, constituents)
+        constituents = None
+        flat = (plain(jets), None)
+        if flat[0].ndim == 2:
+            flat = (ak.flatten(flat[0], axis=1), None)
+    require_fields(flat[0], jet_fields, "jets")
     names = p["variables"]
-    columns = [ak.to_numpy(_variable(name).compute(ctx)) for name in names]
-    for name, col in zip(names, columns):
-        if col.ndim != 1:
-            raise InputMismatch(f"jet variable {name!r} is not one number per jet (shape {col.shape})")
-    x = np.stack([col.astype(np.float64) for col in columns], axis=1)
-    return {p["input_name"]: x.astype(np.float32).reshape(len(jets), len(names))}
+    try:
+        ctx = chunk(jets, constituents, flat).view(_FlatJets)
+        columns = [np.asarray(_variable(name).compute(ctx)) for name in names]
+    except Unsupported:  # None among the values, a field that is not numbers: the reference's values
+        from .reference import jet_variables_reference
+
+        return jet_variables_reference(*flat, **p)
+    x = np.empty((len(flat[0]), len(names)), dtype=np.float64)
+    for k, col in enumerate(columns):
+        x[:, k] = col
+    return {p["input_name"]: x.astype(np.float32)}
 
 
 jet_variables.check_params = check_params

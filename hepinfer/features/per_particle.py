@@ -8,6 +8,14 @@ parameters (``points_name``, ``features_name``, ``mask_name``; "" leaves that te
 
 ParticleNet (``particlenet``) is ``particles(features=PARTICLENET_FEATURES, max_particles=100)``:
 CMS/weaver-style features with weaver's fixed affine scalings.
+
+Each feature of the catalogue is one expression over :class:`ParticleQuantities`, evaluated on flat
+numpy arrays (:mod:`hepinfer.features.flat`): every particle's features computed once in storage
+order, then written straight into the padded tensors at (jet, place in the jet's sorted order);
+particles past ``max_particles`` go to a scratch row that is not returned.  The same expressions on
+awkward arrays (:mod:`hepinfer.features.reference`) are the reference the values are tested
+against: numpy applies the same float operations in the same order, so the tensors are bit for bit
+the same.
 """
 
 from __future__ import annotations
@@ -16,39 +24,28 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import NamedTuple
 
-import awkward as ak
 import numpy as np
 
 from ..models import PARTICLENET_FEATURES, PARTICLENET_MAX_PARTICLES
 from . import base
-from .common import energy, flat_jets, is_typetracer, pad_to_numpy, require_fields, safe_log, safe_ratio
+from .common import energy, flat_jets, is_typetracer, require_fields, safe_log, safe_ratio, where
+from .flat import Unsupported, chunk
 
 
 class Feature(NamedTuple):
     description: str
     jet_fields: tuple[str, ...]
     constituent_fields: tuple[str, ...]
-    compute: Callable  # (_Particles) -> jets x particles
+    compute: Callable  # (ParticleQuantities) -> one value per particle
 
 
-class _Particles(base.AroundTheAxis):
-    """Intermediates shared by the features of one call (computed once, when first needed)."""
-
-    def __init__(self, jets, constituents, sort_by: str):
-        self.jets = jets
-        self.c = constituents[ak.argsort(constituents[sort_by], axis=1, ascending=False)]
-        self.sort_by = sort_by
-
-    @cached_property
-    def one(self):
-        return ak.ones_like(self.c[self.sort_by])
+class ParticleQuantities(base.AroundTheAxis):
+    """Intermediates shared by the features (computed once, when first needed).  Subclasses set
+    ``c`` (the constituents' fields), ``jets`` (the jets' fields, aligned with ``c``), ``one`` (1
+    per particle) and ``per_particle`` (a jet quantity aligned with ``c``)."""
 
     def flag(self, cond):
-        return ak.where(cond, self.one, 0.0)
-
-    def per_particle(self, x):
-        """A per-jet quantity broadcast to the jet's particles."""
-        return ak.broadcast_arrays(x, self.c[self.sort_by])[0]
+        return where(cond, self.one, 0.0)
 
     @cached_property
     def e(self):
@@ -69,6 +66,43 @@ class _Particles(base.AroundTheAxis):
     @cached_property
     def lepton(self):
         return (self.apid == 11) | (self.apid == 13)
+
+
+class _FlatParticles(ParticleQuantities):
+    """The quantities on a Chunk's flat arrays: every particle, in storage order."""
+
+    def __init__(self, chunk, sort_by: str):
+        self.chunk = chunk
+        self.c = chunk.particle
+        self.jets = chunk.at_particles
+        self.sort_by = sort_by
+
+    @cached_property
+    def one(self):
+        return np.ones_like(self.c[self.sort_by])
+
+    def per_particle(self, x):
+        return x
+
+    def flag(self, cond):  # where(cond, one, 0.0) is 1.0 / 0.0, the same float32 numbers
+        return cond.astype(np.float32)
+
+    @cached_property
+    def jet_e(self):
+        """Per jet with constituents (as the reference, which computes it per particle), then
+        repeated: the same numbers, computed once per jet."""
+        ch = self.chunk
+        has = ch.counts > 0
+        jet_e = energy(ch.jet_field("pt")[has], ch.jet_field("eta")[has], ch.jet_field("mass")[has])
+        return np.repeat(jet_e, ch.counts[has])
+
+    @property
+    def deta(self):
+        return self.chunk.deta
+
+    @property
+    def dphi(self):
+        return self.chunk.dphi
 
 
 _KIN = ("pt", "eta", "mass")
@@ -179,24 +213,63 @@ def particles(
     if is_typetracer(jets, constituents):
         base.touch(jets, jet_fields, constituents, cons_fields)
         return base.placeholder(output_shapes(**p))
-    jets, constituents = flat_jets(jets, constituents)
-    require_fields(jets, jet_fields, "jets")
-    require_fields(constituents, cons_fields, "constituents")
-    ctx = _Particles(jets, constituents, p["sort_by"])
-    n, size = len(jets), p["max_particles"]
-    mask = pad_to_numpy(ctx.one, size)[:, None, :]
+    flat = flat_jets(jets, constituents)
+    require_fields(flat[0], jet_fields, "jets")
+    require_fields(flat[1], cons_fields, "constituents")
+    try:
+        return _build(chunk(jets, constituents, flat), p)
+    except Unsupported:  # None among the values, a field that is not numbers: the reference's values
+        from .reference import particles_reference
+
+        return particles_reference(*flat, **p)
+
+
+def _build(ch, p: dict) -> dict[str, np.ndarray]:
+    size = p["max_particles"]
+    ctx = ch.view(_FlatParticles, p["sort_by"])
+    rank = ch.rank(p["sort_by"])
+    kept = rank < size
+    # (jet, place) of each particle in the padded tensors; past max_particles: the scratch row
+    slot = (np.where(kept, ch.jet_index, ch.n_jets), np.where(kept, rank, 0))
     out = {}
     if p["points_name"]:
-        points = np.stack([pad_to_numpy(ctx.deta, size), pad_to_numpy(ctx.dphi, size)], axis=1)
-        out[p["points_name"]] = np.ascontiguousarray(points, dtype=np.float32)
+        out[p["points_name"]] = _padded(ch, slot, size, [ctx.deta, ctx.dphi])
     if p["features_name"]:
-        names = p["features"]
-        x = np.stack([pad_to_numpy(PARTICLE_FEATURES[f].compute(ctx), size) for f in names], axis=1)
-        x = x.reshape(n, len(names), size)
-        out[p["features_name"]] = np.ascontiguousarray(x * mask, dtype=np.float32)
+        # the reference multiplies the padded float32 features by the mask: x * 1, which leaves
+        # every value as it is but a signalling NaN of a field read as it is (made quiet)
+        values = [_float32(ch, PARTICLE_FEATURES[f].compute(ctx), quiet=True) for f in p["features"]]
+        out[p["features_name"]] = _padded(ch, slot, size, values)
     if p["mask_name"]:
-        out[p["mask_name"]] = np.ascontiguousarray(mask, dtype=np.float32)
+        out[p["mask_name"]] = _padded(ch, slot, size, [ctx.one])
     return out
+
+
+def _float32(ch, x, quiet: bool = False) -> np.ndarray:
+    """``x`` as float32; times 1 when ``quiet`` and ``x`` is a float field as read."""
+    if quiet and x.dtype.kind == "f" and ch.is_field(x):
+        return x.astype(np.float32, copy=False) * np.float32(1.0)
+    return x.astype(np.float32, copy=False)
+
+
+_BLOCK_BYTES = 1 << 22  # the tensor rows written by one pass over a block of jets stay in cache
+
+
+def _padded(ch, slot, size: int, values: list) -> np.ndarray:
+    """(jets, len(values), size) float32: ``values[k][i]`` (one per particle) at ``slot`` = (jet,
+    place) of row k.  Jets are written a block at a time (a few MB of rows), all rows of a
+    block before the next: one pass per row over the whole tensor would leave the cache each time."""
+    n, rows = ch.n_jets, len(values)
+    t = np.zeros((n + 1, rows, size), dtype=np.float32)
+    flat = t.reshape(-1)
+    values = [_float32(ch, x) for x in values]
+    at = slot[0] * (rows * size) + slot[1]
+    block = max(1, _BLOCK_BYTES // (rows * size * 4))
+    for first in range(0, max(n, 1), block):
+        lo, hi = ch.offsets[first], ch.offsets[min(first + block, n)]
+        where_ = at[lo:hi]
+        for k, x in enumerate(values):
+            flat[where_ + k * size] = x[lo:hi]
+    return t[:n]
 
 
 particles.check_params = check_params
