@@ -69,7 +69,18 @@ def test_declared_study_runs_through_the_command(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.quick
 def test_every_study_is_declared():
-    assert list(STUDIES) == ["models", "configs", "workers", "peer", "perf-analyzer", "shm", "load", "gpu", "client"]
+    assert list(STUDIES) == [
+        "models",
+        "configs",
+        "workers",
+        "peer",
+        "perf-analyzer",
+        "shm",
+        "load",
+        "gpu",
+        "client",
+        "fleet",
+    ]
     for s in STUDIES.values():
         assert set(s.quick) <= set(s.params) and set(s.options) <= set(s.params), s.name
         assert set(s.table) <= set(s.columns) | {"verdict"}, s.name

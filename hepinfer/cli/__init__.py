@@ -5,7 +5,8 @@ parses its arguments and calls the library::
     hepinfer run [--input FILES] ...    the main job: the example processor over files, local / remote /
                                         auto, on a Dask cluster; summary JSON and plots
     hepinfer serve [--models ...]       the embedded Triton server until SIGINT / SIGTERM
-    hepinfer fleet up|status            replicas behind HAProxy with an autoscaler (foreground) / its status
+    hepinfer fleet up|status|export     replicas behind HAProxy with an autoscaler (foreground) / its
+                                        status / values for SuperSONIC's Helm chart
     hepinfer demo                       per-model check: local vs embedded-Triton scores, jets/s
     hepinfer bench STUDY [--quick]      benchmark studies (CSV, markdown and PNG in --out)
     hepinfer profile [--quick]          measure serving configurations per model (JSON + PNG for plan)

@@ -10,14 +10,16 @@ markdown and a PNG.
 * ``shm`` — gRPC tensors against system shared memory;
 * ``load`` — K client processes against one server for T seconds;
 * ``gpu`` — one CPU core against the torch engine direct and served on the GPU (the paper's table);
-* ``client`` — one worker's steps per jet, and its jets/s against a server that answers at once.
+* ``client`` — one worker's steps per jet, and its jets/s against a server that answers at once;
+* ``fleet`` — Dask workers against one fixed replica and the autoscaled fleet: rows/s, queue time
+  and replicas over time.
 
 ``run("configs", models=("bdt",), out_dir="bench-out")`` measures one from Python and returns its rows.
 """
 
 from __future__ import annotations
 
-from . import client, configs, gpu, load, models, peer, perf_analyzer, shm, workers
+from . import client, configs, fleet, gpu, load, models, peer, perf_analyzer, shm, workers
 from .harness import run
 from .study import Study
 
@@ -33,6 +35,7 @@ STUDIES: dict[str, Study] = {
         load.STUDY,
         gpu.STUDY,
         client.STUDY,
+        fleet.STUDY,
     )
 }
 

@@ -10,7 +10,8 @@ control at the front::
 ``hepinfer fleet up`` runs one in the foreground, ``hepinfer fleet status`` shows it.  The modules:
 :mod:`.fleet` (the Fleet), :mod:`.options`, :mod:`.replicas`, :mod:`.supervisor`, :mod:`.haproxy`,
 :mod:`.admission`, :mod:`.prometheus`, :mod:`.autoscaler`, :mod:`.status`, :mod:`.processes`,
-:mod:`.foreground`.
+:mod:`.foreground`, :mod:`.timeline` (the run's history as PNG / HTML), :mod:`.export` (values for
+SuperSONIC's Helm chart).
 HAProxy (>= 2.6) and Prometheus (>= 2.42) are external binaries (Debian: ``apt-get install haproxy
 prometheus``).
 """

@@ -9,6 +9,9 @@
   fleet's Prometheus: ``hepinfer_fleet_replicas``, ``hepinfer_fleet_target_replicas``,
   ``hepinfer_fleet_scaling_metric{metric}``, ``hepinfer_fleet_saturated`` and
   ``hepinfer_fleet_decisions_total{action}``.
+* ``history.jsonl`` beside ``status.json``: a line a second (replicas, target, requests/s, queue ms,
+  the metric, the guard) and each new decision, appended while the fleet runs (about 250 bytes a
+  second); :mod:`.timeline` reads it back.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from ...errors import ConfigError, ServerUnavailable
 from .prometheus import TRITON_JOB, Prometheus, duration
 
 STATUS_WINDOW_S = 10.0
+HISTORY = "history.jsonl"  # beside status.json: one sample a second and every decision
+HISTORY_EVERY_S = 1.0
+_HISTORY_MARKS: dict[str, tuple[float, float]] = {}  # history file -> times of its last sample and decision
 _J = f'{{job="{TRITON_JOB}"}}'
 
 
@@ -174,9 +180,51 @@ def status_document(fleet, replicas: list, backend: dict, front: dict, stats: di
 
 
 def write_status(path: Path, doc: dict) -> None:
+    """``doc`` to ``path`` (atomically), and a line of the fleet's history beside it (:func:`append_history`)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")
     os.replace(tmp, path)
+    append_history(path.with_name(HISTORY), doc)
+
+
+def history_sample(doc: dict) -> dict:
+    """The fleet's numbers at one moment, from its status document: replicas in rotation, target, the
+    replicas' requests/s summed, their queue ms per request (weighted by requests/s), the autoscaler's
+    metric and the guard."""
+    auto = doc.get("autoscaler", {})
+    rows = [r for r in doc.get("replicas", []) if r.get("state") == "serving"]
+    rates = [r["requests_per_s"] for r in rows if r.get("requests_per_s") is not None]
+    queued = [
+        (r["queue_ms"], r["requests_per_s"]) for r in rows if r.get("queue_ms") is not None and r.get("requests_per_s")
+    ]
+    weight = sum(w for _, w in queued)
+    return {
+        "time": doc.get("updated", time.time()),
+        "state": doc.get("state"),
+        "replicas": len(rows),
+        "target": doc.get("target"),
+        "requests_per_s": round(sum(rates), 3) if rates else None,
+        "queue_ms": round(sum(q * w for q, w in queued) / weight, 3) if weight else None,
+        "metric": auto.get("metric"),
+        "value": auto.get("value"),
+        "saturated": bool(auto.get("saturated")),
+    }
+
+
+def append_history(path: Path, doc: dict) -> None:
+    """Append to ``history.jsonl`` a sample of ``doc`` (:func:`history_sample`) with the decisions taken
+    since the previous line: at most one line per ``HISTORY_EVERY_S`` unless a decision or a stop is
+    new.  ``hepinfer fleet status --timeline`` draws it (:mod:`.timeline`)."""
+    key = str(path)
+    last_sample, last_decision = _HISTORY_MARKS.get(key, (-math.inf, -math.inf))
+    sample = history_sample(doc)
+    new = [d for d in doc.get("decisions", []) if d.get("time", -math.inf) > last_decision]
+    if not new and sample["state"] == "running" and sample["time"] - last_sample < HISTORY_EVERY_S:
+        return
+    sample["decisions"] = new
+    with open(path, "a") as f:
+        f.write(json.dumps(sample) + "\n")
+    _HISTORY_MARKS[key] = (sample["time"], max([last_decision, *(d["time"] for d in new)]))
 
 
 def find_status(run_dir: str | Path | None = None) -> Path:

@@ -1,0 +1,318 @@
+"""What surrounds the serving fleet: values for SuperSONIC's Helm chart (checked against the chart's
+documented keys), the recorded history and its timeline (PNG and HTML), the panel's fleet section,
+and ``hepinfer bench fleet`` against real fleets (HAProxy, Prometheus, tritonserver replicas)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+
+import pytest
+
+from hepinfer.cli import main
+from hepinfer.errors import ConfigError
+
+
+def _leaves(values, path=()):
+    for key, value in values.items():
+        here = (*path, key)
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, here)
+        else:
+            yield here
+
+
+def _documented(path) -> bool:
+    from hepinfer.serving.fleet.export import DOCUMENTED
+
+    return any(path[: len(k)] == k for k in DOCUMENTED)
+
+
+# -- SuperSONIC values -----------------------------------------------------------------------------
+def test_export_writes_documented_values_with_the_given_thresholds(tmp_path, capsys):
+    import yaml
+
+    out = tmp_path / "values.yaml"
+    argv = ["fleet", "export", "--supersonic", str(out), "--models", "bdt,particlenet", "--replicas", "2"]
+    argv += ["--min", "2", "--max", "5", "--threshold", "3", "--admission-ratio", "2", "--poll", "10", "--step", "2"]
+    assert main([*argv, "--storage", "nfs:10.1.2.3:/export/models", "--set", "envoy.replicas=2"]) == 0
+    assert "helm install hepinfer supersonic/supersonic" in capsys.readouterr().out
+    text = out.read_text()
+    assert "helm repo add supersonic https://fastmachinelearning.org/SuperSONIC" in text
+    values = yaml.safe_load(text)
+    assert all(_documented(path) for path in _leaves(values)), [p for p in _leaves(values) if not _documented(p)]
+    assert values["serverLoadThreshold"] == 3 and values["serverAdmissionThreshold"] == 6
+    assert values["serverLoadMetric"] == "" and values["serverLoadRateInterval"] == "60s"
+    keda = values["keda"]
+    assert (keda["enabled"], keda["minReplicaCount"], keda["maxReplicaCount"], keda["metricType"]) == (
+        True,
+        2,
+        5,
+        "AverageValue",
+    )
+    assert keda["pollingInterval"] == 10 and keda["scaleUp"]["stepsize"] == 2 and keda["scaleDown"]["stepsize"] == 2
+    assert values["envoy"]["replicas"] == 2 and values["envoy"]["rate_limiter"]["prometheus_based"]["enabled"]
+    repo = values["triton"]["modelRepository"]
+    assert repo == {
+        "enabled": True,
+        "mountPath": "/models",
+        "storageType": "nfs",
+        "nfs": {"server": "10.1.2.3", "path": "/export/models"},
+    }
+    args = values["triton"]["args"][0]
+    assert "--model-repository=/models" in args and "--load-model=bdt" in args and "--load-model=particlenet" in args
+
+
+def test_export_queue_time_metric_and_no_guard():
+    from hepinfer.serving.fleet import AutoscalerSettings
+    from hepinfer.serving.fleet.export import supersonic_values
+
+    a = AutoscalerSettings(metric="queue_time", admission_ratio=None, scale=False)
+    values = supersonic_values(["bdt"], autoscaler=a, name="tagger")
+    assert values["serverLoadThreshold"] == 100 and "serverAdmissionThreshold" not in values
+    query = values["serverLoadMetric"]
+    assert "nv_inference_queue_duration_us" in query and 'release=~"tagger"' in query and "job=" not in query
+    assert values["keda"]["metricType"] == "Value" and values["keda"]["enabled"] is False
+    assert values["envoy"]["rate_limiter"]["prometheus_based"]["enabled"] is False
+
+
+def test_export_refuses_unknown_keys_wrong_types_and_fractions(tmp_path, capsys):
+    from hepinfer.serving.fleet.export import check_values, supersonic_values
+
+    with pytest.raises(ConfigError, match="unknown key 'autoscaler.minReplicas'"):
+        supersonic_values(["bdt"], extra={"autoscaler.minReplicas": 1})
+    with pytest.raises(ConfigError, match="unknown key 'triton.replica'"):
+        check_values({"triton": {"replica": 2}})
+    with pytest.raises(ConfigError, match="keda.minReplicaCount must be of type integer"):
+        supersonic_values(["bdt"], extra={"keda.minReplicaCount": "two"})
+    out = tmp_path / "values.yaml"
+    assert main(["fleet", "export", "--supersonic", str(out), "--models", "bdt", "--set", "ingress.enabled=true"]) == 2
+    assert "unknown key 'ingress.enabled'" in capsys.readouterr().err and not out.exists()
+    assert main(["fleet", "export", "--supersonic", str(out), "--models", "bdt", "--threshold", "1.5"]) == 2
+    assert "whole number" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(ConfigError, match="--storage"):
+        supersonic_values(["bdt"], storage="s3:bucket")
+
+
+def test_export_from_a_plan_takes_its_models_and_gpu(tmp_path):
+    import yaml
+
+    plan = {
+        "flavour": "production",
+        "devices": [{"name": "gpu0", "kind": "cuda"}, {"name": "cpu0", "kind": "cpu"}],
+        "placements": [{"model": "particlenet", "device": "gpu0"}, {"model": "bdt", "device": "cpu0"}],
+    }
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    out = tmp_path / "values.yaml"
+    assert main(["fleet", "export", "--supersonic", str(out), "--plan", str(tmp_path / "plan.json")]) == 0
+    values = yaml.safe_load(out.read_text())
+    assert values["triton"]["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    args = values["triton"]["args"][0]
+    assert args.count("--load-model=") == 2 and "--load-model=particlenet" in args
+
+
+# -- the history and its timeline ------------------------------------------------------------------
+def _doc(t, replicas, target, decisions=(), state="running", saturated=False):
+    rows = [
+        {"name": f"r{k + 1}", "state": "serving", "requests_per_s": 10.0, "queue_ms": 2.0 * (k + 1)}
+        for k in range(replicas)
+    ]
+    return {
+        "state": state,
+        "pid": os.getpid(),
+        "updated": t,
+        "url": "grpc://127.0.0.1:1",
+        "run_dir": None,
+        "target": target,
+        "min_replicas": 1,
+        "max_replicas": 3,
+        "models": ["bdt"],
+        "autoscaler": {"metric": "in_flight", "value": 1.5, "threshold": 1.0, "saturated": saturated},
+        "replicas": rows,
+        "decisions": list(decisions),
+    }
+
+
+def _decision(t, action, target):
+    return {
+        "time": t,
+        "action": action,
+        "reason": "r",
+        "value": 1.0,
+        "replicas": 1,
+        "target": target,
+        "text": f"{action}: r",
+    }
+
+
+def _record(run_dir, t0=1_000.0):
+    """A fleet's run written as the fleet writes it: status.json and its history, through write_status."""
+    from hepinfer.serving.fleet.status import write_status
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    up, down = _decision(t0 + 2.1, "up", 2), _decision(t0 + 6.1, "down", 1)
+    docs = [_doc(t0 + 0.5 * k, 1, 1) for k in range(4)]  # every 0.5 s: a line a second
+    docs += [_doc(t0 + 2.2, 2, 2, [up]), _doc(t0 + 4.0, 2, 2, [up]), _doc(t0 + 6.2, 1, 1, [up, down])]
+    docs += [_doc(t0 + 6.3, 1, 1, [up, down], state="stopped")]
+    for doc in docs:
+        doc["run_dir"] = str(run_dir)
+        write_status(run_dir / "status.json", doc)
+    return docs
+
+
+def test_history_is_recorded_and_the_timeline_renders(tmp_path):
+    from hepinfer.app.plotting_fleet import timeline_png
+    from hepinfer.serving.fleet.timeline import read_history, timeline_html
+
+    _record(tmp_path / "run")
+    with open(tmp_path / "run" / "history.jsonl", "a") as f:
+        f.write('{"time": 1010.0, "repl')  # a line cut short by a killed process
+    timeline = read_history(tmp_path / "run")
+    assert [s["time"] for s in timeline.samples] == [1000.0, 1001.0, 1002.2, 1004.0, 1006.2, 1006.3]
+    assert [(d["action"], d["target"]) for d in timeline.decisions] == [("up", 2), ("down", 1)]
+    assert [s["replicas"] for s in timeline.samples] == [1, 1, 2, 2, 1, 1]
+    assert timeline.samples[2]["requests_per_s"] == 20.0 and timeline.samples[2]["queue_ms"] == 3.0  # weighted
+    page = timeline_html(timeline, title="run <1>")
+    assert page.count("<svg") == 4 and "run &lt;1&gt;" in page
+    assert 'data-action="up"' in page and 'data-action="down"' in page
+    assert timeline_png(timeline, tmp_path / "t.png").read_bytes().startswith(b"\x89PNG")
+    assert [s["time"] for s in timeline.between(1001.5, 1005.0).samples] == [1002.2, 1004.0]
+
+
+def test_fleet_status_timeline_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HEPINFER_HOME", str(tmp_path / "home"))
+    _record(tmp_path / "home" / "runs" / "fleet-20260101-000000-test")
+    assert main(["fleet", "status", "--timeline", str(tmp_path / "out")]) == 0  # the newest fleet's
+    assert "timeline of 6 samples" in capsys.readouterr().out
+    assert (tmp_path / "out" / "timeline.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "out" / "timeline.html").read_text().count('data-action="up"') == 4  # a line per panel
+
+
+# -- the panel's fleet section ---------------------------------------------------------------------
+def test_panel_fleet_section_renders_from_a_status_document():
+    from hepinfer.app.panel_fleet import fleet_html
+
+    doc = _doc(time.time(), 2, 3, [_decision(time.time(), "up", 3)], saturated=True)
+    page = fleet_html(doc)
+    assert "data-replicas='2'" in page and "target 3" in page and "SATURATED" in page
+    assert "<td>r1</td>" in page and "<td>r2</td>" in page and "up: r" in page
+    assert fleet_html(None) == ""
+
+
+def test_panel_shows_the_fleet_its_url_belongs_to(tmp_path, monkeypatch):
+    from hepinfer import InferenceConfig, Session
+    from hepinfer.app.panel import panel
+    from hepinfer.app.panel_fleet import find_fleet
+
+    monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
+    _record(tmp_path / "runs" / "fleet-20260101-000000-test")
+    status = tmp_path / "runs" / "fleet-20260101-000000-test" / "status.json"
+    doc = json.loads(status.read_text())
+    status.write_text(json.dumps({**doc, "state": "running"}))  # this process plays the fleet's
+    assert find_fleet("grpc://127.0.0.1:1")["target"] == 1 and find_fleet("grpc://127.0.0.1:2") is None
+    p = panel(Session(InferenceConfig(mode="remote", url="grpc://127.0.0.1:1")), models=("bdt",), refresh_s=0)
+    try:
+        p.refresh()
+        assert "hepinfer-fleet" in p.fleet.value and "<td>r1</td>" in p.fleet.value
+        p.url.value = "grpc://127.0.0.1:2"
+        p.refresh()
+        assert p.fleet.value == ""
+    finally:
+        p.close()
+    status.write_text(json.dumps({**doc, "state": "running", "pid": 2**22 + 12345}))  # a process that is gone
+    assert find_fleet("grpc://127.0.0.1:1") is None
+
+
+# -- the bench study against real fleets -----------------------------------------------------------
+def _missing() -> list[str]:
+    from hepinfer.errors import HepinferError
+    from hepinfer.serving.fleet.processes import find_binary
+
+    missing = []
+    for name in ("haproxy", "prometheus"):
+        try:
+            find_binary(name)
+        except HepinferError:
+            missing.append(name)
+    return missing
+
+
+@pytest.mark.triton
+@pytest.mark.slow
+@pytest.mark.skipif(bool(_missing()), reason="haproxy or prometheus not installed (apt-get install haproxy prometheus)")
+def test_bench_fleet_quick_runs_and_writes_its_files(tmp_path, artefacts):
+    from hepinfer.app.bench import run
+
+    rows = run("fleet", quick=True, workers=(1,), duration_s=6.0, out_dir=tmp_path)
+    assert [(r["setup"], r["workers"]) for r in rows] == [("fixed", 1), ("autoscaled", 1)]
+    for r in rows:
+        assert r["failures"] == 0 and r["calls"] > 0 and r["rows_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"]
+        assert r["timeline"]["t"] and len(r["timeline"]["rows_per_s"]) == 6  # the fleet's history was recorded
+    fixed, auto = rows
+    assert fixed["replicas_max"] == 1 and fixed["scale_ups"] == 0
+    assert 1 <= auto["replicas_max"] <= 3
+    assert {p.name for p in tmp_path.iterdir()} == {"fleet.csv", "fleet.md", "fleet.png"}
+    with open(tmp_path / "fleet.csv") as f:
+        assert [r["setup"] for r in csv.DictReader(f)] == ["fixed", "autoscaled"]
+    assert (tmp_path / "fleet.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.triton
+@pytest.mark.slow
+@pytest.mark.skipif(bool(_missing()), reason="haproxy or prometheus not installed (apt-get install haproxy prometheus)")
+def test_fleet_up_writes_its_timeline_at_stop(tmp_path, artefacts):
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "hepinfer.cli", "fleet", "up", "--models", "bdt", "--replicas", "1", "--no-autoscale"]
+    proc = subprocess.Popen(
+        [*cmd, "--timeline", str(tmp_path / "at-stop")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = []
+        while not (lines and lines[-1].startswith("grpc://")):
+            line = proc.stdout.readline()
+            assert line, "hepinfer fleet up exited:\n" + "".join(lines)
+            lines.append(line.strip())
+        status_url = next(line.split()[1] for line in lines if line.startswith("status"))
+        time.sleep(2.5)  # a few samples a second apart
+        shown = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hepinfer.cli",
+                "fleet",
+                "status",
+                "--url",
+                status_url,
+                "--timeline",
+                str(tmp_path / "live"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert (tmp_path / "live" / "timeline.html").read_text().count("<svg") == 4
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert "timeline of" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    from hepinfer.serving.fleet.timeline import read_history
+
+    run_dir = next(line.split()[-1] for line in lines if line.startswith("run dir"))
+    timeline = read_history(run_dir)
+    assert len(timeline.samples) >= 3 and timeline.samples[-1]["state"] == "stopped"
+    assert (tmp_path / "at-stop" / "timeline.png").read_bytes().startswith(b"\x89PNG")
