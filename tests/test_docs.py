@@ -40,9 +40,9 @@ def page(site: Path, name: str) -> str:
 
 def test_cli_reference_is_generated_from_the_parser(site):
     html = page(site, "reference/cli.html")
-    for command in ("run", "serve", "demo", "bench", "setup", "generate", "train", "evaluate"):
+    for command in ("run", "serve", "demo", "bench", "setup", "generate", "train", "evaluate", "profile", "plan"):
         assert f'id="hepinfer-{command}"' in html, command
-    for option in ("--check-local", "--skip-bad-files", "--no-pipeline", "--instances"):
+    for option in ("--check-local", "--skip-bad-files", "--no-pipeline", "--instances", "--engine", "--precision"):
         assert f"<kbd>{option}</kbd>" in html, option
 
 
@@ -70,6 +70,15 @@ def test_notebooks_are_rendered(site):
 
 
 def test_user_guide_pages_are_written(site):
-    for name in ("index", "getting-started", "architecture", "tests", "guide/scoring", "guide/performance"):
+    for name in (
+        "index",
+        "getting-started",
+        "architecture",
+        "tests",
+        "guide/scoring",
+        "guide/performance",
+        "guide/gpu",
+        "guide/sizing",
+    ):
         page(site, f"{name}.html")
     assert "./run.sh main" in plain(page(site, "getting-started.html"))
