@@ -151,6 +151,19 @@ def test_two_replicas_serve_the_local_scores(fleet, inputs):
     assert doc["url"] == fleet.url and [r["state"] for r in doc["replicas"]] == ["serving", "serving"]
 
 
+def test_hepinfer_run_through_the_fleet_equals_local(fleet, job_settings):
+    """The main job against the fleet's one URL (requests spread over both replicas), checked against
+    local inference: every jet's score exactly the local one, histograms and cut flow identical."""
+    from hepinfer.app.job import run_job
+
+    settings = job_settings(models=(MODEL,), mode="remote", url=fleet.url, executor="iterative", check_local=True)
+    summary = run_job(settings).summary
+    check = summary["local_check"]
+    assert check["passed"] and check["identical"], check
+    assert check["models"][MODEL]["jets"] > 0 and check["models"][MODEL]["max_abs_diff"] == 0.0
+    assert summary["serving"][MODEL]["engine"] == "xgboost" and not summary["serving"][MODEL]["reduced"]
+
+
 def test_killed_replica_is_replaced_and_no_call_fails(fleet, inputs):
     _configure(fleet, paused=True)
     since = time.time()
