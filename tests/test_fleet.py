@@ -27,15 +27,9 @@ from hepinfer.errors import ConfigError, HepinferError, ServerError, ServerUnava
 
 
 def _missing() -> list[str]:
-    from hepinfer.serving.fleet.processes import find_binary
+    from hepinfer.serving.fleet.processes import missing_binaries
 
-    missing = []
-    for name in ("haproxy", "prometheus"):
-        try:
-            find_binary(name)
-        except HepinferError:
-            missing.append(name)
-    return missing
+    return missing_binaries()
 
 
 MISSING = _missing()

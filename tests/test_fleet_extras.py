@@ -227,16 +227,9 @@ def test_panel_shows_the_fleet_its_url_belongs_to(tmp_path, monkeypatch):
 
 # -- the bench study against real fleets -----------------------------------------------------------
 def _missing() -> list[str]:
-    from hepinfer.errors import HepinferError
-    from hepinfer.serving.fleet.processes import find_binary
+    from hepinfer.serving.fleet.processes import missing_binaries
 
-    missing = []
-    for name in ("haproxy", "prometheus"):
-        try:
-            find_binary(name)
-        except HepinferError:
-            missing.append(name)
-    return missing
+    return missing_binaries()
 
 
 @pytest.mark.triton

@@ -61,53 +61,45 @@ class TritonPythonModel:
 
     def execute(self, requests):
         if self.torch:
-            return self._execute_dlpack(requests)
-        batches = [{n: pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in self.input_names} for r in requests]
-        sizes = [len(b[self.input_names[0]]) for b in batches]
-        try:
-            merged = (
-                batches[0]
-                if len(batches) == 1
-                else {n: np.concatenate([b[n] for b in batches]) for n in self.input_names}
-            )
-            out = self.engine.run(merged)
-        except Exception as err:  # noqa: BLE001 - answer each request instead of crashing the stub
-            message = f"{type(err).__name__}: {err}"
-            return [pb_utils.InferenceResponse(error=pb_utils.TritonError(message)) for _ in requests]
-        responses = []
-        start = 0
-        for size in sizes:
-            tensors = [
-                pb_utils.Tensor(n, np.ascontiguousarray(out[n][start : start + size])) for n in self.output_names
-            ]
-            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
-            start += size
-        return responses
+            import torch
+            from torch.utils.dlpack import to_dlpack
 
-    def _execute_dlpack(self, requests):
-        import torch
-        from torch.utils.dlpack import to_dlpack
+            def read(r, n):
+                return torch.from_dlpack(pb_utils.get_input_tensor_by_name(r, n).to_dlpack())
 
+            def run(merged):
+                return {n: t.cpu().contiguous() for n, t in self.engine.run_torch(merged).items()}
+
+            def tensor(n, part):
+                return pb_utils.Tensor.from_dlpack(n, to_dlpack(part.contiguous()))
+
+            return self._answer(requests, read, torch.cat, run, tensor)
+
+        def read(r, n):
+            return pb_utils.get_input_tensor_by_name(r, n).as_numpy()
+
+        def tensor(n, part):
+            return pb_utils.Tensor(n, np.ascontiguousarray(part))
+
+        return self._answer(requests, read, np.concatenate, self.engine.run, tensor)
+
+    def _answer(self, requests, read, concatenate, run, tensor):
+        """Read every request's inputs, run them as one batch, split the outputs back per request;
+        an error answers every request of the batch with its text."""
         try:
-            batches = [
-                {n: torch.from_dlpack(pb_utils.get_input_tensor_by_name(r, n).to_dlpack()) for n in self.input_names}
-                for r in requests
-            ]
+            batches = [{n: read(r, n) for n in self.input_names} for r in requests]
             sizes = [len(b[self.input_names[0]]) for b in batches]
             merged = (
-                batches[0] if len(batches) == 1 else {n: torch.cat([b[n] for b in batches]) for n in self.input_names}
+                batches[0] if len(batches) == 1 else {n: concatenate([b[n] for b in batches]) for n in self.input_names}
             )
-            out = {n: t.cpu().contiguous() for n, t in self.engine.run_torch(merged).items()}
+            out = run(merged)
         except Exception as err:  # noqa: BLE001 - answer each request instead of crashing the stub
             message = f"{type(err).__name__}: {err}"
             return [pb_utils.InferenceResponse(error=pb_utils.TritonError(message)) for _ in requests]
         responses = []
         start = 0
         for size in sizes:
-            tensors = [
-                pb_utils.Tensor.from_dlpack(n, to_dlpack(out[n][start : start + size].contiguous()))
-                for n in self.output_names
-            ]
+            tensors = [tensor(n, out[n][start : start + size]) for n in self.output_names]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += size
         return responses

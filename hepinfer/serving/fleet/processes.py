@@ -31,6 +31,17 @@ _SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # haproxy lives in /usr/sbin,
 _LIVE: weakref.WeakSet[GuardedProcess] = weakref.WeakSet()
 
 
+def missing_binaries() -> list[str]:
+    """The fleet's external binaries (haproxy, prometheus) that cannot be found here."""
+    missing = []
+    for name in ("haproxy", "prometheus"):
+        try:
+            find_binary(name)
+        except ServerError:
+            missing.append(name)
+    return missing
+
+
 def find_binary(name: str) -> Path:
     """The ``haproxy`` or ``prometheus`` executable; ServerError saying how to install it when missing."""
     variable = OVERRIDE[name]
