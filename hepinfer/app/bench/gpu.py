@@ -171,13 +171,13 @@ class _Direct:
     """A torch engine of this process, its device's cached memory freed when it is closed."""
 
     def __init__(self, model: str, device: str, precision: str, compiled: bool):
-        from ...models.catalogue import torch_artefact_path
+        from ...models.build.torch_export import build_torch
         from ...runtime.engines import TorchEngine
 
         spec = get_spec(model)
         shapes = {n: spec.input(n).shape for n in spec.input_names}
         self.engine = TorchEngine(
-            str(torch_artefact_path(model)),
+            str(build_torch(model)),  # derived from the ONNX artefact the first time
             spec.input_names,
             spec.output_names,
             threads=1,
