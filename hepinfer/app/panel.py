@@ -7,7 +7,8 @@ new settings from its next call on, in this kernel and (through pickling, which 
 of that moment) on Dask workers for every run submitted afterwards.  Switching modes changes no
 number while the server runs the models in full precision (the embedded server's default engine is
 the same as local inference's).  The status line says what the server computes each model with
-(engine, device, precision, read from its model config); a server started with
+(engine, device, precision, read from its model config), and, when the URL is a fleet's, its
+replicas and recent decisions (:mod:`.panel_fleet`); a server started with
 ``engine="torch", precision="bf16"`` (``serve_options``) gives other scores, and a run with
 "compare with local" (``check_local``) shows by how much: the largest score difference and the
 fraction of tags flipped, per model.
@@ -29,6 +30,7 @@ from ..errors import HepinferError
 from ..models import SPECS
 from ..session import Session
 from .job.settings import EXECUTORS
+from .panel_fleet import find_fleet, fleet_html
 from .plotting import throughput_png
 
 MODE_BUTTONS = tuple((mode.capitalize(), mode) for mode in MODES)
@@ -172,6 +174,7 @@ class Panel:
         self.start_button = w.Button(description="Start server", icon="play")
         self.stop_button = w.Button(description="Stop server", icon="stop", disabled=True)
         self.status = w.HTML(value="<span class='hepinfer-status'>status: not checked yet</span>")
+        self.fleet = w.HTML()  # the fleet's replicas and decisions when the URL is a running fleet's
         self.inputs = w.Textarea(
             value="\n".join(map(str, inputs)), description="files", layout=w.Layout(width="90%", height="4em")
         )
@@ -193,6 +196,7 @@ class Panel:
                 self.url,
                 w.HBox([self.start_button, self.stop_button]),
                 self.status,
+                self.fleet,
                 self.models,
                 self.inputs,
                 w.HBox([self.executor, self.workers, self.chunksize]),
@@ -277,6 +281,7 @@ class Panel:
             status = server_status(config, self.models.value, timeout_s=timeout_s, runtime=self._probe[1])
         self._last_status = status
         self.status.value = status_html(status, self._last_check())
+        self.fleet.value = fleet_html(find_fleet(config.url))
         return status
 
     def _last_check(self) -> dict | None:
