@@ -32,12 +32,28 @@ def runs_dir() -> Path:
 
 
 KEEP_RUNS = 50  # embedded-server run folders kept (the newest); older ones are removed at a start
+PID_FILE = "pid"  # in a run folder: the process that uses it (a folder whose process lives is kept)
+
+
+def _in_use(folder: Path) -> bool:
+    try:
+        pid = int((folder / PID_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def new_run_dir(prefix: str) -> Path:
     """A fresh ``$HEPINFER_HOME/runs/<prefix><time>-<random>`` folder.  The newest
-    :data:`KEEP_RUNS` folders of the same prefix are kept, older ones removed (their logs too), so the
-    runs folder does not grow without bound."""
+    :data:`KEEP_RUNS` folders of the same prefix are kept, older ones removed (their logs too) unless
+    the process named in their :data:`PID_FILE` still runs (a server serving from it), so the runs
+    folder does not grow without bound."""
     import shutil
     import tempfile
     import time
@@ -46,5 +62,6 @@ def new_run_dir(prefix: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     found = sorted(root.glob(f"{prefix}*"), key=lambda p: p.stat().st_mtime)
     for folder in found[: max(0, len(found) - KEEP_RUNS + 1)]:
-        shutil.rmtree(folder, ignore_errors=True)
+        if not _in_use(folder):
+            shutil.rmtree(folder, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=time.strftime(f"{prefix}%Y%m%d-%H%M%S-"), dir=root))

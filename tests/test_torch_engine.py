@@ -95,6 +95,8 @@ def test_max_rows_splits_a_batch_without_changing_it(artefacts):
 
 @pytest.mark.build
 @pytest.mark.slow
+# inductor's first compile in a fresh cache imports torch.jit code that warns of its own deprecation
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compiled_engine_reports_compile_time_and_agrees(artefacts):
     """torch.compile on CPU (inductor): warmed up at load, compile time reported, same scores."""
     x = toy_inputs("particlenet", 20, seed=9)

@@ -14,8 +14,10 @@ and the raw peaks.
 * ``device`` ``cuda:N``: the peak of ``torch.cuda.max_memory_allocated`` above the memory allocated
   once the engine is loaded and has run one row (weights, library workspaces), for each batch size;
   the CUDA context and the caching allocator's unused reserve are not counted.
-* ``device`` ``cpu``: the peak resident memory of this process (``ru_maxrss``), which only grows:
-  after loading and one row, after the smaller batch, after the larger.
+* ``device`` ``cpu``: the peak resident memory of this process during each batch (``/proc/self/statm``
+  sampled every millisecond by a thread) above the resident memory just before it.  The process
+  maximum (``ru_maxrss``) is not used: a transient peak while the program loads can exceed every
+  batch and hide them.
 
 Memory per row is the slope between the two batch sizes, never below the bytes of one row's inputs
 and outputs.  Fixed memory is what the instance holds before a batch plus the line's intercept:
@@ -55,8 +57,31 @@ def make_inputs(tensors, rows, seed=0):
 
 
 def resident_bytes():
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # Linux reports KiB
+    """The resident memory of this process now."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize()
+
+
+def peak_resident_during(call):
+    """Run ``call()``; the largest resident memory seen while it ran, sampled every millisecond."""
+    import threading
+
+    peak = [resident_bytes()]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], resident_bytes())
+            done.wait(0.001)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    try:
+        call()
+    finally:
+        done.set()
+        watcher.join()
+    return max(peak[0], resident_bytes())
 
 
 def measure(request):
@@ -95,8 +120,8 @@ def measure(request):
         baseline = resident_bytes()
         peaks = {}
         for n in (small, large):
-            engine.run(batches[n])
-            peaks[n] = resident_bytes() - baseline
+            before = resident_bytes()
+            peaks[n] = peak_resident_during(lambda n=n: engine.run(batches[n])) - before
         measure_kind = "peak_resident_memory"
     io_row = sum(v.nbytes for v in batches[1].values()) + int(request["output_row_bytes"])
     slope = (peaks[large] - peaks[small]) / (large - small)

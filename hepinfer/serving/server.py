@@ -262,6 +262,7 @@ class EmbeddedServer:
                 start_new_session=True,
             )
         _LIVE.add(self)
+        (self.run_dir / paths.PID_FILE).write_text(str(self.process.pid))  # kept while it serves
         deadline = t0 + self.options.startup_timeout_s
         ready = f"{self.http_url}/v2/health/ready"
         log_offset = 0
