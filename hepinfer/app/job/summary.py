@@ -227,12 +227,14 @@ def check_lines(check: dict | None, serving: dict | None, mode: str) -> list[str
     ]
     for model, c in check["models"].items():
         where = (serving or {}).get(model)
+        tolerance = c.get("tolerance", check["tolerance"])
+        bound = "exactly" if tolerance == 0 else f"to {tolerance:g}"
         verdict = (
             "reduced precision or compiled on the server: reported, not checked"
             if c["reduced"]
-            else f"agrees to {check['tolerance']:g}"
+            else f"agrees {bound}"
             if c["agrees"]
-            else f"DIFFERS beyond {check['tolerance']:g}"
+            else f"DIFFERS (needed: {bound})"
         )
         lines.append(
             f"  {model}{' (' + where['precision'] + ')' if where else ''}: largest |score difference| "
