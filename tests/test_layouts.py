@@ -18,12 +18,12 @@ from hepinfer.features.nanoaod_bdt import nanoaod_bdt_inputs
 
 # (layout, format) -> the models a file of that layout can feed, and those skipped
 VARIANTS = {
-    ("pfnano-nocount", "ttree"): ("particlenet", "bdt", "bdt_nanoaod"),
-    ("pfnano-nocount", "rntuple"): ("particlenet", "bdt", "bdt_nanoaod"),
+    ("pfnano-nocount", "ttree"): ("particlenet", "bdt", "bdt_nanoaod", "resnet"),
+    ("pfnano-nocount", "rntuple"): ("particlenet", "bdt", "bdt_nanoaod", "resnet"),
     ("nanoaod", "ttree"): ("bdt_nanoaod",),
     ("nanoaod", "rntuple"): ("bdt_nanoaod",),
 }
-SHIPPED = ("particlenet", "bdt", "bdt_nanoaod")  # what automatic mode chooses from
+SHIPPED = ("particlenet", "bdt", "bdt_nanoaod", "resnet")  # what automatic mode chooses from
 IDS = [f"{layout}-{fmt}" for layout, fmt in VARIANTS]
 # every test but the quick ones at the end runs the generator (slow); those with the server: triton
 
@@ -109,7 +109,7 @@ def test_cli_run_on_nanoaod_lists_skipped_models_and_checks_local(layouts, serve
     assert "SKIPPED model particlenet:" in printed and "SKIPPED model bdt:" in printed
     assert "IDENTICAL" in printed and "| bdt_nanoaod | trained |" in printed
     summary = json.loads(out.read_text())
-    assert summary["models_requested"] == "auto" and set(summary["skipped_models"]) == {"particlenet", "bdt"}
+    assert summary["models_requested"] == "auto" and set(summary["skipped_models"]) == {"particlenet", "bdt", "resnet"}
     assert summary["local_check"]["identical"] is True
 
 
@@ -249,7 +249,7 @@ def test_automatic_choice_keeps_the_models_every_file_feeds():
     nano = frozenset(required_branches(["bdt_nanoaod"]))
     scan = InputScan(events=3, branches={"/d/a.root": pfnano, "/d/b.root": nano, "/d/c.root": nano})
     chosen, skipped = select_models(scan, SHIPPED)
-    assert chosen == ("bdt_nanoaod",) and set(skipped) == {"particlenet", "bdt"}
+    assert chosen == ("bdt_nanoaod",) and set(skipped) == {"particlenet", "bdt", "resnet"}
     assert skipped["bdt"].startswith("b.root, c.root lack the branches ['nFatJetPFCands'")
     assert "standard NanoAOD" in skipped["bdt"] and "a.root" not in skipped["bdt"]
     assert select_models(InputScan(branches={"a": pfnano}), SHIPPED) == (SHIPPED, {})

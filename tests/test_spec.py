@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_built_in_models_declared():
     assert {name for name in SPECS if SPECS.source_of(name) == "built-in"} == {
         "particlenet",
+        "resnet",
         "resnet50",
         "bdt",
         "bdt_nanoaod",

@@ -60,6 +60,12 @@ def test_train_and_evaluate_bdt_end_to_end(generated, tmp_path):
     card = (tmp_path / "bdt" / "model_card.md").read_text()
     assert "hepinfer train bdt (test)" in card and "AUC" in card and "input__0" in card
     assert manifest["metrics"]["independent test sample"]["auc"] > 0.8
+    assert tuple(manifest["working_points"]) == ("top@1%", "top@10%", "top@eff30%", "top@eff50%")
+    assert "| `top@10%` | mistag rate 10% |" in card and "εS at εB=1%" in card
+    curve = json.loads((tmp_path / "bdt" / "learning_curve.json").read_text())
+    assert curve["best"] == manifest["training"]["trees"] and len(curve["series"]["validation loss"]) >= curve["best"]
+    for name in ("learning_curve.png", "roc.png", "scores.png"):
+        assert (tmp_path / "bdt" / name).read_bytes()[:4] == b"\x89PNG"
     plot = tmp_path / "roc.png"
     out = subprocess.run(
         [
@@ -84,7 +90,38 @@ def test_train_and_evaluate_bdt_end_to_end(generated, tmp_path):
     assert out.returncode == 0, out.stderr
     reported = json.loads(out.stdout[out.stdout.index("{") :])
     assert reported["auc"] == pytest.approx(manifest["metrics"]["independent test sample"]["auc"])
+    assert reported["working_points"] == manifest["working_points"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "at mistag rate 1 %" in out.stdout and "top@eff50%" in out.stdout
+
+
+@pytest.mark.slow
+def test_evaluate_records_figures_and_working_points_in_a_model_folder(generated, tmp_path):
+    """--update-card: the artefact in its folder is evaluated on another sample and its manifest and card
+    rewritten; a folder whose artefact is not the one its manifest names is refused."""
+    from hepinfer import ConfigError
+    from hepinfer.app.training import evaluate_into, train
+
+    folder = tmp_path / "bdt"
+    train("bdt", [str(generated["ttbar"]), str(generated["qcd"])], out_dir=folder, command="first")
+    assert "Not evaluated on an independent sample yet" in (folder / "model_card.md").read_text()
+    manifest = evaluate_into("bdt", [str(generated["qcd"]), str(generated["ttbar"])], folder, bootstrap=20)
+    assert manifest["working_points"]["top@1%"]["threshold"] > manifest["working_points"]["top@10%"]["threshold"]
+    assert json.loads((folder / "manifest.json").read_text()) == manifest
+    card = (folder / "model_card.md").read_text()
+    assert "Command: `first`" in card and "| `top@eff50%` |" in card and (folder / "scores.png").exists()
+    (folder / "xgboost.json").write_text((folder / "xgboost.json").read_text().replace("1", "2", 1))
+    with pytest.raises(ConfigError, match="sha256 is not the one manifest.json records"):
+        evaluate_into("bdt", [str(generated["qcd"])], folder)
+
+
+def test_training_time_estimate_reads_as_minutes():
+    from hepinfer.app.training.networks import estimate_text
+
+    text = estimate_text(2.0, 200, 6, "cpu")
+    assert text.startswith("about 40 min on cpu (2 s per batch x 200 batches x 6 epochs)")
+    assert "cuts the epochs" in estimate_text(2.0, 200, 6, "cpu", max_minutes=10)
+    assert estimate_text(0.01, 10, 2, "cuda").startswith("about 0 s on cuda")
 
 
 def _as_rntuple(src, dst):
@@ -149,7 +186,7 @@ def test_train_network_exports_what_it_trained(generated, tmp_path):
     assert rt.infer(toy_inputs("particlenet", 3))["softmax"].shape == (3, 2)
 
 
-@pytest.mark.parametrize("model", ["particlenet", "bdt", "bdt_nanoaod"])
+@pytest.mark.parametrize("model", ["particlenet", "resnet", "bdt", "bdt_nanoaod"])
 def test_shipped_artefacts_are_trained_and_intact(model):
     import hashlib
 
@@ -180,10 +217,26 @@ def test_build_installs_shipped_but_keeps_own_training(tmp_path, monkeypatch):
     catalogue.manifest_path("bdt").write_text(json.dumps(dict(own, weights="random")))
     build_mod.build("bdt")
     assert catalogue.is_trained("bdt") and catalogue.manifest("bdt")["sha256"] != "0" * 64
+    # an artefact shipped earlier (its hash listed under the shipped manifest's "supersedes") is
+    # replaced, whatever source its manifest names
+    superseded = catalogue.shipped_manifest("bdt")["supersedes"][0]
+    catalogue.manifest_path("bdt").write_text(json.dumps(dict(own, sha256=superseded)))
+    build_mod.build("bdt")
+    assert catalogue.manifest("bdt")["sha256"] == catalogue.shipped_manifest("bdt")["sha256"]
+
+
+def test_retraining_into_the_package_folder_lists_the_hash_it_replaces(tmp_path, monkeypatch):
+    """A new shipped artefact names the ones it replaces, so caches holding those install it."""
+    from hepinfer.app.training import _superseded
+
+    path = tmp_path / "manifest.json"
+    assert _superseded(path) == []
+    path.write_text(json.dumps({"sha256": "b" * 64, "supersedes": ["a" * 64]}))
+    assert _superseded(path) == ["a" * 64, "b" * 64]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["bdt", "particlenet", "bdt_nanoaod"])
+@pytest.mark.parametrize("model", ["bdt", "particlenet", "resnet", "bdt_nanoaod"])
 def test_shipped_models_separate_top_from_qcd_on_fresh_events(generated, artefacts, model):
     """Seeds 11/12 were never used for training.  The sample is small (~70 top, ~130 QCD jets), so
     the bound sits below the AUC targets that the full test sample measures (docs: Events and training)."""

@@ -27,9 +27,8 @@ import time
 
 from ..config import MODES
 from ..errors import HepinferError
-from ..models import SPECS
 from ..session import Session
-from .job.settings import EXECUTORS
+from .job.settings import EXECUTORS, model_choices
 from .panel_fleet import find_fleet, fleet_html
 from .plotting import throughput_png
 
@@ -170,7 +169,7 @@ class Panel:
 
         self.mode = w.ToggleButtons(options=MODE_BUTTONS, value=config.mode, description="inference")
         self.url = w.Text(value=config.url, description="server URL", continuous_update=False)
-        self.models = w.SelectMultiple(options=list(SPECS), value=tuple(models), description="models", rows=3)
+        self.models = w.SelectMultiple(options=model_choices(), value=tuple(models), description="models", rows=4)
         self.start_button = w.Button(description="Start server", icon="play")
         self.stop_button = w.Button(description="Stop server", icon="stop", disabled=True)
         self.status = w.HTML(value="<span class='hepinfer-status'>status: not checked yet</span>")

@@ -20,6 +20,9 @@ from ..config import InferenceConfig
 from ..features.common import ETA_MAX, PT_WINDOW_GEV, in_window, plain
 from ..models import get_spec
 from ..session import Session, resolve_config
+from .training.working_points import working_point_cut, working_points
+
+__all__ = ["CMS_TAGGERS", "TopTagProcessor", "working_point_cut", "working_points"]
 
 # CMS's own top-tagger scores in NanoAOD (whichever a file carries), histogrammed beside hepinfer's
 CMS_TAGGERS = ("particleNet_TvsQCD", "particleNetWithMass_TvsQCD", "deepTag_TvsQCD")
@@ -59,7 +62,9 @@ class TopTagProcessor(_processor_base()):
     events with a selected fat jet, selected jets, tagged jets per model); ``inference`` (per model,
     jets scored on the server and locally: the mode actually used, which in ``auto`` mode can differ
     from chunk to chunk).
-    A jet is tagged when its score > ``threshold``.  Works on eager / virtual events (processor.Runner)
+    A jet is tagged when its score > ``threshold``, or with ``working_point`` (``"top@1%"``) > that
+    working point's threshold for each model (:func:`working_point_cut`, from the model cards).
+    Works on eager / virtual events (processor.Runner)
     and on dask events (the hists are then dask hists), with NanoAODSchema or PFNanoAODSchema; on
     standard NanoAOD (no PF candidates) only models that read the FatJet branches alone can run.
     ``pipeline`` (eager chunks, remote / auto mode): overlap one model's feature building with the
@@ -77,8 +82,13 @@ class TopTagProcessor(_processor_base()):
         pipeline: bool = True,
         piece_jets: int | None = None,
         score: str = "top",
+        working_point: str | None = None,
     ):
         self.models = tuple(get_spec(m).name for m in models)
+        self.working_point = working_point
+        self.cuts = {
+            m: working_point_cut(m, working_point, score) if working_point else float(threshold) for m in self.models
+        }
         self.score = score
         self.pipeline = pipeline
         self.piece_jets = piece_jets
@@ -132,7 +142,7 @@ class TopTagProcessor(_processor_base()):
         for model, (tags, reports) in self._tag_all(jets, cons, is_dask).items():
             tags = ak.flatten(tags)
             scores = tags["score"]
-            tagged = scores > self.threshold
+            tagged = scores > self.cuts[model]
             hists["score"].fill(model=model, score=scores)
             hists["msoftdrop"].fill(model=model, tag="tagged", msd=flat_msd[tagged])
             hists["msoftdrop"].fill(model=model, tag="untagged", msd=flat_msd[~tagged])

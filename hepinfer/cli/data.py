@@ -33,9 +33,11 @@ def cmd_train(args) -> int:
         device=args.device,
         max_minutes=args.max_minutes,
         progress=not args.no_progress,
+        augment=args.augment,
+        estimate_only=args.estimate,
     )
     command = "hepinfer " + " ".join(shlex.quote(a) for a in (args.argv or sys.argv[1:]))
-    train(
+    result = train(
         args.model,
         args.sample,
         settings=settings,
@@ -45,13 +47,33 @@ def cmd_train(args) -> int:
         max_jets=args.max_jets,
         command=command,
     )
+    if args.estimate:
+        print(f"{args.model}: {result['estimate']}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from ..app.training import evaluate
+    from ..app.training import evaluate, evaluate_into
 
-    result = evaluate(args.model, args.sample, artefact=args.artefact, mode=args.mode, url=args.url, plot=args.plot)
+    if args.update_card:
+        if args.artefact or args.mode != "local":
+            from ..errors import ConfigError
+
+            raise ConfigError("--update-card evaluates the artefact in its folder, locally: no --artefact or --mode")
+        result = evaluate_into(args.model, args.sample, args.update_card, bootstrap=args.bootstrap, plot=args.plot)
+        result = result["metrics"]["independent test sample"]
+        print(f"recorded in {args.update_card}/manifest.json and model_card.md (working points, ROC, scores)")
+    else:
+        result = evaluate(
+            args.model,
+            args.sample,
+            artefact=args.artefact,
+            mode=args.mode,
+            url=args.url,
+            plot=args.plot,
+            plots_dir=args.plots,
+            bootstrap=args.bootstrap,
+        )
     if args.json:
         import json
 
@@ -98,15 +120,28 @@ def register(sub) -> None:
     s.add_argument("--max-jets", type=int, default=None)
     s.add_argument("--max-minutes", type=float, default=None, help="bound the training time")
     s.add_argument("--out", default=None, help="folder for the artefact (default: the artefact cache)")
+    s.add_argument("--augment", action="store_true", help="networks on jet images: random reflections in eta and phi")
+    s.add_argument(
+        "--estimate", action="store_true", help="networks: time a few batches, print how long training would take, stop"
+    )
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("evaluate", help="AUC and background rejection of a model on labelled samples")
+    s = sub.add_parser("evaluate", help="AUC, background rejection and working points of a model on labelled samples")
     s.add_argument("model", choices=tuple(SPECS))
     s.add_argument("--sample", nargs="+", required=True)
     s.add_argument("--artefact", default=None, help="evaluate this file instead of the cached artefact")
     s.add_argument("--mode", default="local", choices=MODES)
     s.add_argument("--url", default=None)
     s.add_argument("--plot", default=None, help="write the ROC curve to this PNG")
+    s.add_argument("--plots", default=None, help="write roc.png and scores.png (score distributions) to this folder")
+    s.add_argument("--bootstrap", type=int, default=200, help="resamples for the AUC's uncertainty (0: none)")
+    s.add_argument(
+        "--update-card",
+        default=None,
+        metavar="FOLDER",
+        help="evaluate the artefact in FOLDER (its manifest.json and model_card.md beside it) and record the "
+        "figures, working points and plots there, as for an independent test sample",
+    )
     s.add_argument("--json", action="store_true", help="print the metrics as JSON")
     s.set_defaults(func=cmd_evaluate)

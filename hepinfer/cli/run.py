@@ -46,6 +46,7 @@ def cmd_run(args) -> int:
         htcondor=htcondor,
         pipeline=not args.no_pipeline,
         skip_bad_files=args.skip_bad_files,
+        working_point=args.working_point,
     )
     result = run_job(settings, output=args.output, plots=args.plots)
     print()
@@ -98,6 +99,13 @@ def register(sub) -> None:
     s.add_argument("--treename", default="Events")
     s.add_argument("--output", required=True, help="summary JSON")
     s.add_argument("--plots", default=None, help="folder for PNG plots")
+    s.add_argument(
+        "--working-point",
+        default=None,
+        metavar="NAME",
+        help="tag a jet when its score passes this working point of each model's card instead of 0.5: top@1%% or "
+        "top@10%% (mistag rate), top@eff30%% or top@eff50%% (signal efficiency)",
+    )
     s.add_argument(
         "--check-local",
         action="store_true",

@@ -1,8 +1,11 @@
 """The built-in models.  ``SPECS`` is the registry (:class:`~hepinfer.models.registry.Registry`: these
 and the user's models); :func:`get_spec` looks a model up by name.
 
-Torch definitions (``particlenet.py``, ``resnet.py``) and the artefact builder (``build.py``) are
-build-time only and import torch lazily; nothing here imports torch.
+Torch definitions (``build/particlenet.py``, ``build/compact_resnet.py``, ``build/resnet.py``) and the
+artefact builder (``build/``) are build-time only and import torch lazily; nothing here imports torch.
+
+Two ResNets read the same jet images: ``resnet``, the compact one that ships trained (the ResNet
+to choose), and ``resnet50``, the heavyweight architecture for throughput studies.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ PARTICLENET_MAX_PARTICLES = 100
 # Jet image: channels x eta-bins x phi-bins around the jet axis, |deta|,|dphi| < 0.8 (R of the jet).
 JET_IMAGE_CHANNELS = ("pt_charged", "pt_neutral", "multiplicity")
 JET_IMAGE_PIXELS = 64
+JET_IMAGE_MODELS = ("resnet", "resnet50")  # the built-in networks on jet images
+# The compact ResNet: basic blocks per stage and the stages' widths (chosen by measurement: docs, training page)
+COMPACT_RESNET = {"widths": (32, 64, 128), "blocks": (2, 2, 2), "stem_stride": 2}
 
 # BDT jet-level variables (standard NanoAOD FatJet branches + constituent summaries).
 BDT_FEATURES = (
@@ -152,6 +158,29 @@ SPECS: Registry = Registry(
             description="XGBoost binary classifier on 11 FatJet variables of standard NanoAOD, top vs QCD",
             extra={"features": NANOAOD_BDT_FEATURES},
         ),
+        ModelSpec(
+            name="resnet",
+            inputs=(
+                TensorSpec(
+                    "images",
+                    "float32",
+                    (len(JET_IMAGE_CHANNELS), JET_IMAGE_PIXELS, JET_IMAGE_PIXELS),
+                    "jet image channels: " + ", ".join(JET_IMAGE_CHANNELS),
+                ),
+            ),
+            outputs=_softmax,
+            classes=TOP_VS_QCD,
+            max_batch_size=64,  # as resnet50: 64 images fit one gRPC message
+            engine="onnxruntime",
+            artefact="model.onnx",
+            description=(
+                f"Compact ResNet (basic blocks {list(COMPACT_RESNET['blocks'])}, widths "
+                f"{'-'.join(map(str, COMPACT_RESNET['widths']))}) on 3x64x64 jet images, top vs QCD"
+            ),
+            extra={"channels": JET_IMAGE_CHANNELS, "pixels": JET_IMAGE_PIXELS, **COMPACT_RESNET},
+            builder="image",  # resnet50's jet images
+            builder_params={"channels": JET_IMAGE_CHANNELS, "pixels": JET_IMAGE_PIXELS},
+        ),
     )
 )
 
@@ -166,4 +195,12 @@ def get_spec(model: str | ModelSpec) -> ModelSpec:
         raise ModelNotFound(f"unknown model {model!r}; known models: {', '.join(sorted(SPECS))}") from None
 
 
-__all__ = ["SPECS", "ModelSpec", "TensorSpec", "get_spec", "BDT_FEATURES", "PARTICLENET_FEATURES"]
+__all__ = [
+    "SPECS",
+    "ModelSpec",
+    "TensorSpec",
+    "get_spec",
+    "BDT_FEATURES",
+    "JET_IMAGE_MODELS",
+    "PARTICLENET_FEATURES",
+]

@@ -115,11 +115,16 @@ def install_shipped(model) -> Path:
 
 
 def needs_install(model) -> bool:
-    """True when the cache lacks the shipped trained artefact (or holds an older shipped one); the
-    user's own training (weights trained, not from the package) is never replaced."""
+    """True when the cache lacks the shipped trained artefact or holds an older shipped one: a
+    manifest marked ``source: shipped`` with another hash, or one whose hash the shipped manifest
+    lists under ``supersedes`` (artefacts shipped before, whatever their manifest said). The user's
+    own training (weights trained, not from the package) is never replaced."""
     cached = manifest(model)
+    current = shipped_manifest(model)
+    sha = cached.get("sha256")
     return (
         not is_built(model)
         or cached.get("weights") != "trained"
-        or (cached.get("source") == "shipped" and cached.get("sha256") != shipped_manifest(model).get("sha256"))
+        or (cached.get("source") == "shipped" and sha != current.get("sha256"))
+        or sha in current.get("supersedes", ())
     )

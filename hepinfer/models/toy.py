@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import get_spec
+from . import JET_IMAGE_MODELS, get_spec
 
 
 def toy_inputs(model: str, n_jets: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -22,7 +22,7 @@ def toy_inputs(model: str, n_jets: int, seed: int = 0) -> dict[str, np.ndarray]:
         points = (rng.normal(0.0, 0.25, size=(n_jets, 2, n_max)) * mask).astype(np.float32)
         features = (rng.normal(0.0, 1.0, size=(n_jets, n_feat, n_max)) * mask).astype(np.float32)
         return {"points": points, "features": features, "mask": mask}
-    if spec.name == "resnet50":
+    if spec.name in JET_IMAGE_MODELS:
         c, h, w = spec.input("images").shape
         images = np.zeros((n_jets, c, h, w), dtype=np.float32)
         n_part = rng.integers(1, 100, size=n_jets)

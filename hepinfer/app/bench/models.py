@@ -57,7 +57,10 @@ STUDY = Study(
     help="throughput vs batch size and concurrency, local and Triton",
     columns=COLUMNS,
     params=dict(
-        models=("particlenet", "resnet50", "bdt"), batches=(1, 16, 64, 256), concurrency=(1, 2, 4), duration_s=2.0
+        models=("particlenet", "resnet", "resnet50", "bdt"),
+        batches=(1, 16, 64, 256),
+        concurrency=(1, 2, 4),
+        duration_s=2.0,
     ),
     quick=dict(models=("particlenet", "bdt"), batches=(1, 64), concurrency=(1, 2), duration_s=0.5),
     points=points,

@@ -74,7 +74,11 @@ def process(settings: JobSettings, executor, config: InferenceConfig, progress=N
     )
     fileset = {"input": {"files": {f: settings.treename for f in settings.inputs}}}
     proc = TopTagProcessor(
-        models=settings.models, config=config, threshold=settings.threshold, pipeline=settings.pipeline
+        models=settings.models,
+        config=config,
+        threshold=settings.threshold,
+        pipeline=settings.pipeline,
+        working_point=settings.working_point,
     )
     t0 = time.perf_counter()
     with warnings.catch_warnings():

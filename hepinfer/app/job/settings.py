@@ -17,10 +17,28 @@ SCHEMAS = {"pfnano": "PFNanoAODSchema", "nanoaod": "NanoAODSchema"}
 
 def automatic_models() -> tuple[str, ...]:
     """The models automatic mode (``models=None``) chooses from: the built-in models that ship trained
-    weights (ParticleNet, the BDT, the NanoAOD BDT); ResNet50 ships none and runs only when named."""
+    weights (ParticleNet, the compact ResNet ``resnet``, the BDT, the NanoAOD BDT); ResNet50, the
+    heavyweight architecture for throughput studies, ships none and runs only when named."""
     from ...models.catalogue import shipped
 
     return tuple(name for name in SPECS if shipped(name) is not None)
+
+
+def is_untrained(name: str) -> bool:
+    """A built-in network that runs with random weights: neither trained in the cache nor shipped trained."""
+    from ...models.catalogue import is_trained, is_user_model, shipped
+
+    return not (is_user_model(name) or SPECS.source_of(name) != "built-in" or shipped(name) or is_trained(name))
+
+
+def model_choices() -> list[tuple[str, str]]:
+    """(label, name) of every model, for a picker: the name, with "UNTRAINED" for a model that runs
+    with random weights (ResNet50 until `hepinfer train resnet50`); the compact ResNet comes first of
+    the ResNets, as the one to choose."""
+    names = [name for name in SPECS if name != "resnet"]
+    if "resnet" in SPECS:
+        names.insert(names.index("resnet50") if "resnet50" in names else len(names), "resnet")
+    return [(f"{name} (UNTRAINED)" if is_untrained(name) else name, name) for name in names]
 
 
 @dataclass(frozen=True)
@@ -41,6 +59,7 @@ class JobSettings:
     schema: str = "pfnano"
     treename: str = "Events"
     threshold: float = 0.5
+    working_point: str | None = None  # cut at this working point of each model (``top@1%``) instead of threshold
     check_local: bool = False
     server_instances: int = 0  # embedded server: instances per model; 0 = one per worker, up to the cores
     pipeline: bool = True  # overlap feature building with inference (TopTagProcessor's pipeline)
@@ -62,6 +81,11 @@ class JobSettings:
         self.base_config.replace(mode=self.mode)  # validates the mode
         if not self.inputs:
             raise ConfigError("no input files")
+        if self.working_point is not None and self.models is not None:
+            from ..training.working_points import working_point_cut
+
+            for m in self.models:
+                working_point_cut(m, self.working_point)  # a ConfigError names what the model has
 
 
 def expand_inputs(patterns) -> tuple[str, ...]:

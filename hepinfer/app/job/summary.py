@@ -98,6 +98,7 @@ def make_summary(
         "cutflow": cutflow,
         "settings": {
             "threshold": settings.threshold,
+            "working_point": settings.working_point,
             "schema": settings.schema,
             "treename": settings.treename,
             "htcondor": asdict(settings.htcondor) if settings.cluster == "htcondor" else None,

@@ -48,6 +48,7 @@ def train_bdt(x: np.ndarray, labels: np.ndarray, settings: BDTSettings, *, progr
         "seed": settings.seed,
         "nthread": settings.threads,
     }
+    history: dict = {}
     callbacks = []
     if progress:
         from tqdm.auto import tqdm
@@ -64,8 +65,9 @@ def train_bdt(x: np.ndarray, labels: np.ndarray, settings: BDTSettings, *, progr
         params,
         dtrain,
         num_boost_round=settings.rounds,
-        evals=[(dval, "val")],
+        evals=[(dtrain, "train"), (dval, "val")],  # early stopping watches the last one
         early_stopping_rounds=settings.early_stopping,
+        evals_result=history,
         verbose_eval=False,
         callbacks=callbacks,
     )
@@ -74,4 +76,10 @@ def train_bdt(x: np.ndarray, labels: np.ndarray, settings: BDTSettings, *, progr
     best = int(booster.best_iteration) + 1
     booster = booster[:best]  # keep only the trees up to the best validation loss
     log.info(f"{name}: {best} trees (early stopping on {n_val} validation jets)")
-    return booster, {"trees": best, "train_jets": len(train), "val_jets": n_val}
+    curve = {
+        "x_label": "trees",
+        "x": list(range(1, len(history["val"]["logloss"]) + 1)),
+        "series": {"train loss": history["train"]["logloss"], "validation loss": history["val"]["logloss"]},
+        "best": best,
+    }
+    return booster, {"trees": best, "train_jets": len(train), "val_jets": n_val, "curve": curve}

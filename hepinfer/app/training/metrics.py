@@ -1,8 +1,18 @@
-"""ROC, AUC and background rejection (numpy only), and the ROC plot."""
+"""ROC, AUC, background rejection, working points (numpy only).
+
+A jet is tagged when its score is above the working point's threshold.  Working points are named
+``<class>@<mistag>%`` (``top@1%``: the threshold where 1 % of the background jets are tagged) and
+``<class>@eff<efficiency>%`` (``top@eff50%``: where 50 % of the signal jets are), see
+:data:`MISTAG_RATES` and :data:`SIGNAL_EFFICIENCIES`.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+MISTAG_RATES = (0.01, 0.10)  # background efficiencies of the ``top@1%`` / ``top@10%`` working points
+SIGNAL_EFFICIENCIES = (0.30, 0.50)  # signal efficiencies of ``top@eff30%`` / ``top@eff50%``
+BOOTSTRAP = 200  # resamples for the AUC's uncertainty
 
 
 def roc_curve(labels: np.ndarray, scores: np.ndarray):
@@ -24,17 +34,130 @@ def auc(labels, scores) -> float:
     return float(np.trapezoid(eff_s, eff_b))
 
 
-def background_rejection(labels, scores, signal_efficiency: float) -> float:
-    """1 / background efficiency at the given signal efficiency (interpolated)."""
+def auc_bootstrap(labels, scores, n: int = BOOTSTRAP, seed: int = 0) -> float:
+    """Standard deviation of the AUC over ``n`` resamples of the jets (with replacement, classes
+    resampled apart so each keeps its count)."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    sig, bkg = np.flatnonzero(labels), np.flatnonzero(~labels)
+    values = []
+    for _ in range(n):
+        index = np.r_[rng.choice(sig, len(sig)), rng.choice(bkg, len(bkg))]
+        values.append(auc(labels[index], scores[index]))
+    return float(np.std(values, ddof=1)) if n > 1 else 0.0
+
+
+def background_rejection(labels, scores, signal_efficiency: float, *, bounded: bool = False) -> float:
+    """1 / background efficiency at the given signal efficiency (interpolated); where no background
+    jet passes, inf, or with ``bounded`` the number of background jets (the largest figure they can show)."""
     eff_s, eff_b = roc_curve(labels, scores)
     eb = float(np.interp(signal_efficiency, eff_s, eff_b))
-    return float("inf") if eb == 0 else 1.0 / eb
+    if eb == 0:
+        return float(np.sum(~np.asarray(labels).astype(bool))) if bounded else float("inf")
+    return 1.0 / eb
 
 
-def summary(labels, scores) -> dict:
+def signal_efficiency(labels, scores, mistag_rate: float) -> float:
+    """Signal efficiency at the given background efficiency (interpolated)."""
+    eff_s, eff_b = roc_curve(labels, scores)
+    return float(np.interp(mistag_rate, eff_b, eff_s))
+
+
+def percent(x: float) -> str:
+    return f"{100 * x:g}%"
+
+
+def working_point_names(signal: str = "top") -> tuple[str, ...]:
+    return tuple(f"{signal}@{percent(m)}" for m in MISTAG_RATES) + tuple(
+        f"{signal}@eff{percent(e)}" for e in SIGNAL_EFFICIENCIES
+    )
+
+
+def threshold_for(values, fraction: float) -> float:
+    """A threshold above which ``fraction`` of ``values`` lie (as near as ties allow): halfway between
+    two distinct neighbouring values, so that scores equal to a value are never on the edge."""
+    distinct, n = np.unique(np.asarray(values, dtype=np.float64), return_counts=True)
+    v, counts = distinct[::-1], np.cumsum(n[::-1])  # highest first; values at or above each
+    # cutting below the i-th distinct value tags counts[i] values; choose the count nearest the target
+    i = int(np.argmin(np.abs(counts - fraction * len(values))))
+    upper = v[i]
+    lower = v[i + 1] if i + 1 < len(v) else upper - max(1.0, abs(upper))
+    return float(0.5 * (upper + lower))
+
+
+def _tagged(labels, scores, threshold: float) -> tuple[float, float]:
+    tagged = scores > threshold
+    return float(tagged[labels].mean()), float(tagged[~labels].mean())
+
+
+def working_points(labels, scores, signal: str = "top") -> dict:
+    """{name: {threshold, signal_efficiency, mistag_rate, target}}: the score threshold of each working
+    point (a jet is tagged when its score > threshold) and the efficiencies it gives on these jets."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    sig, bkg = scores[labels], scores[~labels]
+    out = {}
+    for rate in MISTAG_RATES:
+        threshold = threshold_for(bkg, rate)
+        eff, mistag = _tagged(labels, scores, threshold)
+        out[f"{signal}@{percent(rate)}"] = {
+            "threshold": threshold,
+            "signal_efficiency": eff,
+            "mistag_rate": mistag,
+            "target": f"mistag rate {percent(rate)}",
+        }
+    for target in SIGNAL_EFFICIENCIES:
+        threshold = threshold_for(sig, target)
+        eff, mistag = _tagged(labels, scores, threshold)
+        out[f"{signal}@eff{percent(target)}"] = {
+            "threshold": threshold,
+            "signal_efficiency": eff,
+            "mistag_rate": mistag,
+            "target": f"signal efficiency {percent(target)}",
+        }
+    return out
+
+
+def summary(labels, scores, *, bootstrap: int = BOOTSTRAP, signal: str = "top", seed: int = 0) -> dict:
+    """AUC (and its bootstrap uncertainty), 1/eps_B at eps_S = 30 % and 50 %, eps_S at eps_B = 1 % and
+    10 %, the working points and the jets per class."""
+    labels = np.asarray(labels)
+    n_bkg = int(np.sum(labels == 0))
+    rejection = {e: background_rejection(labels, scores, e / 100, bounded=True) for e in (30, 50)}
     return {
         "auc": auc(labels, scores),
-        "rejection_at_30": background_rejection(labels, scores, 0.3),
-        "rejection_at_50": background_rejection(labels, scores, 0.5),
+        "auc_error": auc_bootstrap(labels, scores, bootstrap, seed) if bootstrap else None,
+        "rejection_at_30": rejection[30],
+        "rejection_at_50": rejection[50],
+        # figures that equal the number of background jets: fewer than one of them passes (a lower bound)
+        "rejection_bounded": [f"rejection_at_{e}" for e, r in rejection.items() if r >= n_bkg],
+        "efficiency_at_1": signal_efficiency(labels, scores, 0.01),
+        "efficiency_at_10": signal_efficiency(labels, scores, 0.10),
+        "working_points": working_points(labels, scores, signal),
         "jets": {"top": int(np.sum(labels == 1)), "qcd": int(np.sum(labels == 0))},
     }
+
+
+def rejection(m: dict, efficiency: int) -> str:
+    """1/eps_B at ``efficiency`` % of a :func:`summary` as text: ``>= N`` where at most one background jet passes."""
+    key = f"rejection_at_{efficiency}"
+    return (">= " if key in m.get("rejection_bounded", ()) else "") + f"{m[key]:.0f}"
+
+
+def describe(name: str, m: dict) -> str:
+    """Lines a person reads: the figures of :func:`summary` for ``name``."""
+    err = f" ± {m['auc_error']:.4f}" if m.get("auc_error") is not None else ""
+    lines = [
+        f"{name}: AUC {m['auc']:.4f}{err} on {m['jets']['top']} top and {m['jets']['qcd']} QCD jets",
+        f"  1/eps_B {rejection(m, 30)} at eps_S = 30 %, {rejection(m, 50)} at eps_S = 50 %",
+        f"  eps_S {100 * m['efficiency_at_1']:.1f} % at mistag rate 1 %, "
+        f"{100 * m['efficiency_at_10']:.1f} % at mistag rate 10 %",
+        "  working points (tagged when score > threshold):",
+    ]
+    for wp, v in m.get("working_points", {}).items():
+        lines.append(
+            f"    {wp:<12} threshold {v['threshold']:.6g}  eps_S {100 * v['signal_efficiency']:.1f} %  "
+            f"mistag {100 * v['mistag_rate']:.2f} %"
+        )
+    return "\n".join(lines)

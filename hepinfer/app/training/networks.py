@@ -1,9 +1,17 @@
 """Training of the networks (torch, build-time extra): seeded, with a progress bar, CPU or GPU.
 
 AdamW with a linear warm-up (first 5 % of steps) and a cosine decay to zero; cross-entropy on the
-logits; the epoch with the lowest validation loss is kept.  ``max_minutes`` bounds the run: after
-the first epoch the number of epochs is cut to what fits, and the schedule is re-planned for it.
-On CUDA, TF32 matrix products are allowed (fp32 storage).
+logits; the epoch with the lowest validation loss is kept (each epoch's losses, accuracy and
+validation AUC are returned: the learning curve).  On CUDA, TF32 matrix products are allowed (fp32
+storage).
+
+Before the first epoch a few batches are timed on a copy of the network (forward, backward, step)
+and the run's length is extrapolated to epochs x batches and logged ("about 38 min on cpu"); with
+``estimate_only`` that is all that runs.
+``max_minutes`` bounds the run: the schedule is planned for the epochs that this estimate says fit,
+and after the first epoch, measured, they are cut again if fewer fit.
+With ``augment``, jet images (4-d inputs) are reflected at random in eta and in phi, batch by batch:
+both are symmetries of the top-vs-QCD problem (the images are neither rotated nor flipped when built).
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ class TrainSettings:
     val_fraction: float = 0.1
     max_minutes: float | None = None
     progress: bool = True
+    augment: bool = False
+    estimate_only: bool = False  # time a few batches, print the estimate, train nothing
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -41,6 +51,52 @@ def _device(torch, name: str):
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    from .metrics import auc
+
+    return auc(labels, scores) if 0 < labels.sum() < len(labels) else None
+
+
+def _flip(torch, xs: list, gen) -> list:
+    """Each 4-d input (N, C, eta, phi) reflected at random in eta and in phi, per jet."""
+    out = []
+    for x in xs:
+        if x.dim() == 4:
+            for axis in (2, 3):
+                pick = torch.rand(len(x), generator=gen, device="cpu") < 0.5
+                pick = pick.to(x.device)
+                x = torch.where(pick[:, None, None, None], x.flip(axis), x)
+        out.append(x)
+    return out
+
+
+def _seconds_per_batch(torch, net, batch, loss_fn, settings: TrainSettings, device, runs: int = 3) -> float:
+    """Seconds per training step of ``net``, measured on a copy (one warm-up step, then ``runs``)."""
+    probe = copy.deepcopy(net).train()
+    opt = torch.optim.AdamW(probe.parameters(), lr=settings.lr)
+    xs, y = batch
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn(probe.logits(*xs), y).backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    step()
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        step()
+    return (time.perf_counter() - t0) / runs
+
+
+def estimate_text(seconds_per_batch: float, batches: int, epochs: int, device: str, max_minutes=None) -> str:
+    minutes = seconds_per_batch * batches * epochs / 60
+    when = f"about {minutes:.0f} min on {device}" if minutes >= 1 else f"about {minutes * 60:.0f} s on {device}"
+    bound = f"; --max-minutes {max_minutes:g} cuts the epochs to fit" if max_minutes and minutes > max_minutes else ""
+    return f"{when} ({seconds_per_batch:.3g} s per batch x {batches} batches x {epochs} epochs){bound}"
 
 
 def train_network(model: str, inputs: dict, labels: np.ndarray, settings: TrainSettings):
@@ -82,12 +138,22 @@ def train_network(model: str, inputs: dict, labels: np.ndarray, settings: TrainS
             sel = torch.from_numpy(index[start : start + settings.batch_size]).to(device)
             yield [tensors[k][sel] for k in spec.input_names], target[sel]
 
+    first = next(batches(train_idx[: settings.batch_size], False))
+    spb = _seconds_per_batch(torch, net, first, loss_fn, settings, device)
+    estimate = estimate_text(spb, steps_per_epoch, planned_epochs, device.type, settings.max_minutes)
+    log.info(f"{spec.name}: {len(train_idx)} training jets; {estimate}")
+    if settings.estimate_only:
+        info = {"estimate": estimate, "seconds_per_batch": spb, "device": str(device), "train_jets": len(train_idx)}
+        return None, info
+    if settings.max_minutes:  # plan the schedule for the epochs that fit (checked again after the first)
+        planned_epochs = max(1, min(planned_epochs, int(settings.max_minutes * 60 / (spb * steps_per_epoch))))
+    gen = torch.Generator().manual_seed(settings.seed)
     bar = None
     if settings.progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=planned_epochs * steps_per_epoch, desc=f"train {spec.name} ({device.type})", unit="batch")
-    history, best, best_loss, step = [], None, float("inf"), 0
+    history, best, best_loss, best_epoch, step = [], None, float("inf"), 0, 0
     t_start = time.perf_counter()
     epoch = 0
     while epoch < planned_epochs:
@@ -97,6 +163,8 @@ def train_network(model: str, inputs: dict, labels: np.ndarray, settings: TrainS
         for xs, y in batches(train_idx, shuffle=True):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
+            if settings.augment:
+                xs = _flip(torch, xs, gen)
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(net.logits(*xs), y)
             loss.backward()
@@ -106,17 +174,19 @@ def train_network(model: str, inputs: dict, labels: np.ndarray, settings: TrainS
             if bar is not None:
                 bar.update(1)
         net.eval()
-        val_loss, correct = 0.0, 0
+        val_loss, correct, val_scores = 0.0, 0, []
         with torch.no_grad():
             for xs, y in batches(val_idx, shuffle=False):
                 logits = net.logits(*xs)
                 val_loss += float(loss_fn(logits, y)) * len(y)
                 correct += int((logits.argmax(1) == y).sum())
+                val_scores.append((logits[:, 1] - logits[:, 0]).cpu().numpy())
         rec = {
             "epoch": epoch + 1,
             "train_loss": total_loss / len(train_idx),
             "val_loss": val_loss / len(val_idx),
             "val_accuracy": correct / len(val_idx),
+            "val_auc": _auc(labels[val_idx], np.concatenate(val_scores)),
             "seconds": time.perf_counter() - t0,
         }
         history.append(rec)
@@ -125,7 +195,7 @@ def train_network(model: str, inputs: dict, labels: np.ndarray, settings: TrainS
             f"{rec['val_loss']:.4f}, val acc {rec['val_accuracy']:.4f} ({rec['seconds']:.1f} s)"
         )
         if rec["val_loss"] < best_loss:
-            best_loss, best = rec["val_loss"], copy.deepcopy(net.state_dict())
+            best_loss, best, best_epoch = rec["val_loss"], copy.deepcopy(net.state_dict()), rec["epoch"]
         epoch += 1
         if epoch == 1 and settings.max_minutes:
             fit = int(settings.max_minutes * 60 / max(rec["seconds"], 1e-3))
@@ -141,8 +211,11 @@ def train_network(model: str, inputs: dict, labels: np.ndarray, settings: TrainS
     return net.cpu(), {
         "epochs": history,
         "best_val_loss": best_loss,
+        "best_epoch": best_epoch,
         "device": str(device),
         "minutes": (time.perf_counter() - t_start) / 60,
+        "estimate": estimate,
+        "seconds_per_batch": spb,
         "train_jets": len(train_idx),
         "val_jets": len(val_idx),
     }

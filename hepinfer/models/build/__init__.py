@@ -1,7 +1,7 @@
 """Build the model artefacts into ``$HEPINFER_HOME/models`` (build time only: torch, imported lazily).
 
 ``hepinfer models build`` (and ``hepinfer setup``) run :func:`build_all`.  A model whose trained
-artefact ships with the package (ParticleNet, the BDT) is installed from it
+artefact ships with the package (ParticleNet, the compact ResNet, the BDTs) is installed from it
 (:mod:`hepinfer.models.catalogue`).  A network without shipped weights (ResNet50) gets seeded random
 weights with batch-norm statistics calibrated on toy inputs (so scores spread over (0, 1) instead of
 saturating), is exported to ONNX with a dynamic batch axis by torch's TorchScript exporter (no
@@ -55,6 +55,13 @@ def network(name: str):
         from .particlenet import ParticleNet
 
         return ParticleNet(num_features=spec.input("features").shape[0], k=int(spec.extra["k"]))
+    if name == "resnet":
+        from .compact_resnet import CompactResNet
+
+        x = spec.extra
+        return CompactResNet(
+            tuple(x["widths"]), tuple(x["blocks"]), spec.input("images").shape[0], stem_stride=int(x["stem_stride"])
+        )
     if name == "resnet50":
         from .resnet import resnet50
 

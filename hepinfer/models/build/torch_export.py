@@ -32,7 +32,7 @@ from ..catalogue import artefact_path, manifest, manifest_path, torch_artefact_p
 from ..toy import toy_inputs
 
 TORCH_TOLERANCE = 1e-4  # what the build refuses; measured: ParticleNet ~2e-6, ResNet50 ~1e-5
-NETWORKS = ("particlenet", "resnet50")
+NETWORKS = ("particlenet", "resnet", "resnet50")
 
 
 def _sha256(path: Path) -> str:

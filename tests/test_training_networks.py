@@ -1,0 +1,131 @@
+"""Training the networks on jet images: the compact ResNet end to end (tiny), ResNet50 trained into the
+artefact cache (its UNTRAINED label goes), image reflections, the compact ResNet's architecture."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from hepinfer.models import catalogue, get_spec
+
+pytestmark = pytest.mark.build  # torch
+
+
+def test_compact_resnet_is_small_and_reads_resnet50s_images():
+    import torch
+
+    from hepinfer.models.build import network
+    from hepinfer.models.build.compact_resnet import BasicBlock
+
+    spec, big = get_spec("resnet"), get_spec("resnet50")
+    assert spec.inputs == big.inputs and spec.outputs == big.outputs and spec.classes == big.classes
+    net = network("resnet").eval()
+    blocks = [m for m in net.modules() if isinstance(m, BasicBlock)]
+    assert len(blocks) == sum(spec.extra["blocks"])
+    params = sum(p.numel() for p in net.parameters())
+    assert params * 4 < 5 * 1024 * 1024  # fp32 weights fit the 5 MB a shipped file may have
+    x = torch.zeros(3, *spec.input("images").shape)
+    x[1, 0, 32, 32] = 1.0
+    with torch.no_grad():
+        out = net(x)
+    assert out.shape == (3, 2) and torch.allclose(out.sum(1), torch.ones(3))
+
+
+def test_reflections_keep_each_image_or_mirror_it():
+    import torch
+
+    from hepinfer.app.training.networks import _flip
+
+    images = torch.arange(8 * 3 * 4 * 4, dtype=torch.float32).reshape(8, 3, 4, 4)
+    other = torch.ones(8, 5)
+    flipped, same = _flip(torch, [images, other], torch.Generator().manual_seed(0))
+    assert same is other  # only 4-d inputs (images) are reflected
+    seen = set()
+    for a, b in zip(images, flipped):
+        kinds = {
+            name
+            for name, c in (("id", a), ("eta", a.flip(1)), ("phi", a.flip(2)), ("both", a.flip(1).flip(2)))
+            if torch.equal(b, c)
+        }
+        assert kinds
+        seen |= kinds
+    assert len(seen) > 1
+
+
+@pytest.mark.slow
+def test_train_compact_resnet_exports_card_and_learning_curve(generated, tmp_path):
+    from hepinfer.app.training import TrainSettings, train
+    from hepinfer.runtime.local import LocalRuntime
+
+    files = [str(generated["ttbar"]), str(generated["qcd"])]
+    folder = tmp_path / "resnet"
+    result = train(
+        "resnet",
+        files,
+        out_dir=folder,
+        test=files,
+        settings=TrainSettings(epochs=2, batch_size=16, device="cpu", progress=False, augment=True),
+        max_jets=48,
+    )
+    info = result["training"]
+    assert info["onnx_vs_torch_max_abs_diff"] < 1e-4 and len(info["epochs"]) == 2
+    assert info["estimate"].startswith("about ") and " on cpu (" in info["estimate"]
+    curve = json.loads((folder / "learning_curve.json").read_text())
+    assert curve["x"] == [1, 2] and curve["series"]["validation loss"] == [e["val_loss"] for e in info["epochs"]]
+    assert set(result["working_points"]) == {"top@1%", "top@10%", "top@eff30%", "top@eff50%"}
+    card = (folder / "model_card.md").read_text()
+    assert "| epoch | train loss | validation loss |" in card and "![learning curve](learning_curve.png)" in card
+    rt = LocalRuntime("resnet", artefact=folder / "model.onnx")
+    from hepinfer.models.toy import toy_inputs
+
+    assert rt.infer(toy_inputs("resnet", 3))["softmax"].shape == (3, 2)
+
+
+@pytest.mark.slow
+def test_training_resnet50_into_the_cache_removes_the_untrained_label(generated, tmp_path, monkeypatch, capsys):
+    """One tiny batch: the estimate is printed before training, the weights land in the artefact cache
+    with manifest and model card, and every label stops saying UNTRAINED."""
+    from hepinfer.app.job.settings import model_choices
+    from hepinfer.app.training import TrainSettings, train
+    from hepinfer.logs import console
+
+    monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
+    catalogue.manifest_path("resnet50").parent.mkdir(parents=True)
+    catalogue.manifest_path("resnet50").write_text(json.dumps({"weights": "random"}))
+    assert "UNTRAINED" in catalogue.weights_note("resnet50")
+    assert ("resnet50 (UNTRAINED)", "resnet50") in model_choices()
+    console()
+    train(
+        "resnet50",
+        [str(generated["ttbar"]), str(generated["qcd"])],
+        settings=TrainSettings(epochs=1, batch_size=32, device="auto", progress=False),
+        max_jets=20,  # the fewest train() takes: 18 for training, one batch
+        command="hepinfer train resnet50 (test)",
+    )
+    printed = capsys.readouterr().out
+    assert "resnet50: 18 training jets; about " in printed and " x 1 batches x 1 epochs)" in printed
+    assert printed.index("about ") < printed.index("resnet50 epoch 1/1")
+    assert catalogue.is_trained("resnet50") and catalogue.weights_note("resnet50") == "trained"
+    assert ("resnet50", "resnet50") in model_choices()
+    folder = catalogue.artefact_path("resnet50").parent
+    assert (folder / "model_card.md").exists() and (folder / "learning_curve.png").exists()
+    artefact = catalogue.artefact_path("resnet50").read_bytes()
+    assert catalogue.manifest("resnet50")["sha256"] == hashlib.sha256(artefact).hexdigest()
+    assert np.isfinite(catalogue.manifest("resnet50")["training"]["seconds_per_batch"])
+
+
+@pytest.mark.slow
+def test_estimate_only_times_batches_and_writes_nothing(generated, tmp_path, monkeypatch):
+    from hepinfer.app.training import BDTSettings, TrainSettings, train
+    from hepinfer.errors import ConfigError
+
+    monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
+    sample = [str(generated["ttbar"]), str(generated["qcd"])]
+    settings = TrainSettings(epochs=3, batch_size=8, device="cpu", progress=False, estimate_only=True)
+    result = train("resnet", sample, settings=settings, max_jets=40)
+    assert result["estimate"].endswith("x 3 epochs)") and " x 5 batches " in result["estimate"]
+    assert result["training"]["seconds_per_batch"] > 0
+    assert not catalogue.artefact_path("resnet").exists() and not catalogue.manifest_path("resnet").exists()
+    with pytest.raises(ConfigError, match="bdt: a time estimate is for the networks"):
+        train("bdt", sample, settings=settings, bdt_settings=BDTSettings())
