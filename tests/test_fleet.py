@@ -222,6 +222,7 @@ def test_saturation_guard_answers_unavailable_and_clients_retry(fleet, inputs):
     with pytest.raises(ServerUnavailable, match="saturated") as refused:
         probe(inputs)
     assert "after 3 attempts" in str(refused.value)  # UNAVAILABLE is retried by hepinfer's client
+    assert "turned the request away" in str(refused.value) and "hepinfer serve" not in str(refused.value)
     load.stop()
     _wait(lambda: not fleet.saturated, 20, "the guard lowered once the load stopped")
     probe(inputs)

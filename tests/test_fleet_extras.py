@@ -163,7 +163,7 @@ def _record(run_dir, t0=1_000.0):
 
 
 def test_history_is_recorded_and_the_timeline_renders(tmp_path):
-    from hepinfer.app.plotting_fleet import timeline_png
+    from hepinfer.app.plotting import timeline_png
     from hepinfer.serving.fleet.timeline import read_history, timeline_html
 
     _record(tmp_path / "run")

@@ -116,7 +116,7 @@ def _timeline(run_dir, out) -> None:
     """timeline.png and timeline.html of the fleet of ``run_dir`` into the folder ``out``."""
     from pathlib import Path
 
-    from ..app.plotting_fleet import timeline_png
+    from ..app.plotting import timeline_png
     from ..serving.fleet.timeline import find_history, read_history, write_html
 
     timeline = read_history(find_history(run_dir))

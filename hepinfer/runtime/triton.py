@@ -214,6 +214,9 @@ class TritonRuntime:
             or "timeout" in type(err).__name__.lower()
         ):
             return InferenceTimeout(f"{action}: no answer from {where} within {self.config.timeout_s:g} s ({text})")
+        if "hepinfer fleet" in low:  # the fleet's front refused (rate limit, saturation): it is up
+            busy = f"{self.url} turned the request away: {text.strip()}. It runs: wait for it to scale, send less"
+            return ServerUnavailable(f"{action}: the fleet at {busy}, or raise retries / retry_total_s")
         if "unavailable" in low or "connect" in low or "refused" in low or isinstance(err, ConnectionError):
             return ServerUnavailable(
                 f"{action}: cannot reach the Triton server at {self.url}: {text.strip()}. "

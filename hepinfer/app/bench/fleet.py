@@ -25,7 +25,7 @@ import numpy as np
 
 from ...errors import ConfigError, HepinferError
 from ...models import SPECS
-from ..plotting_fleet import fleet_bench_png
+from ..plotting import fleet_bench_png
 from .study import Option, Point, Study
 
 SETUPS = ("fixed", "autoscaled")

@@ -1,5 +1,5 @@
-"""The packing of :func:`.plan.make_plan`: models placed first-fit decreasing on memory and
-utilisation, interference respected (see :mod:`.plan` for the method)."""
+"""The packing of :func:`hepinfer.app.profiling.plan.make_plan`: models placed first-fit decreasing on memory and
+utilisation, interference respected (see :mod:`hepinfer.app.profiling.plan` for the method)."""
 
 from __future__ import annotations
 

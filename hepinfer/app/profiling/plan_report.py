@@ -214,7 +214,7 @@ def write_plan(plan: Plan, out, flavour: str = "embedded", repositories: bool = 
     """Write the repositories (unless ``repositories=False``), plan.md, plan.json and plan.png into
     ``out``; return {"markdown": text, "json": path, "md": path, "png": path, "repositories": [...]}."""
     from ...serving.repository import write_repository
-    from ..plotting_plan import plan_figure
+    from ..plotting import plan_figure
 
     if flavour not in FLAVOURS:
         raise ConfigError(f"--flavour must be one of {FLAVOURS}, got {flavour!r}")

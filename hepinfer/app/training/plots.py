@@ -18,7 +18,7 @@ LEARNING_CURVE_JSON = "learning_curve.json"
 
 def scores(labels, values, path, *, title: str, working_points: dict | None = None) -> Path:
     """Score distributions of top and QCD jets (normalised, log scale), with the working points' thresholds."""
-    fig, axes = plotting._figure(5.5, 4.0)
+    fig, axes = plotting.figure(5.5, 4.0)
     ax = axes[0][0]
     labels = np.asarray(labels).astype(bool)
     values = np.asarray(values, dtype=np.float64)
@@ -32,7 +32,7 @@ def scores(labels, values, path, *, title: str, working_points: dict | None = No
     ax.set_ylabel("jets (normalised)")
     ax.set_title(title)
     ax.legend(fontsize=7)
-    return plotting._save(fig, path, dpi=100)
+    return plotting.save(fig, path, dpi=100)
 
 
 def network_curve(training: dict) -> dict:
@@ -53,7 +53,7 @@ def learning_curve(curve: dict, folder, *, title: str) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / LEARNING_CURVE_JSON
     data.write_text(json.dumps(curve, indent=1) + "\n")
-    fig, axes = plotting._figure(5.5, 3.8)
+    fig, axes = plotting.figure(5.5, 3.8)
     ax = axes[0][0]
     marker = "o-" if len(curve["x"]) <= 60 else "-"
     for name, values in curve["series"].items():
@@ -65,7 +65,7 @@ def learning_curve(curve: dict, folder, *, title: str) -> tuple[Path, Path]:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return plotting._save(fig, folder / LEARNING_CURVE, dpi=100), data
+    return plotting.save(fig, folder / LEARNING_CURVE, dpi=100), data
 
 
 def evaluation(name: str, labels, values, folder, working_points: dict | None, *, title: str) -> dict[str, str]:

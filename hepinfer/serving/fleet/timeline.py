@@ -1,7 +1,7 @@
 """A fleet's run over time: its recorded history (``history.jsonl`` in the run directory, written by
 :func:`.status.append_history`) read back, and drawn as a self-contained HTML page (inline SVG, no
 script, no external file).  The PNG of the same panels is drawn by
-:func:`hepinfer.app.plotting_fleet.timeline_png`; ``hepinfer fleet status --timeline DIR`` and
+:func:`hepinfer.app.plotting.timeline_png`; ``hepinfer fleet status --timeline DIR`` and
 ``hepinfer fleet up --timeline DIR`` write both.
 
 Panels, against seconds since the first sample: the replicas in rotation (and the target), the

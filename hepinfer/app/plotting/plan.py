@@ -1,12 +1,12 @@
 """The figure of ``hepinfer plan``: which model runs on which device, and how much of each device's
-utilisation and memory it takes, with the headroom left (drawn as :mod:`.plotting` draws: a
+utilisation and memory it takes, with the headroom left (drawn as :mod:`.figure` draws: a
 ``Figure`` saved directly, no pyplot)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .plotting import _figure, _save
+from .figure import figure, save
 
 HEADROOM = "#e6e6e6"
 
@@ -17,7 +17,7 @@ def plan_figure(plan, path) -> Path:
     devices = plan.devices
     models = list(dict.fromkeys([*plan.demand, *(p.model for p in plan.placements)]))
     colours = {m: f"C{i % 10}" for i, m in enumerate(models)}
-    fig, axes = _figure(10, 1.4 + 0.45 * max(len(devices), 1), 1, 2)
+    fig, axes = figure(10, 1.4 + 0.45 * max(len(devices), 1), 1, 2)
     panels = (
         ("utilisation (of the device)", lambda p, d: p.share / d.capacity, lambda d: 1.0),
         ("memory (of the device's, less the margin kept free)", lambda p, d: p.memory_bytes, plan.usable_memory),
@@ -61,4 +61,4 @@ def plan_figure(plan, path) -> Path:
     )
     fig.suptitle(f"serving plan: {status}", fontsize=9, y=0.02, va="bottom")
     fig.tight_layout(rect=(0, 0.05, 1, 0.9))
-    return _save(fig, path, tight=False)
+    return save(fig, path, tight=False)

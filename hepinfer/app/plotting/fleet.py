@@ -1,4 +1,4 @@
-"""The fleet's figures (drawn as :mod:`.plotting` draws: a ``Figure`` saved directly, no pyplot): a
+"""The fleet's figures (drawn as :mod:`.figure` draws: a ``Figure`` saved directly, no pyplot): a
 fleet's timeline from its recorded history, and the ``hepinfer bench fleet`` timelines."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..serving.fleet.timeline import COLOURS, PANELS, Timeline
-from .plotting import _figure, _save
+from ...serving.fleet.timeline import COLOURS, PANELS, Timeline
+from .figure import figure, save
 
 
 def _decision_lines(ax, timeline: Timeline, t0: float) -> None:
@@ -18,7 +18,7 @@ def _decision_lines(ax, timeline: Timeline, t0: float) -> None:
 def timeline_png(timeline: Timeline, path, title: str = "") -> Path:
     """A panel per :data:`~hepinfer.serving.fleet.timeline.PANELS` entry against seconds since the
     first sample; scaling decisions as vertical lines (up green, down red, replace orange)."""
-    fig, axes = _figure(8, 1.9 * len(PANELS), len(PANELS), 1)
+    fig, axes = figure(8, 1.9 * len(PANELS), len(PANELS), 1)
     span = max((timeline.samples[-1]["time"] - timeline.t0) if timeline.samples else 0.0, 1.0)
     for (key, name), row in zip(PANELS, axes):
         ax = row[0]
@@ -41,7 +41,7 @@ def timeline_png(timeline: Timeline, path, title: str = "") -> Path:
     axes[-1][0].set_xlabel("seconds")
     if title:
         axes[0][0].set_title(title, fontsize=9)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def fleet_bench_png(rows: Sequence[dict], path, max_replicas: int) -> Path:
@@ -53,7 +53,7 @@ def fleet_bench_png(rows: Sequence[dict], path, max_replicas: int) -> Path:
         ("t", "replicas", "replicas in rotation"),
         ("t", "queue_ms", "queue ms per request"),
     )
-    fig, axes = _figure(8, 2.1 * len(panels), len(panels), 1)
+    fig, axes = figure(8, 2.1 * len(panels), len(panels), 1)
     for k, r in enumerate(rows):
         run, colour = r.get("timeline") or {}, f"C{k % 10}"
         label = f"{r['setup']}, {r['workers']} worker{'s' if r['workers'] > 1 else ''}"
@@ -75,4 +75,4 @@ def fleet_bench_png(rows: Sequence[dict], path, max_replicas: int) -> Path:
     axes[0][0].legend(fontsize=6)
     axes[-1][0].set_xlabel("seconds since the load started")
     axes[0][0].set_title(f"dotted: one fixed replica; solid: autoscaled, 1 to {max_replicas} replicas", fontsize=9)
-    return _save(fig, path)
+    return save(fig, path)

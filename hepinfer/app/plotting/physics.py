@@ -1,0 +1,79 @@
+"""Physics figures: ROC curves and the example processor's histograms (CMS style, mplhep)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from .figure import DPI, figure, save
+
+
+# -- physics -------------------------------------------------------------------------------------
+def roc(curves: dict, path, title: str = "top vs QCD") -> Path:
+    """``curves``: name -> (labels, scores).  Background rejection against signal efficiency, log scale."""
+    from ..training.metrics import auc, roc_curve
+
+    fig, axes = figure(5.5, 4.5)
+    ax = axes[0][0]
+    for name, (labels, scores) in curves.items():
+        eff_s, eff_b = roc_curve(labels, scores)
+        ok = eff_b > 0
+        ax.plot(eff_s[ok], 1.0 / eff_b[ok], label=f"{name} (AUC {auc(labels, scores):.4f})")
+    ax.set_yscale("log")
+    ax.set_xlabel("signal efficiency (top)")
+    ax.set_ylabel("background rejection 1/$\\epsilon_B$ (QCD)")
+    ax.set_xlim(0, 1)
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title(title)
+    ax.legend()
+    return save(fig, path, dpi=120)
+
+
+def analysis_plots(hists: dict, folder, models: Iterable[str], cms_taggers: Iterable[str] = ()) -> list[Path]:
+    """The example processor's histograms in the CMS style of mplhep: P(top) per model, the soft-drop
+    mass of tagged / untagged jets per model, and, where the files carry CMS's own tagger scores
+    (``cms_taggers``), those beside hepinfer's (``score_cms.png``)."""
+    import mplhep as hep
+    from matplotlib import style
+    from matplotlib.figure import Figure
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    models = list(models)
+    written = []
+    with style.context(hep.style.CMS):
+        fig = Figure(figsize=(8, 6))
+        ax = fig.subplots()
+        for m in models:
+            hep.histplot(hists["score"][{"model": m}], ax=ax, label=m)
+        ax.set_xlabel("P(top)")
+        ax.set_ylabel("fat jets")
+        ax.set_yscale("log")
+        ax.legend(title="hepinfer")
+        written.append(folder / "score.png")
+        fig.savefig(written[-1], dpi=DPI, bbox_inches="tight")
+        for m in models:
+            fig = Figure(figsize=(8, 6))
+            ax = fig.subplots()
+            for tag in ("tagged", "untagged"):
+                hep.histplot(hists["msoftdrop"][{"model": m, "tag": tag}], ax=ax, label=f"{tag}")
+            ax.set_xlabel("soft-drop mass [GeV]")
+            ax.set_ylabel("fat jets")
+            ax.legend(title=m)
+            written.append(folder / f"msoftdrop_{m}.png")
+            fig.savefig(written[-1], dpi=DPI, bbox_inches="tight")
+        cms_taggers = list(cms_taggers)
+        if cms_taggers:
+            fig = Figure(figsize=(8, 6))
+            ax = fig.subplots()
+            for m in models:
+                hep.histplot(hists["score"][{"model": m}], ax=ax, label=f"hepinfer {m}")
+            for tagger in cms_taggers:
+                hep.histplot(hists["cms_score"][{"tagger": tagger}], ax=ax, label=f"CMS {tagger}", linestyle="--")
+            ax.set_xlabel("top score")
+            ax.set_ylabel("fat jets")
+            ax.set_yscale("log")
+            ax.legend(title="hepinfer and the file's CMS taggers", fontsize="small")
+            written.append(folder / "score_cms.png")
+            fig.savefig(written[-1], dpi=DPI, bbox_inches="tight")
+    return written
