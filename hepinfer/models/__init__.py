@@ -80,6 +80,12 @@ NANOAOD_BDT_FEATURES = (
 )
 
 P = PARTICLENET_MAX_PARTICLES
+_JET_IMAGES = TensorSpec(
+    "images",
+    "float32",
+    (len(JET_IMAGE_CHANNELS), JET_IMAGE_PIXELS, JET_IMAGE_PIXELS),
+    "jet image channels: " + ", ".join(JET_IMAGE_CHANNELS),
+)
 _softmax = (TensorSpec("softmax", "float32", (2,), "P(QCD), P(top)"),)
 TOP_VS_QCD = ("qcd", "top")  # the classes along the taggers' outputs
 
@@ -107,14 +113,7 @@ SPECS: Registry = Registry(
         ),
         ModelSpec(
             name="resnet50",
-            inputs=(
-                TensorSpec(
-                    "images",
-                    "float32",
-                    (len(JET_IMAGE_CHANNELS), JET_IMAGE_PIXELS, JET_IMAGE_PIXELS),
-                    "jet image channels: " + ", ".join(JET_IMAGE_CHANNELS),
-                ),
-            ),
+            inputs=(_JET_IMAGES,),
             outputs=_softmax,
             classes=TOP_VS_QCD,
             # 64 images x 48 KiB = 3 MiB stays under gRPC's default 4 MiB message limit.
@@ -160,14 +159,7 @@ SPECS: Registry = Registry(
         ),
         ModelSpec(
             name="resnet",
-            inputs=(
-                TensorSpec(
-                    "images",
-                    "float32",
-                    (len(JET_IMAGE_CHANNELS), JET_IMAGE_PIXELS, JET_IMAGE_PIXELS),
-                    "jet image channels: " + ", ".join(JET_IMAGE_CHANNELS),
-                ),
-            ),
+            inputs=(_JET_IMAGES,),
             outputs=_softmax,
             classes=TOP_VS_QCD,
             max_batch_size=64,  # as resnet50: 64 images fit one gRPC message

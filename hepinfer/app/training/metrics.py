@@ -97,25 +97,13 @@ def working_points(labels, scores, signal: str = "top") -> dict:
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
     sig, bkg = scores[labels], scores[~labels]
+    targets = [(f"{signal}@{percent(r)}", bkg, r, f"mistag rate {percent(r)}") for r in MISTAG_RATES]
+    targets += [(f"{signal}@eff{percent(e)}", sig, e, f"signal efficiency {percent(e)}") for e in SIGNAL_EFFICIENCIES]
     out = {}
-    for rate in MISTAG_RATES:
-        threshold = threshold_for(bkg, rate)
+    for name, side, fraction, target in targets:
+        threshold = threshold_for(side, fraction)
         eff, mistag = _tagged(labels, scores, threshold)
-        out[f"{signal}@{percent(rate)}"] = {
-            "threshold": threshold,
-            "signal_efficiency": eff,
-            "mistag_rate": mistag,
-            "target": f"mistag rate {percent(rate)}",
-        }
-    for target in SIGNAL_EFFICIENCIES:
-        threshold = threshold_for(sig, target)
-        eff, mistag = _tagged(labels, scores, threshold)
-        out[f"{signal}@eff{percent(target)}"] = {
-            "threshold": threshold,
-            "signal_efficiency": eff,
-            "mistag_rate": mistag,
-            "target": f"signal efficiency {percent(target)}",
-        }
+        out[name] = {"threshold": threshold, "signal_efficiency": eff, "mistag_rate": mistag, "target": target}
     return out
 
 

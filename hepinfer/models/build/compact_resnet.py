@@ -9,33 +9,24 @@ The widths and blocks come from the ``resnet`` ModelSpec's ``extra``.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
+from .resnet import Residual, ResidualNet
 
-class BasicBlock(nn.Module):
+
+class BasicBlock(Residual):
     def __init__(self, in_planes: int, planes: int, stride: int = 1):
-        super().__init__()
-        self.body = nn.Sequential(
+        body = nn.Sequential(
             nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False),
             nn.BatchNorm2d(planes),
             nn.ReLU(inplace=True),
             nn.Conv2d(planes, planes, 3, padding=1, bias=False),
             nn.BatchNorm2d(planes),
         )
-        self.downsample = None
-        if stride != 1 or in_planes != planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
-            )
-        self.act = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.act(self.body(x) + identity)
+        super().__init__(body, in_planes, planes, stride)
 
 
-class CompactResNet(nn.Module):
+class CompactResNet(ResidualNet):
     def __init__(
         self,
         widths: tuple[int, ...] = (32, 64, 128),
@@ -44,10 +35,9 @@ class CompactResNet(nn.Module):
         num_classes: int = 2,
         stem_stride: int = 2,
     ):
-        super().__init__()
         if len(widths) != len(blocks) or not widths:
             raise ValueError(f"widths {widths} and blocks {blocks}: one width per stage")
-        self.stem = nn.Sequential(
+        stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 3, stride=stem_stride, padding=1, bias=False),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
@@ -59,16 +49,4 @@ class CompactResNet(nn.Module):
                 stage.append(BasicBlock(in_planes, planes, 2 if (i > 0 and b == 0) else 1))
                 in_planes = planes
             stages.append(nn.Sequential(*stage))
-        self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(in_planes, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (what is exported and served)."""
-        return torch.softmax(self.logits(images), dim=1)
-
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(self.stages(self.stem(images))).flatten(1))
+        super().__init__(stem, nn.Sequential(*stages), in_planes, num_classes)

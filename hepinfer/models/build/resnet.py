@@ -11,22 +11,13 @@ import torch
 from torch import nn
 
 
-class Bottleneck(nn.Module):
-    expansion = 4
+class Residual(nn.Module):
+    """A residual block: ``body(x)`` plus the shortcut (a strided 1x1 convolution with batch norm
+    where the shape changes), then ReLU."""
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+    def __init__(self, body: nn.Module, in_planes: int, out: int, stride: int):
         super().__init__()
-        out = planes * self.expansion
-        self.body = nn.Sequential(
-            nn.Conv2d(in_planes, planes, 1, bias=False),
-            nn.BatchNorm2d(planes),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False),
-            nn.BatchNorm2d(planes),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(planes, out, 1, bias=False),
-            nn.BatchNorm2d(out),
-        )
+        self.body = body
         self.downsample = None
         if stride != 1 or in_planes != out:
             self.downsample = nn.Sequential(
@@ -39,10 +30,49 @@ class Bottleneck(nn.Module):
         return self.act(self.body(x) + identity)
 
 
-class ResNet(nn.Module):
-    def __init__(self, layers: tuple[int, ...] = (3, 4, 6, 3), in_channels: int = 3, num_classes: int = 2):
+class Bottleneck(Residual):
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        out = planes * self.expansion
+        body = nn.Sequential(
+            nn.Conv2d(in_planes, planes, 1, bias=False),
+            nn.BatchNorm2d(planes),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(planes),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(planes, out, 1, bias=False),
+            nn.BatchNorm2d(out),
+        )
+        super().__init__(body, in_planes, out, stride)
+
+
+class ResidualNet(nn.Module):
+    """A stem, residual stages, global average pool and fc to the classes (He initialisation of
+    the convolutions); ``forward`` gives the softmax of ``logits``."""
+
+    def __init__(self, stem: nn.Module, stages: nn.Module, features: int, num_classes: int):
         super().__init__()
-        self.stem = nn.Sequential(
+        self.stem = stem
+        self.stages = stages
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(features, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (what is exported and served)."""
+        return torch.softmax(self.logits(images), dim=1)
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.stages(self.stem(images))).flatten(1))
+
+
+class ResNet(ResidualNet):
+    def __init__(self, layers: tuple[int, ...] = (3, 4, 6, 3), in_channels: int = 3, num_classes: int = 2):
+        stem = nn.Sequential(
             nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False),
             nn.BatchNorm2d(64),
             nn.ReLU(inplace=True),
@@ -57,19 +87,7 @@ class ResNet(nn.Module):
                 stage.append(Bottleneck(in_planes, planes, stride if b == 0 else 1))
                 in_planes = planes * Bottleneck.expansion
             stages.append(nn.Sequential(*stage))
-        self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(in_planes, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (what is exported and served)."""
-        return torch.softmax(self.logits(images), dim=1)
-
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(self.stages(self.stem(images))).flatten(1))
+        super().__init__(stem, nn.Sequential(*stages), in_planes, num_classes)
 
 
 def resnet50(in_channels: int = 3, num_classes: int = 2) -> ResNet:
