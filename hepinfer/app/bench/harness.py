@@ -25,11 +25,12 @@ from .study import Params, Point, Study
 log = get_logger(__name__)
 
 
-def closed_loop(call, inputs, concurrency: int = 1, duration_s: float = 2.0) -> dict:
-    """``concurrency`` threads call ``call(inputs)`` back to back for ``duration_s``; returns rows/s
-    (inferences/s), calls, and p50 / p99 latency in ms.  One warm-up call per thread first."""
-    rows = len(next(iter(inputs.values())))
-    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+def closed_loops(jobs: dict, duration_s: float) -> tuple[dict[str, list[float]], float]:
+    """Every job ``{name: (call, inputs, concurrency)}`` at once: ``concurrency`` threads each call
+    ``call(inputs)`` back to back, released together after every thread's warm-up call, for
+    ``duration_s``.  Returns each job's latencies in seconds and the elapsed time; the first error
+    of any thread is raised here."""
+    latencies = {name: [[] for _ in range(c)] for name, (_, _, c) in jobs.items()}
     errors: list[BaseException] = []
     clock = {}
 
@@ -37,21 +38,26 @@ def closed_loop(call, inputs, concurrency: int = 1, duration_s: float = 2.0) -> 
         clock["t0"] = time.perf_counter()
         clock["stop_at"] = clock["t0"] + duration_s
 
-    start = threading.Barrier(concurrency + 1, action=set_deadline)
+    start = threading.Barrier(sum(c for _, _, c in jobs.values()) + 1, action=set_deadline)
 
-    def worker(k: int):
+    def worker(name: str, k: int):
+        call, inputs, _ = jobs[name]
         try:
             call(inputs)
             start.wait()
             while time.perf_counter() < clock["stop_at"]:
                 t0 = time.perf_counter()
                 call(inputs)
-                latencies[k].append(time.perf_counter() - t0)
+                latencies[name][k].append(time.perf_counter() - t0)
         except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(err)
             start.abort()
 
-    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(concurrency)]
+    threads = [
+        threading.Thread(target=worker, args=(name, k), daemon=True)
+        for name, (_, _, c) in jobs.items()
+        for k in range(c)
+    ]
     for t in threads:
         t.start()
     try:
@@ -63,7 +69,15 @@ def closed_loop(call, inputs, concurrency: int = 1, duration_s: float = 2.0) -> 
     elapsed = time.perf_counter() - clock.get("t0", time.perf_counter())
     if errors:
         raise errors[0]
-    lat = np.array([x for per in latencies for x in per]) * 1e3
+    return {name: [x for per in lat for x in per] for name, lat in latencies.items()}, elapsed
+
+
+def closed_loop(call, inputs, concurrency: int = 1, duration_s: float = 2.0) -> dict:
+    """``concurrency`` threads call ``call(inputs)`` back to back for ``duration_s``; returns rows/s
+    (inferences/s), calls, and p50 / p99 latency in ms.  One warm-up call per thread first."""
+    rows = len(next(iter(inputs.values())))
+    latencies, elapsed = closed_loops({"": (call, inputs, concurrency)}, duration_s)
+    lat = np.array(latencies[""]) * 1e3
     calls = len(lat)
     return {
         "rows_per_s": calls * rows / elapsed,

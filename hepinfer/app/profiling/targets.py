@@ -23,7 +23,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 from ... import paths
@@ -31,7 +30,7 @@ from ...config import InferenceConfig
 from ...errors import HepinferError
 from ...logs import get_logger
 from ...models import get_spec
-from ..bench.harness import closed_loop
+from ..bench.harness import closed_loop, closed_loops
 from .devices import GpuProbe, detect_hardware, process_tree, rss_bytes
 from .schema import Hardware, Interference, Measurement, ServingConfig
 from .search import server_side
@@ -102,45 +101,8 @@ def failed(config: ServingConfig) -> Measurement:
 def loops_together(jobs: dict, duration_s: float) -> dict[str, float]:
     """Every job ``{name: (call, inputs, concurrency)}`` at once, released together after all have
     warmed up: rows/s of each."""
-    threads_of = {name: c for name, (_, _, c) in jobs.items()}
-    total = sum(threads_of.values())
-    counts = {name: [0] * c for name, c in threads_of.items()}
-    errors: list[BaseException] = []
-    clock = {}
-
-    def set_deadline():
-        clock["t0"] = time.perf_counter()
-        clock["stop_at"] = clock["t0"] + duration_s
-
-    start = threading.Barrier(total + 1, action=set_deadline)
-
-    def worker(name: str, k: int):
-        call, inputs, _ = jobs[name]
-        try:
-            call(inputs)
-            start.wait()
-            while time.perf_counter() < clock["stop_at"]:
-                call(inputs)
-                counts[name][k] += 1
-        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
-            errors.append(err)
-            start.abort()
-
-    threads = [
-        threading.Thread(target=worker, args=(name, k), daemon=True) for name, c in threads_of.items() for k in range(c)
-    ]
-    for t in threads:
-        t.start()
-    try:
-        start.wait()
-    except threading.BrokenBarrierError:
-        pass
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - clock.get("t0", time.perf_counter())
-    if errors:
-        raise errors[0]
-    return {name: sum(counts[name]) * len(next(iter(jobs[name][1].values()))) / elapsed for name in jobs}
+    latencies, elapsed = closed_loops(jobs, duration_s)
+    return {name: len(latencies[name]) * len(next(iter(jobs[name][1].values()))) / elapsed for name in jobs}
 
 
 class Target:
