@@ -15,7 +15,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -41,28 +40,6 @@ COLUMNS = (
     "server_rss_mb_peak",
     "server_rss_mb_after",
 )
-
-
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and all its descendants, in MiB (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    total_kb, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-        except OSError:
-            pass
-        todo += children.get(p, [])
-    return total_kb / 1024
 
 
 def _client(url: str, model: str, batch: int, seconds: float, seed: int, start, queue) -> None:
@@ -108,7 +85,9 @@ def points(p):
 def measure(run, point):
     p = run.params
     url, server_pid = (run.server.url, run.server.pid) if run.server else (p.url, p.server_pid)
-    rss = (lambda: tree_rss_mb(server_pid)) if server_pid else (lambda: float("nan"))
+    from ..profiling.devices import tree_rss_bytes
+
+    rss = (lambda: tree_rss_bytes(server_pid, include_root=True) / 2**20) if server_pid else (lambda: float("nan"))
     ctx = mp.get_context("spawn")
     start, queue = ctx.Barrier(p.clients + 1), ctx.Queue()
     procs = [
