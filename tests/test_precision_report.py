@@ -75,7 +75,18 @@ def test_local_check_is_strict_for_full_precision_only():
     other = _out({"particlenet": [0.1, 0.6, 0.4, 0.9], "bdt": [0.2, 0.3, 0.8, 0.7]}, selected=5)
     assert local_check(other, local, serving, cut=0.5)["passed"] is False
     html = comparison_html(check)
-    assert "particlenet: largest |score difference| 0.15, 25.00% of 4 tags flipped (reduced precision)" in html
+    assert "particlenet: largest |score difference| 0.15, 25.00% of 4 tags flipped at 0.5 (reduced precision)" in html
+
+
+def test_local_check_counts_flips_at_each_models_working_point():
+    """With a working point every model has its own cut: a flip counts at that model's threshold."""
+    local = _out({"particlenet": [0.1, 0.6, 0.4, 0.9], "bdt": [0.2, 0.3, 0.8, 0.7]})
+    remote = _out({"particlenet": [0.1, 0.45, 0.4, 0.9], "bdt": [0.2, 0.3, 0.8, 0.75]})
+    reduced = {"reduced": True}
+    check = local_check(remote, local, {"particlenet": reduced, "bdt": reduced}, cut={"particlenet": 0.7, "bdt": 0.72})
+    pn, bdt = check["models"]["particlenet"], check["models"]["bdt"]
+    assert (pn["cut"], pn["flipped"]) == (0.7, 0) and (bdt["cut"], bdt["flipped"]) == (0.72, 1)
+    assert "flipped at 0.72" in comparison_html(check)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -114,11 +114,11 @@ def comparison_html(check: dict | None) -> str:
         return ""
     rows = "; ".join(
         f"{html.escape(m)}: largest |score difference| {c['max_abs_diff']:.3g}, "
-        f"{100 * c['flip_fraction']:.2f}% of {c['jets']} tags flipped"
+        f"{100 * c['flip_fraction']:.2f}% of {c['jets']} tags flipped at {c.get('cut', check['cut']):.4g}"
         + (" (reduced precision)" if c["reduced"] else "" if c["agrees"] else " DIFFERS")
         for m, c in check["models"].items()
     )
-    return f"<br><span class='hepinfer-comparison'>vs local inference (cut {check['cut']:g}): {rows}</span>"
+    return f"<br><span class='hepinfer-comparison'>vs local inference: {rows}</span>"
 
 
 def status_html(status: dict, check: dict | None = None) -> str:

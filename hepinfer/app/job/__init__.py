@@ -101,8 +101,13 @@ def run_job(
         if settings.check_local:
             log.info("processing again with local inference (--check-local) ...")
             local_out, local_s = process(settings, executor, config.replace(mode="local"), record_scores=True)
+            cut = settings.threshold
+            if settings.working_point:  # each model's threshold of that working point
+                from ..training.working_points import working_point_cut
+
+                cut = {m: working_point_cut(m, settings.working_point) for m in out["scores"]}
             check = {
-                **local_check(out, local_out, serving, settings.threshold),
+                **local_check(out, local_out, serving, cut),
                 "wall_s": round(local_s, 3),
                 "events_per_s": round(int(local_out["cutflow"]["events"]) / local_s, 2),
             }

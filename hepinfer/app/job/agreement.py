@@ -70,12 +70,13 @@ def _same_engine(model: str, served: dict) -> bool:
     )
 
 
-def local_check(remote_out: dict, local_out: dict, serving: dict | None, cut: float) -> dict:
+def local_check(remote_out: dict, local_out: dict, serving: dict | None, cut: float | dict[str, float]) -> dict:
     """The ``local_check`` entry of the summary (without timings) from the two runs' outputs (each with
     ``scores`` {model: {chunk: scores}}) and ``serving`` {model: ServedEngine as_dict()} (None: local run).
 
     ``models``: per model :func:`compare_scores` plus ``reduced`` (the server says reduced precision or
-    compiled: reported, not checked), ``tolerance`` (0 for the local engine served on CPU, else
+    compiled: reported, not checked), ``cut`` (``cut``, or its entry for the model: each model's
+    working point), ``tolerance`` (0 for the local engine served on CPU, else
     :data:`TOLERANCE`) and ``agrees`` (within it, no flip); ``passed``:
     every model that is checked agrees and the shared cut flow is identical."""
     from .summary import same_result
@@ -86,7 +87,8 @@ def local_check(remote_out: dict, local_out: dict, serving: dict | None, cut: fl
         if set(local_scores) != set(scores):
             raise InputMismatch(f"model {model!r}: the local run scored other chunks than the run it checks")
         try:
-            entry = compare_scores(joined(local_scores), joined(scores), cut)
+            model_cut = float(cut[model] if isinstance(cut, dict) else cut)
+            entry = {**compare_scores(joined(local_scores), joined(scores), model_cut), "cut": model_cut}
         except InputMismatch as err:
             raise InputMismatch(f"model {model!r}: {err}") from None
         served = (serving or {}).get(model) or {}

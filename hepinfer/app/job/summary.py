@@ -239,7 +239,7 @@ def check_lines(check: dict | None, serving: dict | None, mode: str) -> list[str
         )
         lines.append(
             f"  {model}{' (' + where['precision'] + ')' if where else ''}: largest |score difference| "
-            f"{c['max_abs_diff']:.3g}; tag flips at score > {check['cut']:g}: {c['flipped']} of {c['jets']} jets "
+            f"{c['max_abs_diff']:.3g}; tag flips at score > {c['cut']:.4g}: {c['flipped']} of {c['jets']} jets "
             f"({100 * c['flip_fraction']:.2f}%) - {verdict}"
         )
     return lines
