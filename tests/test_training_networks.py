@@ -127,5 +127,6 @@ def test_estimate_only_times_batches_and_writes_nothing(generated, tmp_path, mon
     assert result["estimate"].endswith("x 3 epochs)") and " x 5 batches " in result["estimate"]
     assert result["training"]["seconds_per_batch"] > 0
     assert not catalogue.artefact_path("resnet").exists() and not catalogue.manifest_path("resnet").exists()
+    assert not catalogue.artefact_path("resnet").parent.exists()
     with pytest.raises(ConfigError, match="bdt: a time estimate is for the networks"):
         train("bdt", sample, settings=settings, bdt_settings=BDTSettings())

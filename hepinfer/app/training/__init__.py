@@ -85,7 +85,8 @@ def train(
     log.info(f"{spec.name}: {len(data)} jets ({data.counts()}) from {len(data.files)} files")
     inputs = build_chunked(spec.name, data)
     out_dir = Path(out_dir) if out_dir else paths.artefact_dir(spec.name, spec.version)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.estimate_only:  # an estimate writes nothing
+        out_dir.mkdir(parents=True, exist_ok=True)
     artefact = out_dir / spec.artefact
     tmp = out_dir / ("tmp-" + spec.artefact)
     if spec.engine == "xgboost":
