@@ -20,7 +20,7 @@ from .charts import (
 )
 from .figure import DPI, figure, png_bytes, save
 from .fleet import fleet_bench_png, timeline_png
-from .physics import analysis_plots, roc
+from .physics import analysis_plots, learning_curve, roc, score_distributions
 from .plan import plan_figure
 
 __all__ = [
@@ -31,11 +31,13 @@ __all__ = [
     "figure",
     "fleet_bench_png",
     "latency_histogram",
+    "learning_curve",
     "line_chart",
     "plan_figure",
     "png_bytes",
     "roc",
     "save",
+    "score_distributions",
     "throughput_and_ratios",
     "throughput_latency",
     "throughput_png",

@@ -1,9 +1,12 @@
-"""Physics figures: ROC curves and the example processor's histograms (CMS style, mplhep)."""
+"""Physics figures: ROC curves, score distributions, learning curves and the example processor's
+histograms (CMS style, mplhep)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+
+import numpy as np
 
 from .figure import DPI, figure, save
 
@@ -77,3 +80,39 @@ def analysis_plots(hists: dict, folder, models: Iterable[str], cms_taggers: Iter
             written.append(folder / "score_cms.png")
             fig.savefig(written[-1], dpi=DPI, bbox_inches="tight")
     return written
+
+
+def score_distributions(labels, values, path, *, title: str, working_points: dict | None = None) -> Path:
+    """Score distributions of top and QCD jets (normalised, log scale), with the working points' thresholds."""
+    fig, axes = figure(5.5, 4.0)
+    ax = axes[0][0]
+    labels = np.asarray(labels).astype(bool)
+    values = np.asarray(values, dtype=np.float64)
+    bins = np.linspace(0.0, 1.0, 51) if values.min() >= 0 and values.max() <= 1 else 50
+    ax.hist(values[labels], bins=bins, histtype="step", density=True, lw=1.5, label="top")
+    ax.hist(values[~labels], bins=bins, histtype="step", density=True, lw=1.5, label="QCD")
+    for i, (name, wp) in enumerate((working_points or {}).items()):
+        ax.axvline(wp["threshold"], color=f"C{i + 2}", ls="--", lw=0.8, label=f"{name}: {wp['threshold']:.4g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("score P(top)")
+    ax.set_ylabel("jets (normalised)")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return save(fig, path, dpi=100)
+
+
+def learning_curve(curve: dict, path, *, title: str) -> Path:
+    """A training's learning curve: ``curve`` {x_label, x, series: {name: values}, best, y_label?}."""
+    fig, axes = figure(5.5, 3.8)
+    ax = axes[0][0]
+    marker = "o-" if len(curve["x"]) <= 60 else "-"
+    for name, values in curve["series"].items():
+        ax.plot(curve["x"], values, marker, ms=3, label=name)
+    if curve.get("best") is not None:
+        ax.axvline(curve["best"], color="grey", ls=":", lw=1, label=f"kept: {curve['best']}")
+    ax.set_xlabel(curve["x_label"])
+    ax.set_ylabel(curve.get("y_label", "loss"))
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return save(fig, path, dpi=100)
