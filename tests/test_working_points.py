@@ -163,3 +163,22 @@ def test_processor_cuts_at_the_working_point(generated, coffea_quiet, open_event
     assert tagged[0] == tagged[1] < tagged[2]
     with pytest.raises(ConfigError, match="no working point 'top@3%'"):
         TopTagProcessor(models=("bdt",), config=config, working_point="top@3%")
+
+
+def test_only_built_in_networks_without_weights_are_untrained(home):
+    """A model only a server has carries the server's weights: it is never labelled UNTRAINED."""
+    from hepinfer.models import ModelSpec, TensorSpec
+
+    elsewhere = ModelSpec(
+        name="elsewhere",
+        inputs=(TensorSpec("input__0", "float32", (20,)),),
+        outputs=(TensorSpec("softmax", "float32", (2,)),),
+        max_batch_size=8,
+        engine="remote",
+        source="server grpc://example.org:8001",
+    )
+    assert not catalogue.is_untrained(elsewhere)
+    assert catalogue.weights_note(elsewhere) == "declared by server grpc://example.org:8001"
+    _write_manifest("resnet50", weights="random")
+    assert catalogue.is_untrained("resnet50") and "UNTRAINED" in catalogue.weights_note("resnet50")
+    assert not catalogue.is_untrained("resnet") and catalogue.weights_note("resnet") == "trained"

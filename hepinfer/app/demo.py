@@ -117,9 +117,9 @@ def compare(
             out_local, t_local = _timed(local, inputs, chunk)
             out_remote, t_remote = _timed(remote, inputs, chunk)
             diff = max(float(np.abs(out_local[k] - out_remote[k]).max()) for k in out_local)
-            from ..models.catalogue import is_trained
+            from ..models.catalogue import is_untrained
 
-            row = Comparison(name, n, n / t_local, n / t_remote, diff, "trained" if is_trained(name) else "UNTRAINED")
+            row = Comparison(name, n, n / t_local, n / t_remote, diff, "UNTRAINED" if is_untrained(name) else "trained")
             if sample is not None:
                 from .training.metrics import auc
 

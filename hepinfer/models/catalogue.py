@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .. import paths
 from . import get_spec
+from .registry import BUILTIN
 
 TRAINED_DIR = Path(__file__).resolve().parent / "trained"
 CARD = "model_card.md"
@@ -81,11 +82,22 @@ def is_trained(model) -> bool:
     return manifest(model).get("weights") == "trained"
 
 
+def is_untrained(model) -> bool:
+    """A built-in model that runs with random weights: neither trained in the cache nor shipped
+    trained.  A user's model, or one only a server has, comes with its own weights: never untrained."""
+    spec = get_spec(model)
+    return spec.source == BUILTIN and shipped(spec.name) is None and not is_trained(spec.name)
+
+
 def weights_note(model) -> str:
-    """'trained' or a warning that scores come from an untrained network."""
-    if is_user_model(model):
-        return f"declared by {manifest(model)['source']}"
-    return "trained" if is_trained(model) else "UNTRAINED (random weights): scores carry no physics meaning"
+    """'trained', where a model from elsewhere was declared, or a warning that scores come from an
+    untrained network (:func:`is_untrained`)."""
+    spec = get_spec(model)
+    if is_user_model(spec):
+        return f"declared by {manifest(spec)['source']}"
+    if spec.source != BUILTIN:
+        return f"declared by {spec.source}"
+    return "UNTRAINED (random weights): scores carry no physics meaning" if is_untrained(spec) else "trained"
 
 
 def shipped(model) -> Path | None:

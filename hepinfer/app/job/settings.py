@@ -24,17 +24,12 @@ def automatic_models() -> tuple[str, ...]:
     return tuple(name for name in SPECS if shipped(name) is not None)
 
 
-def is_untrained(name: str) -> bool:
-    """A built-in network that runs with random weights: neither trained in the cache nor shipped trained."""
-    from ...models.catalogue import is_trained, is_user_model, shipped
-
-    return not (is_user_model(name) or SPECS.source_of(name) != "built-in" or shipped(name) or is_trained(name))
-
-
 def model_choices() -> list[tuple[str, str]]:
     """(label, name) of every model, for a picker: the name, with "UNTRAINED" for a model that runs
     with random weights (ResNet50 until `hepinfer train resnet50`); the compact ResNet comes first of
     the ResNets, as the one to choose."""
+    from ...models.catalogue import is_untrained
+
     names = [name for name in SPECS if name != "resnet"]
     if "resnet" in SPECS:
         names.insert(names.index("resnet50") if "resnet50" in names else len(names), "resnet")

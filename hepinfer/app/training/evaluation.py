@@ -108,10 +108,10 @@ def evaluate(
             spec.name, data.labels, scores, plots_dir, result["working_points"], title=title
         )
     if artefact is None and mode == "local":
-        from ...models.catalogue import is_trained, weights_note
+        from ...models.catalogue import is_untrained, weights_note
 
-        result["weights"] = "trained" if is_trained(spec.name) else "untrained"
-        if not is_trained(spec.name):
+        result["weights"] = "untrained" if is_untrained(spec.name) else "trained"
+        if is_untrained(spec.name):
             log.info(f"{spec.name}: {weights_note(spec.name)}")
     log.info(metrics_mod.describe(spec.name, result))
     return result
