@@ -20,9 +20,8 @@ from ..config import InferenceConfig
 from ..features.common import ETA_MAX, PT_WINDOW_GEV, in_window, plain
 from ..models import get_spec
 from ..session import Session, resolve_config
-from .training.working_points import working_point_cut, working_points
 
-__all__ = ["CMS_TAGGERS", "TopTagProcessor", "working_point_cut", "working_points"]
+__all__ = ["CMS_TAGGERS", "TopTagProcessor"]
 
 # CMS's own top-tagger scores in NanoAOD (whichever a file carries), histogrammed beside hepinfer's
 CMS_TAGGERS = ("particleNet_TvsQCD", "particleNetWithMass_TvsQCD", "deepTag_TvsQCD")
@@ -86,9 +85,11 @@ class TopTagProcessor(_processor_base()):
     ):
         self.models = tuple(get_spec(m).name for m in models)
         self.working_point = working_point
-        self.cuts = {
-            m: working_point_cut(m, working_point, score) if working_point else float(threshold) for m in self.models
-        }
+        self.cuts = {m: float(threshold) for m in self.models}
+        if working_point:  # read from the model cards here, on the client; workers get the numbers
+            from .training.working_points import working_point_cut
+
+            self.cuts = {m: working_point_cut(m, working_point, score) for m in self.models}
         self.score = score
         self.pipeline = pipeline
         self.piece_jets = piece_jets

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ...serving.fleet.timeline import COLOURS, PANELS, Timeline
 from .figure import figure, save
+
+if TYPE_CHECKING:  # the fleet package is imported when a fleet figure is drawn, not with hepinfer.app.plotting
+    from ...serving.fleet.timeline import Timeline
 
 
 def _decision_lines(ax, timeline: Timeline, t0: float) -> None:
+    from ...serving.fleet.timeline import COLOURS
+
     for d in timeline.scaling:
         ax.axvline(d["time"] - t0, color=COLOURS[d["action"]], linewidth=0.8, alpha=0.7)
 
@@ -18,6 +23,8 @@ def _decision_lines(ax, timeline: Timeline, t0: float) -> None:
 def timeline_png(timeline: Timeline, path, title: str = "") -> Path:
     """A panel per :data:`~hepinfer.serving.fleet.timeline.PANELS` entry against seconds since the
     first sample; scaling decisions as vertical lines (up green, down red, replace orange)."""
+    from ...serving.fleet.timeline import PANELS
+
     fig, axes = figure(8, 1.9 * len(PANELS), len(PANELS), 1)
     span = max((timeline.samples[-1]["time"] - timeline.t0) if timeline.samples else 0.0, 1.0)
     for (key, name), row in zip(PANELS, axes):
