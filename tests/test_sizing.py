@@ -128,6 +128,12 @@ def test_particlenet_memory_per_row_measured_on_cpu_then_cached(artefacts):
     """The torch engine's ParticleNet in fp32 on CPU: megabytes of resident memory per jet (the
     EdgeConv neighbour features), far above its inputs; the second call reads memory.json."""
     options = _options()
+    cache = memory_path("particlenet")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    stale = {"artefact": "model.pt2", "sha256": "0" * 64, "per_row_bytes": 1, "fixed_bytes": 1}
+    other = {"artefact": "model.onnx", "sha256": "1" * 64, "per_row_bytes": 2, "fixed_bytes": 2}
+    seeded = {"torch/cpu/fp32/threads=1/" + "0" * 64: stale, "onnx/cpu/fp32/threads=1/" + "1" * 64: other}
+    cache.write_text(json.dumps({"model": "particlenet", "entries": seeded}))
     measured = memory_use("particlenet", options, refresh=True)
     io_row = sum(t.row_bytes for t in get_spec("particlenet").inputs + get_spec("particlenet").outputs)
     assert not measured.cached and measured.measure == "peak_resident_memory"
@@ -139,7 +145,10 @@ def test_particlenet_memory_per_row_measured_on_cpu_then_cached(artefacts):
     assert again.cached and time.perf_counter() - t0 < 5
     assert again == measured
     entries = json.loads(memory_path("particlenet").read_text())["entries"]
+    # the figures of a replaced model.pt2 are dropped; another artefact's figures are kept
     (key,) = [k for k in entries if k.startswith("torch/cpu/fp32/threads=1/")]
+    assert "0" * 64 not in key and entries.pop("onnx/cpu/fp32/threads=1/" + "1" * 64) == other
+    cache.write_text(json.dumps({"model": "particlenet", "entries": entries}))  # the seeded entry goes
     assert entries[key]["artefact"] == "model.pt2" and len(entries[key]["sha256"]) == 64
     # the BDT as served (xgboost): a different engine, its own entry in its own file
     bdt = memory_use("bdt", _options(models=("bdt",)))

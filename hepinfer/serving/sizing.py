@@ -287,12 +287,19 @@ def _method() -> dict:
 
 
 def _record(cache: Path, model: str, key: str, entry: dict) -> None:
-    """Add ``entry`` under ``key`` to ``cache`` (written whole, then renamed over the old file)."""
+    """Add ``entry`` under ``key`` to ``cache`` (written whole, then renamed over the old file).
+    Figures of an earlier version of the same artefact (same file name, other sha256) are dropped:
+    that file is gone, and its figures would only be mistaken for the current one's."""
     try:
         data = json.loads(cache.read_text())
     except (OSError, ValueError):
         data = {}
-    data = {"model": model, "entries": {**data.get("entries", {}), key: entry}}
+    kept = {
+        k: e
+        for k, e in data.get("entries", {}).items()
+        if not (isinstance(e, dict) and e.get("artefact") == entry["artefact"] and e.get("sha256") != entry["sha256"])
+    }
+    data = {"model": model, "entries": {**kept, key: entry}}
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
