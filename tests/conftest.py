@@ -236,6 +236,21 @@ def job_settings(generated_files):
 
 
 @pytest.fixture()
+def server_only_spec():
+    """A model only a server has (engine "remote"): declared here, its weights on grpc://example.org:8001."""
+    from hepinfer.models import ModelSpec, TensorSpec
+
+    return ModelSpec(
+        name="elsewhere",
+        inputs=(TensorSpec("input__0", "float32", (20,)),),
+        outputs=(TensorSpec("softmax", "float32", (2,)),),
+        max_batch_size=8,
+        engine="remote",
+        source="server grpc://example.org:8001",
+    )
+
+
+@pytest.fixture()
 def free_port():
     """A TCP port free on 127.0.0.1 (nothing listens there)."""
     from hepinfer.serving.ports import free_ports

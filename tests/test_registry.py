@@ -323,15 +323,8 @@ def test_jet_tagger_returns_the_named_class(folder):
     assert np.array_equal(ak.to_numpy(ak.flatten(tags["qcd"])), want["qcd"])
 
 
-def test_a_model_only_a_server_has_is_scored_remotely_only(folder):
-    spec = ModelSpec(
-        name="elsewhere",
-        inputs=(TensorSpec("input__0", "float32", (20,)),),
-        outputs=(TensorSpec("softmax", "float32", (2,)),),
-        max_batch_size=8,
-        engine="remote",
-        source="server grpc://example.org:8001",
-    )
+def test_a_model_only_a_server_has_is_scored_remotely_only(folder, server_only_spec):
+    spec = server_only_spec
     for mode in ("local", "auto"):
         with pytest.raises(ConfigError, match=rf"model 'elsewhere' \(server .*\) declares no artefact.*mode {mode!r}"):
             Scorer(spec, mode=mode)

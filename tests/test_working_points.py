@@ -165,18 +165,9 @@ def test_processor_cuts_at_the_working_point(generated, coffea_quiet, open_event
         TopTagProcessor(models=("bdt",), config=config, working_point="top@3%")
 
 
-def test_only_built_in_networks_without_weights_are_untrained(home):
+def test_only_built_in_networks_without_weights_are_untrained(home, server_only_spec):
     """A model only a server has carries the server's weights: it is never labelled UNTRAINED."""
-    from hepinfer.models import ModelSpec, TensorSpec
-
-    elsewhere = ModelSpec(
-        name="elsewhere",
-        inputs=(TensorSpec("input__0", "float32", (20,)),),
-        outputs=(TensorSpec("softmax", "float32", (2,)),),
-        max_batch_size=8,
-        engine="remote",
-        source="server grpc://example.org:8001",
-    )
+    elsewhere = server_only_spec
     assert not catalogue.is_untrained(elsewhere)
     assert catalogue.weights_note(elsewhere) == "declared by server grpc://example.org:8001"
     _write_manifest("resnet50", weights="random")
