@@ -74,10 +74,7 @@ def _learning(training: dict) -> str:
         return ""
     rows = "".join(
         f"| {e['epoch']} | {e['train_loss']:.4f} | {e['val_loss']:.4f} | {e['val_accuracy']:.4f} | "
-        f"{e['val_auc']:.4f} | {e['seconds']:.0f} |\n"
-        if e.get("val_auc") is not None
-        else f"| {e['epoch']} | {e['train_loss']:.4f} | {e['val_loss']:.4f} | {e['val_accuracy']:.4f} | – | "
-        f"{e['seconds']:.0f} |\n"
+        f"{'–' if e.get('val_auc') is None else format(e['val_auc'], '.4f')} | {e['seconds']:.0f} |\n"
         for e in epochs
     )
     return (
