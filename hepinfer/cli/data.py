@@ -54,14 +54,17 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from ..app.training import evaluate, evaluate_into
+    from ..app.training.evaluation import TEST_SAMPLE
+
+    chosen = {} if args.bootstrap is None else {"bootstrap": args.bootstrap}
 
     if args.update_card:
         if args.artefact or args.mode != "local":
             from ..errors import ConfigError
 
             raise ConfigError("--update-card evaluates the artefact in its folder, locally: no --artefact or --mode")
-        result = evaluate_into(args.model, args.sample, args.update_card, bootstrap=args.bootstrap, plot=args.plot)
-        result = result["metrics"]["independent test sample"]
+        result = evaluate_into(args.model, args.sample, args.update_card, plot=args.plot, **chosen)
+        result = result["metrics"][TEST_SAMPLE]
         print(f"recorded in {args.update_card}/manifest.json and model_card.md (working points, ROC, scores)")
     else:
         result = evaluate(
@@ -72,7 +75,7 @@ def cmd_evaluate(args) -> int:
             url=args.url,
             plot=args.plot,
             plots_dir=args.plots,
-            bootstrap=args.bootstrap,
+            **chosen,
         )
     if args.json:
         import json
@@ -135,7 +138,12 @@ def register(sub) -> None:
     s.add_argument("--url", default=None)
     s.add_argument("--plot", default=None, help="write the ROC curve to this PNG")
     s.add_argument("--plots", default=None, help="write roc.png and scores.png (score distributions) to this folder")
-    s.add_argument("--bootstrap", type=int, default=200, help="resamples for the AUC's uncertainty (0: none)")
+    s.add_argument(
+        "--bootstrap",
+        type=int,
+        default=None,
+        help="resamples for the AUC's uncertainty (default: as in the model cards; 0: none)",
+    )
     s.add_argument(
         "--update-card",
         default=None,
