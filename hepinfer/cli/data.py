@@ -12,7 +12,13 @@ from ..models import SPECS
 def cmd_generate(args) -> int:
     from ..app.data.generate import generate, generate_many
 
-    kinds = {"progress": not args.no_progress, "layout": args.layout, "format": args.format}
+    kinds = {
+        "progress": not args.no_progress,
+        "layout": args.layout,
+        "format": args.format,
+        "pt_hat": tuple(args.pt_hat),
+        "detector": args.detector,
+    }
     if args.files == 1 and "{seed}" not in args.output:
         print(generate(args.process, args.events, args.seed, args.output, **kinds))
         return 0
@@ -85,7 +91,8 @@ def cmd_evaluate(args) -> int:
 
 
 def register(sub) -> None:
-    from ..app.data.generate import PROCESSES
+    from ..app.data.detector import DETECTORS
+    from ..app.data.generate import PROCESSES, PT_HAT_GEV
     from ..app.data.nanoaod import FORMATS, LAYOUTS
 
     s = sub.add_parser("generate", help="generate PFNano- or NanoAOD-shaped events with Pythia 8 + FastJet")
@@ -107,6 +114,21 @@ def register(sub) -> None:
         default="ttree",
         choices=FORMATS,
         help="ttree (default, as NanoAOD) or rntuple (as CMS's RNTuple NanoAOD output)",
+    )
+    s.add_argument(
+        "--pt-hat",
+        nargs=2,
+        type=float,
+        default=PT_HAT_GEV,
+        metavar=("MIN", "MAX"),
+        help=f"hard-process pT-hat range, GeV (default {PT_HAT_GEV[0]:g} {PT_HAT_GEV[1]:g})",
+    )
+    s.add_argument(
+        "--detector",
+        default="cms",
+        choices=DETECTORS,
+        help="cms (default): a parametrised CMS-like detector response (tracking efficiency, resolutions, "
+        "thresholds); none: truth-level particles",
     )
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_generate)

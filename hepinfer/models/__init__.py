@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..errors import ModelNotFound
 from .registry import Registry
-from .spec import ModelSpec, TensorSpec
+from .spec import Domain, ModelSpec, TensorSpec
 
 # Per-particle features of ParticleNet, in the CMS / weaver style (hepinfer.features.particlenet computes them).
 PARTICLENET_FEATURES = (
@@ -88,6 +88,19 @@ _JET_IMAGES = TensorSpec(
 )
 _softmax = (TensorSpec("softmax", "float32", (2,), "P(QCD), P(top)"),)
 TOP_VS_QCD = ("qcd", "top")  # the classes along the taggers' outputs
+# the shipped taggers' validity domain: the fat jets of their training samples (docs: training.md)
+TAGGER_DOMAIN = Domain(
+    pt=(200.0, 2500.0),
+    eta_max=2.4,
+    sample="Pythia 8.317 ttbar (hadronic tops) and QCD dijets at 13 TeV in pT-hat bins from 200 GeV to 2.8 TeV, "
+    "fat jets anti-kT R=0.8, pT spectrum weighted flat for each class",
+    detector="hepinfer's parametrised CMS-like response (hepinfer generate --detector cms)",
+    not_for=(
+        "no pile-up in training",
+        "not calibrated to CMS data or CMS's reconstruction (PUPPI, jet energy corrections)",
+        "signal is hadronic top quarks only (no W, Z, H jets)",
+    ),
+)
 
 SPECS: Registry = Registry(
     (
@@ -105,6 +118,7 @@ SPECS: Registry = Registry(
             ),
             outputs=_softmax,
             classes=TOP_VS_QCD,
+            domain=TAGGER_DOMAIN,
             max_batch_size=256,
             engine="onnxruntime",
             artefact="model.onnx",
@@ -116,6 +130,7 @@ SPECS: Registry = Registry(
             inputs=(_JET_IMAGES,),
             outputs=_softmax,
             classes=TOP_VS_QCD,
+            domain=TAGGER_DOMAIN,
             # 64 images x 48 KiB = 3 MiB stays under gRPC's default 4 MiB message limit.
             max_batch_size=64,
             engine="onnxruntime",
@@ -132,6 +147,7 @@ SPECS: Registry = Registry(
             ),
             outputs=(TensorSpec("output__0", "float32", (2,), "P(QCD), P(top)"),),
             classes=TOP_VS_QCD,
+            domain=TAGGER_DOMAIN,
             max_batch_size=4096,
             engine="xgboost",
             artefact="xgboost.json",
@@ -151,6 +167,7 @@ SPECS: Registry = Registry(
             ),
             outputs=(TensorSpec("output__0", "float32", (2,), "P(QCD), P(top)"),),
             classes=TOP_VS_QCD,
+            domain=TAGGER_DOMAIN,
             max_batch_size=4096,
             engine="xgboost",
             artefact="xgboost.json",
@@ -162,6 +179,7 @@ SPECS: Registry = Registry(
             inputs=(_JET_IMAGES,),
             outputs=_softmax,
             classes=TOP_VS_QCD,
+            domain=TAGGER_DOMAIN,
             max_batch_size=64,  # as resnet50: 64 images fit one gRPC message
             engine="onnxruntime",
             artefact="model.onnx",
@@ -189,7 +207,9 @@ def get_spec(model: str | ModelSpec) -> ModelSpec:
 
 __all__ = [
     "SPECS",
+    "Domain",
     "ModelSpec",
+    "TAGGER_DOMAIN",
     "TensorSpec",
     "get_spec",
     "BDT_FEATURES",

@@ -103,6 +103,38 @@ def default_artefact_name(engine: str, artefact_file: str) -> str:
 
 
 @dataclass(frozen=True)
+class Domain:
+    """Where a model is valid: the fat jets it was trained for, and what it is not.
+
+    ``pt`` (GeV, both ends included) and ``eta_max`` (``|eta| <``) select the jets a job scores with
+    the model (:meth:`contains`); ``sample`` and ``detector`` say what it was trained on, ``not_for``
+    what it must not be taken for.  A model without a domain is scored on every selected jet."""
+
+    pt: tuple[float, float]
+    eta_max: float
+    sample: str = ""
+    detector: str = ""
+    not_for: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        lo, hi = (float(x) for x in self.pt)
+        if not 0 <= lo < hi:
+            raise ConfigError(f"domain pt must be [min, max] GeV with 0 <= min < max, got {list(self.pt)}")
+        if not float(self.eta_max) > 0:
+            raise ConfigError(f"domain eta_max must be > 0, got {self.eta_max!r}")
+        object.__setattr__(self, "pt", (lo, hi))
+        object.__setattr__(self, "eta_max", float(self.eta_max))
+        object.__setattr__(self, "not_for", tuple(self.not_for))
+
+    def contains(self, pt, eta):
+        """Mask of the jets (pt, eta: arrays of any kind awkward or numpy handle) inside the domain."""
+        return (pt >= self.pt[0]) & (pt <= self.pt[1]) & (abs(eta) < self.eta_max)
+
+    def describe(self) -> str:
+        return f"pT {self.pt[0]:g}-{self.pt[1]:g} GeV, |eta| < {self.eta_max:g}"
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything hepinfer knows about one model, independent of where it runs.
 
@@ -115,6 +147,7 @@ class ModelSpec:
       or ``"package.module:function"``; None = the builder named like the model) and the keywords
       passed to it.
     * ``source``: where the declaration came from (set by the registry; not part of equality).
+    * ``domain``: the jets the model is valid for (:class:`Domain`); None = not declared.
     """
 
     name: str
@@ -132,6 +165,7 @@ class ModelSpec:
     builder: str | None = None
     builder_params: Mapping[str, object] = field(default_factory=dict)
     source: str = field(default="", compare=False)
+    domain: Domain | None = None
 
     def __post_init__(self) -> None:
         # The name becomes a folder of a model repository and part of URLs: a plain name only.

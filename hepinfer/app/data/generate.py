@@ -2,13 +2,16 @@
 
 ``hepinfer generate --process ttbar|qcd --events N --seed S -o FILE.root`` calls :func:`generate`.
 
-Physics choices (13 TeV pp, Pythia's default tune, MPI/ISR/FSR/hadronisation on, no pile-up,
-no detector simulation):
+Physics choices (13 TeV pp, Pythia's default tune, MPI/ISR/FSR/hadronisation on, no pile-up):
 
 * ``ttbar``: gg/qq -> tt with both W bosons forced to quarks (hadronic tops), signal.
 * ``qcd``: all hard QCD 2 -> 2, background.
-* both with the hard-process pT-hat in [500, 700] GeV, which fills fat jets of pT 550-650 GeV
-  (the top-tagging landscape window, applied when samples are used for training).
+* both with the hard-process pT-hat in ``pt_hat`` (default [500, 700] GeV, which fills fat jets of
+  pT 550-650 GeV); the shipped taggers' samples are made in pT-hat bins from 200 GeV to 2.8 TeV
+  (``TRAINING_PT_HAT_BINS``) so that their fat jets cover 200 GeV-2.5 TeV.
+* ``detector="cms"`` (the default): the visible particles pass through the parametrised detector
+  response of :mod:`hepinfer.app.data.detector` (tracking efficiency and resolution, calorimeter
+  resolutions, thresholds) before clustering; ``detector="none"``: truth-level particles.
 * "PF candidates" are the visible final-state particles (neutrinos dropped) with ``|eta| < 5``; d0/dz
   are the straight-line impact parameters of the production vertex with respect to the beam line
   and the origin, in cm (non-zero for decays of B/D hadrons, K_S, Lambda, ...).
@@ -44,6 +47,7 @@ import numpy as np
 from ...errors import ConfigError, HepinferError
 from . import nanoaod
 from . import substructure as sub
+from .detector import DETECTORS, respond
 from .nanoaod import FATJET_FIELDS, GEN_FIELDS, JET_FIELDS, LINK_FIELDS, PF_FIELDS, Columns, write_events
 
 PROCESSES = {
@@ -51,6 +55,8 @@ PROCESSES = {
     "qcd": ["HardQCD:all = on"],
 }
 PT_HAT_GEV = (500.0, 700.0)
+# pT-hat bins of the shipped taggers' samples: fat jets from 200 GeV to 2.5 TeV (training.md)
+TRAINING_PT_HAT_BINS = ((200.0, 400.0), (400.0, 700.0), (700.0, 1100.0), (1100.0, 1700.0), (1700.0, 2800.0))
 FATJET_PT_MIN, FATJET_ETA_MAX, FATJET_R = 200.0, 2.5, 0.8
 JET_PT_MIN, JET_ETA_MAX, JET_R = 20.0, 4.7, 0.4
 PARTICLE_ETA_MAX = 5.0
@@ -65,8 +71,15 @@ class GenerationSettings:
     seed: int
     layout: str = "pfnano"
     format: str = "ttree"
+    pt_hat: tuple[float, float] = PT_HAT_GEV
+    detector: str = "cms"
 
     def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise ConfigError(f"unknown detector response {self.detector!r}; choose one of {list(DETECTORS)}")
+        lo, hi = self.pt_hat
+        if not 0 <= lo < hi:
+            raise ConfigError(f"pT-hat range must be 0 <= min < max GeV, got {lo:g} {hi:g}")
         if self.process not in PROCESSES:
             raise ConfigError(f"unknown process {self.process!r}; choose one of {sorted(PROCESSES)}")
         if self.layout not in nanoaod.LAYOUTS:
@@ -82,8 +95,8 @@ class GenerationSettings:
         return [
             "Beams:eCM = 13000.",
             *PROCESSES[self.process],
-            f"PhaseSpace:pTHatMin = {PT_HAT_GEV[0]}",
-            f"PhaseSpace:pTHatMax = {PT_HAT_GEV[1]}",
+            f"PhaseSpace:pTHatMin = {self.pt_hat[0]}",
+            f"PhaseSpace:pTHatMax = {self.pt_hat[1]}",
             "Random:setSeed = on",
             f"Random:seed = {self.seed}",
             "Next:numberCount = 0",
@@ -212,8 +225,10 @@ def _impact_parameters(arr: np.ndarray, used: np.ndarray):
     return d0 / 10.0, dz / 10.0  # mm -> cm
 
 
-def _record_event(ev, process, fastjet, ak8, ak4, pf, fat, jets, links, gen) -> None:
+def _record_event(ev, process, fastjet, ak8, ak4, pf, fat, jets, links, gen, rng=None) -> None:
     arr = _visible_particles(ev)
+    if rng is not None:  # the detector response
+        arr = respond(arr, rng)
     pt, eta, phi, mass = _kinematics(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])
     pseudo = []
     for k in range(len(arr)):
@@ -282,10 +297,14 @@ def generate(
     progress: bool = True,
     layout: str = "pfnano",
     format: str = "ttree",
+    pt_hat: tuple[float, float] = PT_HAT_GEV,
+    detector: str = "cms",
 ) -> Path:
     """Generate ``events`` events of ``process`` with ``seed`` and write them to ``output`` in
-    ``layout`` (``LAYOUTS``) as ``format`` (``FORMATS``)."""
-    settings = GenerationSettings(process, events, seed, layout, format)
+    ``layout`` (``LAYOUTS``) as ``format`` (``FORMATS``), pT-hat in ``pt_hat`` (GeV), through the
+    ``detector`` response (``DETECTORS``)."""
+    settings = GenerationSettings(process, events, seed, layout, format, tuple(pt_hat), detector)
+    rng = np.random.default_rng([seed, 0xDE7]) if detector == "cms" else None
     pythia8mc, fastjet = _imports()
     pythia = pythia8mc.Pythia("", False)
     for line in settings.pythia_lines():
@@ -311,7 +330,7 @@ def generate(
             if failures > 100 + events // 10:
                 raise HepinferError(f"Pythia failed {failures} times generating {process!r}")
             continue
-        _record_event(pythia.event, process, fastjet, ak8, ak4, pf, fat, jets, links, gen)
+        _record_event(pythia.event, process, fastjet, ak8, ak4, pf, fat, jets, links, gen, rng)
         done += 1
         if bar is not None:
             bar.update(1)
@@ -337,9 +356,9 @@ def generate(
 
 
 def _one(args):
-    process, events, seed, output, layout, format = args
+    process, events, seed, output, kinds = args
     t0 = time.perf_counter()
-    generate(process, events, seed, output, progress=False, layout=layout, format=format)
+    generate(process, events, seed, output, progress=False, **kinds)
     return output, time.perf_counter() - t0
 
 
@@ -353,17 +372,20 @@ def generate_many(
     progress: bool = True,
     layout: str = "pfnano",
     format: str = "ttree",
+    pt_hat: tuple[float, float] = PT_HAT_GEV,
+    detector: str = "cms",
 ):
     """Generate one file per seed in parallel processes; ``pattern`` holds ``{seed}``."""
     seeds = list(seeds)
     if "{seed}" not in pattern and len(seeds) > 1:
         raise ConfigError(f"output {pattern!r} must contain {{seed}} when several files are generated")
+    kinds = dict(layout=layout, format=format, pt_hat=tuple(pt_hat), detector=detector)
     for s in seeds:
-        GenerationSettings(process, events, s, layout, format)
-    tasks = [(process, events, s, pattern.format(seed=s), layout, format) for s in seeds]
+        GenerationSettings(process, events, s, **kinds)
+    tasks = [(process, events, s, pattern.format(seed=s), kinds) for s in seeds]
     jobs = jobs or min(len(tasks), os.cpu_count() or 1)
     if jobs == 1 or len(tasks) == 1:
-        return [generate(*t[:4], progress=progress, layout=layout, format=format) for t in tasks]
+        return [generate(*t[:4], progress=progress, **kinds) for t in tasks]
     bar = None
     if progress:
         from tqdm.auto import tqdm
