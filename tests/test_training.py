@@ -257,3 +257,23 @@ def test_untrained_networks_are_labelled(tmp_path, monkeypatch):
     assert "UNTRAINED" in catalogue.weights_note("resnet50")
     table = format_table([Comparison("resnet50", 10, 1.0, 1.0, 0.0, "UNTRAINED", 0.5)])
     assert "| resnet50 | UNTRAINED |" in table and "scores come from an UNTRAINED network" in table
+
+
+def test_flat_pt_weights_flatten_each_class_over_the_domain():
+    from hepinfer.app.training.dataset import MAX_WEIGHT, PT_WEIGHT_BIN_GEV, flat_pt_weights
+    from hepinfer.models import TAGGER_DOMAIN
+
+    rng = np.random.default_rng(4)
+    qcd = 200 + rng.exponential(400, 60000)  # steeply falling, as generated spectra are
+    top = rng.uniform(200, 2500, 20000)
+    pt = np.concatenate([qcd[qcd < 2500], top])
+    labels = np.concatenate([np.zeros((qcd < 2500).sum(), int), np.ones(len(top), int)])
+    w = flat_pt_weights(pt, labels, TAGGER_DOMAIN)
+    edges = np.arange(200, 2500 + PT_WEIGHT_BIN_GEV, PT_WEIGHT_BIN_GEV)
+    for cls in (0, 1):
+        mine = labels == cls
+        assert w[mine].mean() == pytest.approx(1.0)
+        per_bin = np.histogram(pt[mine], edges, weights=w[mine])[0]
+        full = per_bin[np.histogram(pt[mine], edges)[0] * MAX_WEIGHT > mine.sum() / len(per_bin)]
+        assert full.std() / full.mean() < 0.02  # flat wherever the cap does not bite
+    assert w[labels == 0][np.argmax(pt[labels == 0])] > 5 * w[labels == 0][np.argmin(pt[labels == 0])]

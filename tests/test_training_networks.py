@@ -130,3 +130,43 @@ def test_estimate_only_times_batches_and_writes_nothing(generated, tmp_path, mon
     assert not catalogue.artefact_path("resnet").parent.exists()
     with pytest.raises(ConfigError, match="bdt: a time estimate is for the networks"):
         train("bdt", sample, settings=settings, bdt_settings=BDTSettings())
+
+
+@pytest.mark.slow
+def test_training_killed_mid_run_resumes_from_its_checkpoint(generated, tmp_path):
+    """A real interruption (SIGKILL of `hepinfer train` once its first checkpoint is written), then
+    `--resume`: the learning curve equals that of a run never interrupted, and no checkpoint stays."""
+    import subprocess
+    import sys
+    import time
+
+    files = [str(generated["ttbar"]), str(generated["qcd"])]
+    train = [sys.executable, "-m", "hepinfer.cli", "train", "resnet", "--sample", *files, "--epochs", "6"]
+    train += ["--batch-size", "16", "--max-jets", "64", "--device", "cpu", "--seed", "3", "--no-progress"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    subprocess.run([*train, "--out", str(whole)], check=True, capture_output=True)
+    proc = subprocess.Popen([*train, "--out", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (cut / "checkpoint.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    assert (cut / "checkpoint.pt").exists() and not (cut / "model.onnx").exists(), "killed before the export"
+    subprocess.run([*train, "--out", str(cut), "--resume"], check=True, capture_output=True)
+    epochs = [json.loads((d / "manifest.json").read_text())["training"]["epochs"] for d in (whole, cut)]
+    assert len(epochs[0]) == len(epochs[1]) == 6
+    for a, b in zip(*epochs):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-6)
+    assert not (cut / "checkpoint.pt").exists() and (cut / "model.onnx").exists()
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path):
+    import torch
+
+    from hepinfer.app.training.networks import _load_checkpoint
+    from hepinfer.errors import ConfigError
+
+    torch.save({"model": "particlenet", "train_jets": 100}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ConfigError, match="checkpoint of 'particlenet' with 100 training jets.*'resnet' on 90"):
+        _load_checkpoint(torch, tmp_path / "checkpoint.pt", "resnet", 90)

@@ -41,6 +41,7 @@ def cmd_train(args) -> int:
         progress=not args.no_progress,
         augment=args.augment,
         estimate_only=args.estimate,
+        resume=args.resume,
     )
     command = "hepinfer " + " ".join(shlex.quote(a) for a in (args.argv or sys.argv[1:]))
     result = train(
@@ -71,7 +72,10 @@ def cmd_evaluate(args) -> int:
             raise ConfigError("--update-card evaluates the artefact in its folder, locally: no --artefact or --mode")
         result = evaluate_into(args.model, args.sample, args.update_card, plot=args.plot, **chosen)
         result = result["metrics"][TEST_SAMPLE]
-        print(f"recorded in {args.update_card}/manifest.json and model_card.md (working points, ROC, scores)")
+        print(
+            f"recorded in {args.update_card}/manifest.json and model_card.md "
+            "(figures globally and per pT bin, working points, ROC, scores)"
+        )
     else:
         result = evaluate(
             args.model,
@@ -149,17 +153,30 @@ def register(sub) -> None:
     s.add_argument(
         "--estimate", action="store_true", help="networks: time a few batches, print how long training would take, stop"
     )
+    s.add_argument(
+        "--resume",
+        action="store_true",
+        help="networks: continue from the checkpoint of an interrupted run with the same --out (saved after each epoch)",
+    )
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("evaluate", help="AUC, background rejection and working points of a model on labelled samples")
+    s = sub.add_parser(
+        "evaluate",
+        help="AUC, background rejection and working points of a model on labelled samples, globally and per pT bin",
+    )
     s.add_argument("model", choices=tuple(SPECS))
     s.add_argument("--sample", nargs="+", required=True)
     s.add_argument("--artefact", default=None, help="evaluate this file instead of the cached artefact")
     s.add_argument("--mode", default="local", choices=MODES)
     s.add_argument("--url", default=None)
     s.add_argument("--plot", default=None, help="write the ROC curve to this PNG")
-    s.add_argument("--plots", default=None, help="write roc.png and scores.png (score distributions) to this folder")
+    s.add_argument(
+        "--plots",
+        default=None,
+        help="write roc.png, scores.png (score distributions) and pt_bins.png (AUC and 1/eps_B per pT bin) "
+        "to this folder",
+    )
     s.add_argument(
         "--bootstrap",
         type=int,

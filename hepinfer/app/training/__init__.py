@@ -18,6 +18,8 @@ import json
 import time
 from pathlib import Path
 
+import awkward as ak
+
 from ... import paths
 from ...errors import ConfigError
 from ...features import reads_constituents
@@ -31,6 +33,7 @@ from .evaluation import TEST_SAMPLE, build_chunked, evaluate, evaluate_into, man
 from .networks import TrainSettings, train_network
 
 log = get_logger(__name__)
+CHECKPOINT = "checkpoint.pt"  # beside the artefact while a network trains (``--resume`` continues from it)
 
 __all__ = ["BDTSettings", "TrainSettings", "evaluate", "evaluate_into", "record", "train", "load_jets"]
 
@@ -59,7 +62,13 @@ def _superseded(path: Path) -> list[str]:
 
 
 def _sample_info(sample: JetSample) -> dict:
-    return {"files": [p.name for p in sample.files], "jets": sample.counts()}
+    pt = sample.jets.pt
+    return {
+        "files": [p.name for p in sample.files],
+        "jets": sample.counts(),
+        "pt_range": [round(float(ak.min(pt)), 1), round(float(ak.max(pt)), 1)] if len(sample) else None,
+        "weights": "flat pT per class" if sample.weights is not None else "none",
+    }
 
 
 def train(
@@ -79,7 +88,9 @@ def train(
     if settings.estimate_only and spec.engine == "xgboost":
         raise ConfigError(f"{spec.name}: a time estimate is for the networks; a BDT trains in seconds")
     t0 = time.perf_counter()
-    data = load_jets(samples, max_jets=max_jets, seed=settings.seed, constituents=reads_constituents(spec.name))
+    data = load_jets(
+        samples, max_jets=max_jets, seed=settings.seed, constituents=reads_constituents(spec.name), domain=spec.domain
+    )
     if len(data) < 20:
         raise ConfigError(f"only {len(data)} selected jets in {samples!r}: generate more events")
     log.info(f"{spec.name}: {len(data)} jets ({data.counts()}) from {len(data.files)} files")
@@ -91,16 +102,20 @@ def train(
     tmp = out_dir / ("tmp-" + spec.artefact)
     if spec.engine == "xgboost":
         (x,) = (inputs[n] for n in spec.input_names)  # an xgboost model reads one (N, features) tensor
-        booster, info = train_bdt(x, data.labels, bdt_settings, progress=settings.progress, name=spec.name)
+        booster, info = train_bdt(
+            x, data.labels, bdt_settings, weights=data.weights, progress=settings.progress, name=spec.name
+        )
         booster.save_model(str(tmp))
         used_settings = bdt_settings.as_dict()
         curve = info.pop("curve")
     else:
         from ...models.build import export_onnx
 
-        net, info = train_network(spec.name, inputs, data.labels, settings)
+        checkpoint = out_dir / CHECKPOINT
+        net, info = train_network(spec.name, inputs, data.labels, settings, data.weights, checkpoint)
         if net is None:  # estimate_only: nothing trained, nothing written
             return {"model": spec.name, "estimate": info["estimate"], "training": info}
+        checkpoint.unlink(missing_ok=True)  # the artefact is written below; never shipped
         example = {k: v[:4] for k, v in inputs.items()}
         check = {k: v[:64] for k, v in inputs.items()}
         info["onnx_vs_torch_max_abs_diff"] = export_onnx(net, spec.name, tmp, example, check)

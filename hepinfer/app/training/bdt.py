@@ -1,5 +1,5 @@
 """Training of the BDTs (``bdt``, ``bdt_nanoaod``, any xgboost model): XGBoost (hist), early
-stopping on a validation split, seeded."""
+stopping on a validation split (weighted log-loss), seeded."""
 
 from __future__ import annotations
 
@@ -28,15 +28,25 @@ class BDTSettings:
         return asdict(self)
 
 
-def train_bdt(x: np.ndarray, labels: np.ndarray, settings: BDTSettings, *, progress: bool = True, name: str = "bdt"):
+def train_bdt(
+    x: np.ndarray,
+    labels: np.ndarray,
+    settings: BDTSettings,
+    *,
+    weights: np.ndarray | None = None,
+    progress: bool = True,
+    name: str = "bdt",
+):
+    """Train on ``x`` and ``labels``, each jet counted with its weight (the sample's flat-pT weights)."""
     import xgboost as xgb
 
     rng = np.random.default_rng(settings.seed)
     order = rng.permutation(len(labels))
     n_val = max(1, int(len(labels) * settings.val_fraction))
     val, train = order[:n_val], order[n_val:]
-    dtrain = xgb.DMatrix(x[train], label=labels[train])
-    dval = xgb.DMatrix(x[val], label=labels[val])
+    w = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
+    dtrain = xgb.DMatrix(x[train], label=labels[train], weight=w[train])
+    dval = xgb.DMatrix(x[val], label=labels[val], weight=w[val])
     params = {
         "objective": "binary:logistic",
         "eval_metric": "logloss",

@@ -1,7 +1,13 @@
 """Training / evaluation jets from generated (or real PFNano) files.
 
-Selection (the top-tagging landscape convention): fat-jet pT in [550, 650] GeV, ``|eta| < 2``, and a
-truth label of 0 (QCD) or 1 (top-matched); unmatched ttbar jets (label -1) are dropped.  Files are
+Selection: the fat jets inside the model's validity domain (:class:`hepinfer.models.spec.Domain`;
+the shipped taggers' pT 200 GeV-2.5 TeV, ``|eta| < 2.4``) with a truth label of 0 (QCD) or 1
+(top-matched); unmatched ttbar jets (label -1) are dropped.
+
+Weights (:func:`flat_pt_weights`): each jet's weight makes its class's pT spectrum flat over the
+domain (bins of ``PT_WEIGHT_BIN_GEV``, capped at ``MAX_WEIGHT`` times the mean so that a few jets in
+a sparse bin cannot dominate), with a mean of 1 per class; training uses them in the loss, so the
+taggers learn no pT preference from the generated spectrum.  Files are
 read with uproot (TTree or RNTuple) and constituents linked through the FatJetPFCands table, so
 neither coffea nor a particular schema is needed.  Models that read the FatJet branches alone
 (``bdt_nanoaod``) read no constituents: they train on standard NanoAOD files too.
@@ -17,9 +23,13 @@ import awkward as ak
 import numpy as np
 
 from ...errors import ConfigError, InputMismatch
-from ...features.common import in_window, link_constituents
+from ...features.common import link_constituents
+from ...models import TAGGER_DOMAIN
+from ...models.spec import Domain
 
 COLLECTIONS = ("FatJet", "PFCands", "FatJetPFCands")
+PT_WEIGHT_BIN_GEV = 50.0
+MAX_WEIGHT = 10.0
 
 
 def expand(patterns) -> list[Path]:
@@ -38,13 +48,15 @@ class JetSample:
     constituents: ak.Array | None  # jets x particles; None for models that read the FatJet branches alone
     labels: np.ndarray  # 1 = top, 0 = QCD
     files: list[Path]
+    weights: np.ndarray | None = None  # flat pT per class (flat_pt_weights); None = all 1
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, index: np.ndarray) -> JetSample:
         cons = None if self.constituents is None else self.constituents[index]
-        return JetSample(self.jets[index], cons, self.labels[index], self.files)
+        weights = None if self.weights is None else self.weights[index]
+        return JetSample(self.jets[index], cons, self.labels[index], self.files, weights)
 
     def counts(self) -> dict[str, int]:
         return {"top": int((self.labels == 1).sum()), "qcd": int((self.labels == 0).sum())}
@@ -83,17 +95,40 @@ def read_events(path: Path, constituents: bool = True) -> ak.Array:
     return events
 
 
+def flat_pt_weights(pt: np.ndarray, labels: np.ndarray, domain: Domain = TAGGER_DOMAIN) -> np.ndarray:
+    """Per-jet weights that make each class's pT spectrum flat over ``domain`` (mean 1 per class)."""
+    edges = np.arange(domain.pt[0], domain.pt[1] + PT_WEIGHT_BIN_GEV, PT_WEIGHT_BIN_GEV)
+    which = np.clip(np.digitize(pt, edges) - 1, 0, len(edges) - 2)
+    weights = np.ones(len(pt), dtype=np.float64)
+    for cls in np.unique(labels):
+        mine = labels == cls
+        counts = np.bincount(which[mine], minlength=len(edges) - 1).astype(np.float64)
+        w = 1.0 / counts[which[mine]]
+        w /= w.mean()
+        w = np.minimum(w, MAX_WEIGHT)
+        weights[mine] = w / w.mean()
+    return weights
+
+
 def load_jets(
-    patterns, *, max_jets: int | None = None, balance: bool = True, seed: int = 0, constituents: bool = True
+    patterns,
+    *,
+    max_jets: int | None = None,
+    balance: bool = True,
+    seed: int = 0,
+    constituents: bool = True,
+    domain: Domain | None = None,
 ) -> JetSample:
-    """Selected, labelled jets from files; with ``balance`` the larger class is subsampled (seeded);
+    """Selected, labelled jets from files: inside ``domain`` (default: the shipped taggers'), with
+    flat-pT weights per class; with ``balance`` the larger class is subsampled (seeded);
     without ``constituents`` the jets only (files without PF candidates are fine then)."""
+    domain = domain or TAGGER_DOMAIN
     files = expand(patterns)
     jets, cons = [], []
     for path in files:
         events = read_events(path, constituents)
         fj = events.FatJet
-        sel = in_window(fj) & (fj.label >= 0)
+        sel = domain.contains(fj.pt, fj.eta) & (fj.label >= 0)
         jets.append(ak.flatten(fj[sel]))
         if constituents:
             cons.append(ak.flatten(link_constituents(events)[sel], axis=1))
@@ -113,4 +148,5 @@ def load_jets(
         index = index[:max_jets]
     if not balance:
         index = np.sort(index)  # evaluation keeps the files' order
-    return JetSample(jets_all, cons_all, labels, files).subset(index)
+    weights = flat_pt_weights(ak.to_numpy(jets_all.pt).astype(np.float64), labels, domain)
+    return JetSample(jets_all, cons_all, labels, files, weights).subset(index)

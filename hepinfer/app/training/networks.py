@@ -12,6 +12,13 @@ and the run's length is extrapolated to epochs x batches and logged ("about 38 m
 and after the first epoch, measured, they are cut again if fewer fit.
 With ``augment``, jet images (4-d inputs) are reflected at random in eta and in phi, batch by batch:
 both are symmetries of the top-vs-QCD problem (the images are neither rotated nor flipped when built).
+With ``weights`` (the sample's flat-pT weights) the training and validation losses are weighted means.
+
+Checkpoints: with a ``checkpoint`` path, the network, optimiser, schedule, random states and learning
+curve are saved there after every epoch; a run started again with the same path (``hepinfer train
+--resume``) continues from the last saved epoch with the same schedule, so a long training survives
+an interrupted session.  A checkpoint of another model or sample size is refused.  The caller
+deletes it once the artefact is written.
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
+from ...errors import ConfigError
 from ...logs import get_logger
 from ...models import get_spec
 
@@ -42,6 +51,7 @@ class TrainSettings:
     progress: bool = True
     augment: bool = False
     estimate_only: bool = False  # time a few batches, print the estimate, train nothing
+    resume: bool = False  # continue from the checkpoint when there is one
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -80,7 +90,7 @@ def _seconds_per_batch(torch, net, batch, loss_fn, settings: TrainSettings, devi
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss_fn(probe.logits(*xs), y).backward()
+        loss_fn(probe.logits(*xs), y).mean().backward()
         opt.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -99,8 +109,26 @@ def estimate_text(seconds_per_batch: float, batches: int, epochs: int, device: s
     return f"{when} ({seconds_per_batch:.3g} s per batch x {batches} batches x {epochs} epochs){bound}"
 
 
-def train_network(model: str, inputs: dict, labels: np.ndarray, settings: TrainSettings):
-    """Train a fresh network on ``inputs`` (numpy, per ModelSpec) and ``labels``; return (net, history)."""
+def _load_checkpoint(torch, path: Path, spec_name: str, n_train: int) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("model") != spec_name or state.get("train_jets") != n_train:
+        raise ConfigError(
+            f"{path}: checkpoint of {state.get('model')!r} with {state.get('train_jets')} training jets; this run "
+            f"trains {spec_name!r} on {n_train}: delete it or train without --resume"
+        )
+    return state
+
+
+def train_network(
+    model: str,
+    inputs: dict,
+    labels: np.ndarray,
+    settings: TrainSettings,
+    weights: np.ndarray | None = None,
+    checkpoint: str | Path | None = None,
+):
+    """Train a network on ``inputs`` (numpy, per ModelSpec) and ``labels`` (``weights`` per jet);
+    return (net, history).  See the module for checkpoints."""
     import torch
 
     from ...models.build import network
@@ -120,8 +148,9 @@ def train_network(model: str, inputs: dict, labels: np.ndarray, settings: TrainS
     val_idx, train_idx = order[:n_val], order[n_val:]
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in inputs.items()}
     target = torch.from_numpy(labels.astype(np.int64)).to(device)
+    w_all = torch.from_numpy(np.ones(n) if weights is None else np.asarray(weights, np.float64)).float().to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    loss_fn = torch.nn.CrossEntropyLoss(reduction="none")
     steps_per_epoch = math.ceil(len(train_idx) / settings.batch_size)
     planned_epochs = settings.epochs
 
@@ -136,9 +165,9 @@ def train_network(model: str, inputs: dict, labels: np.ndarray, settings: TrainS
         index = rng.permutation(index) if shuffle else index
         for start in range(0, len(index), settings.batch_size):
             sel = torch.from_numpy(index[start : start + settings.batch_size]).to(device)
-            yield [tensors[k][sel] for k in spec.input_names], target[sel]
+            yield [tensors[k][sel] for k in spec.input_names], target[sel], w_all[sel]
 
-    first = next(batches(train_idx[: settings.batch_size], False))
+    first = next(batches(train_idx[: settings.batch_size], False))[:2]
     spb = _seconds_per_batch(torch, net, first, loss_fn, settings, device)
     estimate = estimate_text(spb, steps_per_epoch, planned_epochs, device.type, settings.max_minutes)
     log.info(f"{spec.name}: {len(train_idx)} training jets; {estimate}")
@@ -154,37 +183,53 @@ def train_network(model: str, inputs: dict, labels: np.ndarray, settings: TrainS
 
         bar = tqdm(total=planned_epochs * steps_per_epoch, desc=f"train {spec.name} ({device.type})", unit="batch")
     history, best, best_loss, best_epoch, step = [], None, float("inf"), 0, 0
-    t_start = time.perf_counter()
     epoch = 0
+    checkpoint = Path(checkpoint) if checkpoint else None
+    if checkpoint is not None and settings.resume and checkpoint.exists():
+        state = _load_checkpoint(torch, checkpoint, spec.name, len(train_idx))
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        rng.bit_generator.state = state["rng"]
+        gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+        history, best, best_loss, best_epoch = state["history"], state["best"], state["best_loss"], state["best_epoch"]
+        step, epoch, planned_epochs = state["step"], state["epoch"], state["planned_epochs"]
+        log.info(f"{spec.name}: resumed from {checkpoint} after epoch {epoch} of {planned_epochs}")
+        if bar is not None:
+            bar.total = planned_epochs * steps_per_epoch
+            bar.update(step)
     while epoch < planned_epochs:
         t0 = time.perf_counter()
         net.train()
         total_loss = 0.0
-        for xs, y in batches(train_idx, shuffle=True):
+        total_weight = 0.0
+        for xs, y, w in batches(train_idx, shuffle=True):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
             if settings.augment:
                 xs = _flip(torch, xs, gen)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net.logits(*xs), y)
+            loss = (loss_fn(net.logits(*xs), y) * w).sum() / w.sum()
             loss.backward()
             opt.step()
-            total_loss += float(loss.detach()) * len(y)
+            total_loss += float(loss.detach()) * float(w.sum())
+            total_weight += float(w.sum())
             step += 1
             if bar is not None:
                 bar.update(1)
         net.eval()
-        val_loss, correct, val_scores = 0.0, 0, []
+        val_loss, val_weight, correct, val_scores = 0.0, 0.0, 0, []
         with torch.no_grad():
-            for xs, y in batches(val_idx, shuffle=False):
+            for xs, y, w in batches(val_idx, shuffle=False):
                 logits = net.logits(*xs)
-                val_loss += float(loss_fn(logits, y)) * len(y)
+                val_loss += float((loss_fn(logits, y) * w).sum())
+                val_weight += float(w.sum())
                 correct += int((logits.argmax(1) == y).sum())
                 val_scores.append((logits[:, 1] - logits[:, 0]).cpu().numpy())
         rec = {
             "epoch": epoch + 1,
-            "train_loss": total_loss / len(train_idx),
-            "val_loss": val_loss / len(val_idx),
+            "train_loss": total_loss / total_weight,
+            "val_loss": val_loss / val_weight,
             "val_accuracy": correct / len(val_idx),
             "val_auc": _auc(labels[val_idx], np.concatenate(val_scores)),
             "seconds": time.perf_counter() - t0,
@@ -204,6 +249,28 @@ def train_network(model: str, inputs: dict, labels: np.ndarray, settings: TrainS
                 log.info(f"{spec.name}: {settings.max_minutes} min allow {planned_epochs} epochs; schedule re-planned")
                 if bar is not None:
                     bar.total = planned_epochs * steps_per_epoch
+        if checkpoint is not None:
+            tmp = checkpoint.with_name(checkpoint.name + ".part")
+            torch.save(
+                {
+                    "model": spec.name,
+                    "train_jets": len(train_idx),
+                    "net": net.state_dict(),
+                    "opt": opt.state_dict(),
+                    "rng": rng.bit_generator.state,
+                    "gen": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                    "best": best,
+                    "best_loss": best_loss,
+                    "best_epoch": best_epoch,
+                    "step": step,
+                    "epoch": epoch,
+                    "planned_epochs": planned_epochs,
+                },
+                tmp,
+            )
+            tmp.replace(checkpoint)
     if bar is not None:
         bar.close()
     net.load_state_dict(best)
@@ -213,7 +280,7 @@ def train_network(model: str, inputs: dict, labels: np.ndarray, settings: TrainS
         "best_val_loss": best_loss,
         "best_epoch": best_epoch,
         "device": str(device),
-        "minutes": (time.perf_counter() - t_start) / 60,
+        "minutes": sum(rec["seconds"] for rec in history) / 60,  # every epoch, resumed runs included
         "estimate": estimate,
         "seconds_per_batch": spb,
         "train_jets": len(train_idx),
