@@ -44,7 +44,8 @@ def _describe(spec) -> str:
     return (
         f"{spec.name} [{spec.source}]: {spec.description}\n  inputs: {ins}\n  outputs: {outs}\n"
         f"  classes: {', '.join(spec.classes) or 'none declared'}; builder: {builder}{params}\n"
-        f"  max batch {spec.max_batch_size}, engine {spec.engine}{where}"
+        f"  max batch {spec.max_batch_size}, engine {spec.engine}{where}\n"
+        f"  domain: {spec.domain.describe() if spec.domain else 'none declared'}"
     )
 
 
@@ -132,7 +133,7 @@ def register(sub) -> None:
     add_models(a)
     a.add_argument("--force", action="store_true", help="rebuild artefacts that are already there")
     a.set_defaults(func=cmd_models)
-    a = actions.add_parser("list", help="print every declared model with its source, classes and builder")
+    a = actions.add_parser("list", help="print every declared model with its source, classes, builder and domain")
     a.set_defaults(func=cmd_models)
     a = actions.add_parser("pull", help="save the declaration of a model a Triton server serves, as TOML")
     a.add_argument("url", help="the server, e.g. grpc://host:8001")

@@ -156,7 +156,7 @@ def register(sub) -> None:
     s.add_argument(
         "--resume",
         action="store_true",
-        help="networks: continue from the checkpoint of an interrupted run with the same --out (saved after each epoch)",
+        help="networks: continue an interrupted run from its checkpoint in --out (saved after each epoch)",
     )
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_train)

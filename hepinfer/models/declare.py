@@ -15,6 +15,13 @@ One file declares one or more models, each in a ``[model.<name>]`` table::
     [model.mytagger.builder_params]        # optional: keywords passed to the builder
     max_particles = 100
 
+    [model.mytagger.domain]                # optional: the jets it is valid for (hepinfer.models.Domain)
+    pt = [200, 2500]                       # GeV, both ends included
+    eta_max = 2.4                          # |eta| <
+    sample = "Pythia 8 ttbar and QCD"      # optional: what it was trained on
+    detector = "Delphes CMS card"          # optional: the detector response of its training sample
+    not_for = ["no pile-up in training"]   # optional: what it must not be taken for
+
     [[model.mytagger.inputs]]              # one table per input tensor, in order
     name = "points"
     dtype = "float32"                      # bool, uint8, int8, int32, int64, float16, float32, float64
@@ -46,7 +53,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .checks import check_declaration
-from .spec import DTYPES, LOCAL_ENGINES, ModelSpec, TensorSpec
+from .spec import DTYPES, LOCAL_ENGINES, Domain, ModelSpec, TensorSpec
 
 MODEL_KEYS = (
     "description",
@@ -58,10 +65,12 @@ MODEL_KEYS = (
     "classes",
     "builder",
     "builder_params",
+    "domain",
     "inputs",
     "outputs",
 )
 TENSOR_KEYS = ("name", "dtype", "shape", "description")
+DOMAIN_KEYS = ("pt", "eta_max", "sample", "detector", "not_for")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -112,6 +121,36 @@ class _Fields:
             out.append(TensorSpec(name, dtype, tuple(shape), description))
         return tuple(out)
 
+    def domain(self) -> Domain | None:
+        table = self.get("domain", Mapping, "a [model.<name>.domain] table")
+        if table is None:
+            return None
+        for key in table:
+            if key not in DOMAIN_KEYS:
+                raise self.error(f"domain.{key}: unknown key (known: {', '.join(DOMAIN_KEYS)})")
+        pt = table.get("pt")
+        number = (int, float)
+        if not (
+            isinstance(pt, list) and len(pt) == 2 and all(isinstance(x, number) and not isinstance(x, bool) for x in pt)
+        ):
+            raise self.error(f"domain.pt: expected [min, max] in GeV, got {pt!r}")
+        eta_max = table.get("eta_max")
+        if not isinstance(eta_max, number) or isinstance(eta_max, bool):
+            raise self.error(f"domain.eta_max: expected a number (|eta| <), got {eta_max!r}")
+        not_for = self.get("not_for", list, "a list of strings", [], table=table, field="domain.not_for")
+        if not all(isinstance(x, str) for x in not_for):
+            raise self.error(f"domain.not_for: expected a list of strings, got {not_for!r}")
+        try:
+            return Domain(
+                pt=tuple(pt),
+                eta_max=eta_max,
+                sample=self.get("sample", str, "a string", "", table=table, field="domain.sample"),
+                detector=self.get("detector", str, "a string", "", table=table, field="domain.detector"),
+                not_for=tuple(not_for),
+            )
+        except ConfigError as err:
+            raise self.error(str(err)) from None
+
 
 def _spec(path: Path, name: str, table) -> ModelSpec:
     where = f"{path}: model {name!r}"
@@ -146,6 +185,7 @@ def _spec(path: Path, name: str, table) -> ModelSpec:
         sha256=f.get("sha256", str, "a string of 64 hexadecimal digits"),
         builder=f.get("builder", str, "a builder name or 'package.module:function'"),
         builder_params=f.get("builder_params", Mapping, "a table", {}),
+        domain=f.domain(),
         source=str(path),
     )
     try:
@@ -229,6 +269,12 @@ def to_toml(spec: ModelSpec, relative_to: str | os.PathLike | None = None) -> st
     if spec.builder_params:
         lines += ["", f"[{table}.builder_params]"]
         lines += [f"{_key(str(k))} = {_value(v)}" for k, v in spec.builder_params.items()]
+    if spec.domain is not None:
+        d = spec.domain
+        lines += ["", f"[{table}.domain]", f"pt = {_value(list(d.pt))}", f"eta_max = {_value(d.eta_max)}"]
+        lines += [f"{k} = {_string(v)}" for k, v in (("sample", d.sample), ("detector", d.detector)) if v]
+        if d.not_for:
+            lines.append(f"not_for = {_value(list(d.not_for))}")
     for kind in ("inputs", "outputs"):
         for t in getattr(spec, kind):
             lines += ["", f"[[{table}.{kind}]]", f"name = {_string(t.name)}", f"dtype = {_string(t.dtype)}"]

@@ -6,12 +6,10 @@ Physics choices (13 TeV pp, Pythia's default tune, MPI/ISR/FSR/hadronisation on,
 
 * ``ttbar``: gg/qq -> tt with both W bosons forced to quarks (hadronic tops), signal.
 * ``qcd``: all hard QCD 2 -> 2, background.
-* both with the hard-process pT-hat in ``pt_hat`` (default [500, 700] GeV, which fills fat jets of
-  pT 550-650 GeV); the shipped taggers' samples are made in pT-hat bins from 200 GeV to 2.8 TeV
-  (``TRAINING_PT_HAT_BINS``) so that their fat jets cover 200 GeV-2.5 TeV.
-* ``detector="cms"`` (the default): the visible particles pass through the parametrised detector
-  response of :mod:`hepinfer.app.data.detector` (tracking efficiency and resolution, calorimeter
-  resolutions, thresholds) before clustering; ``detector="none"``: truth-level particles.
+* both with the hard-process pT-hat in ``pt_hat`` (default [500, 700] GeV); the shipped taggers'
+  samples use the bins ``TRAINING_PT_HAT_BINS`` (200 GeV-2.8 TeV: fat jets of 200 GeV-2.5 TeV).
+* ``detector="cms"`` (the default): the visible particles pass through :mod:`~hepinfer.app.data.detector`
+  (tracking, calorimeter resolutions, thresholds) before clustering; ``"none"``: truth level.
 * "PF candidates" are the visible final-state particles (neutrinos dropped) with ``|eta| < 5``; d0/dz
   are the straight-line impact parameters of the production vertex with respect to the beam line
   and the origin, in cm (non-zero for decays of B/D hadrons, K_S, Lambda, ...).

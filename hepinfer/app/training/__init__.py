@@ -125,7 +125,7 @@ def train(
     source = manifest_source(spec.name, out_dir)
     supersedes = _superseded(out_dir / "manifest.json") if source == "shipped" else []
     tmp.replace(artefact)
-    for stale in (plots.ROC, plots.SCORES):  # figures of an earlier artefact in this folder
+    for stale in (plots.ROC, plots.SCORES, plots.PT_BINS):  # figures of an earlier artefact in this folder
         (out_dir / stale).unlink(missing_ok=True)
     plots.learning_curve(curve, out_dir, title=f"{spec.name}: learning curve")
     sha = hashlib.sha256(artefact.read_bytes()).hexdigest()

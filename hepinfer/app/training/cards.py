@@ -1,5 +1,6 @@
 """Model cards: a short markdown file beside each trained artefact, written from its manifest.json
-(so re-evaluating a model rewrites its card), with the figures that lie beside it."""
+(so re-evaluating a model rewrites its card) and the model's declared validity domain, with the
+figures that lie beside it."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from pathlib import Path
 
 from ...models import get_spec
 from . import plots
-from .metrics import rejection
+from .metrics import auc_text, pt_text, rate_text, rejection
 
 WHAT_PLOTS = {
     plots.ROC: "ROC curve",
     plots.SCORES: "score distributions",
+    plots.PT_BINS: "AUC and background rejection per pT bin",
     plots.LEARNING_CURVE: "learning curve",
 }
 
@@ -32,7 +34,7 @@ def _metrics_table(metrics: dict | None) -> str:
         return "Not evaluated on an independent sample yet.\n"
     rows = []
     for name, m in metrics.items():
-        auc = f"{m['auc']:.4f}" + (f" ± {m['auc_error']:.4f}" if m.get("auc_error") is not None else "")
+        auc = auc_text(m)
         eff = (
             f"{100 * m['efficiency_at_1']:.1f} % | {100 * m['efficiency_at_10']:.1f} %"
             if "efficiency_at_1" in m
@@ -50,6 +52,85 @@ def _metrics_table(metrics: dict | None) -> str:
     if any(m.get("rejection_bounded") for m in metrics.values()):
         files += "\n\n>= N: fewer than one QCD jet passes; the figure is bounded by the QCD jets of the sample."
     return head + "".join(rows) + files + "\n"
+
+
+def _domain(spec) -> str:
+    d = spec.domain
+    if d is None:
+        return (
+            "No validity domain is declared for this model: nothing records the jets it was trained for, "
+            "so its scores carry no statement of where they hold, and every selected jet is scored.\n"
+        )
+    lines = [f"- **Valid for**: fat jets with {d.describe()}; outside this range its scores are extrapolations."]
+    if d.sample:
+        lines.append(f"- **Trained on**: {d.sample}.")
+    if d.detector:
+        lines.append(f"- **Detector response**: {d.detector}.")
+    if d.not_for:
+        lines.append(f"- **Limits**: {'; '.join(d.not_for)}.")
+    return "\n".join(lines) + "\n\nThe figures per pT bin below show how the tagger holds inside this domain.\n"
+
+
+def _sample(spec, sample: dict) -> str:
+    lines = []
+    jets, files = sample.get("jets"), sample.get("files")
+    if jets:
+        where = f" from {len(files)} file{'s' if len(files) != 1 else ''}" if files else ""
+        lines.append(f"{jets.get('top', 0)} top and {jets.get('qcd', 0)} QCD jets{where} (truth-labelled).")
+    if sample.get("pt_range"):
+        lo, hi = sample["pt_range"]
+        lines.append(f"Their pT spans {lo:g}-{hi:g} GeV.")
+    if sample.get("weights"):
+        lines.append(f"Training weights: {sample['weights']}.")
+    if spec.domain is not None:
+        lines.append(
+            f"Jets selected in the model's domain ({spec.domain.describe()}); the events and the detector "
+            "response as *Intended use and limits* says."
+        )
+    if not lines:
+        return "Not recorded.\n"
+    return " ".join(lines) + " The manifest's record of the sample:\n"
+
+
+def _per_pt_bin(metrics: dict | None) -> str:
+    measured = {name: m["per_pt_bin"] for name, m in (metrics or {}).items() if m.get("per_pt_bin")}
+    if not measured:
+        return "Not measured yet: `hepinfer evaluate MODEL --sample ... --update-card FOLDER` measures it.\n"
+    out = []
+    for name, bins in measured.items():
+        rows = "".join(
+            f"| {pt_text(r)} | {r['jets']['top']} / {r['jets']['qcd']} | {auc_text(r)} | {rejection(r, 30)} | "
+            f"{rejection(r, 50)} |\n"
+            for r in bins
+        )
+        notes = " ".join(f"{pt_text(r)} GeV: {r['note']}." for r in bins if r.get("note"))
+        if any(r.get("rejection_bounded") for r in bins):
+            notes += " >= N: fewer than one QCD jet of the bin passes; the figure is bounded by the bin's QCD jets."
+        out.append(
+            f"On the {name} (unweighted; every jet counts once):\n\n"
+            "| pT (GeV) | jets (top / QCD) | AUC (± bootstrap) | 1/εB at εS=30% | 1/εB at εS=50% |\n"
+            "|---|---|---:|---:|---:|\n" + rows + (f"\n{notes.strip()}\n" if notes else "")
+        )
+        points = list(bins[0].get("working_points", {}))
+        if points:
+            head = "| working point | " + " | ".join(f"{pt_text(r)} GeV" for r in bins) + " |\n"
+            head += "|---|" + "---:|" * len(bins) + "\n"
+            cells = "".join(
+                f"| `{wp}` | "
+                + " | ".join(
+                    f"{rate_text(r['working_points'][wp]['signal_efficiency'])} / "
+                    f"{rate_text(r['working_points'][wp]['mistag_rate'], 2)}"
+                    for r in bins
+                )
+                + " |\n"
+                for wp in points
+            )
+            out.append(
+                "\n### Working points per pT bin\n"
+                f"On the {name}, εS / εB (mistag rate) of each working point at its global score threshold, "
+                "per pT bin: how a cut holds across pT.\n\n" + head + cells
+            )
+    return "\n".join(out)
 
 
 def _working_points(points: dict | None) -> str:
@@ -90,7 +171,8 @@ def _figures(folder: Path) -> str:
 
 def write_card(path: Path, model: str, manifest: dict) -> Path:
     """The model card of ``model`` at ``path`` from its ``manifest`` (command, sample, settings,
-    training, metrics, working points, versions)."""
+    training, metrics globally and per pT bin, working points, versions) and the model's validity
+    domain (:class:`hepinfer.models.spec.Domain`)."""
     spec = get_spec(model)
     path = Path(path)
     inputs = "\n".join(
@@ -112,11 +194,10 @@ def write_card(path: Path, model: str, manifest: dict) -> Path:
 
 Built by `hepinfer.features` from {_source(spec.name)}; see the docs' *Events and training* page.
 
+## Intended use and limits
+{_domain(spec)}
 ## Training sample
-Pythia 8.317 (pythia8mc) + FastJet, 13 TeV, pT-hat in [500, 700] GeV; ttbar with hadronic W decays
-(signal: top-matched fat jets) and QCD dijets (background). Fat jets: anti-kT R=0.8, pT in
-[550, 650] GeV, |eta| < 2. Classes balanced by subsampling.
-
+{_sample(spec, manifest.get("sample", {}))}
 ```json
 {json.dumps(manifest.get("sample", {}), indent=2)}
 ```
@@ -131,6 +212,8 @@ Command: `{manifest.get("command", "")}`
 {_learning(training)}
 ## Performance
 {_metrics_table(manifest.get("metrics"))}
+## Performance per pT bin
+{_per_pt_bin(manifest.get("metrics"))}
 ## Working points
 {_working_points(manifest.get("working_points"))}{_figures(path.parent)}
 ## Provenance

@@ -3,9 +3,12 @@ runtimes as analysis code (local, or a Triton server), and their record in a mod
 
 Figures (:func:`hepinfer.app.training.metrics.summary`): AUC with its bootstrap uncertainty,
 1/eps_B at eps_S = 30 % and 50 %, eps_S at mistag rates 1 % and 10 %, and the working points (score
-thresholds of ``top@1%``, ``top@10%``, ``top@eff30%``, ``top@eff50%``).  :func:`record` writes them
-into a model's manifest.json (``metrics`` and ``working_points``, which code reads) and rewrites its
-model_card.md, with the ROC curve and score distributions beside them.
+thresholds of ``top@1%``, ``top@10%``, ``top@eff30%``, ``top@eff50%``); per bin of jet pT
+(:data:`~hepinfer.app.training.metrics.PT_BINS`, ``per_pt_bin``) the AUC, 1/eps_B and the working
+points' efficiencies at their global thresholds.  :func:`record` writes them into a model's
+manifest.json (``metrics`` and ``working_points``, which code reads) and rewrites its model_card.md,
+with the ROC curve, score distributions and figures per pT bin beside them.  The figures are
+unweighted: every selected jet counts once.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import time
 from pathlib import Path
 
+import awkward as ak
 import numpy as np
 
 from ...errors import ConfigError
@@ -80,10 +84,11 @@ def evaluate(
     plots_dir: str | Path | None = None,
     bootstrap: int = metrics_mod.BOOTSTRAP,
 ) -> dict:
-    """Metrics of ``model`` on the selected jets of ``samples`` (all of them, not balanced).
-    ``plot``: the ROC curve to this PNG; ``plots_dir``: ROC curve and score distributions there."""
+    """Metrics of ``model`` on the selected jets of ``samples`` (all of them, not balanced, unweighted),
+    globally and per pT bin (``per_pt_bin``).  ``plot``: the ROC curve to this PNG; ``plots_dir``: ROC
+    curve, score distributions and figures per pT bin there."""
     spec = get_spec(model)
-    data = load_jets(samples, balance=False, constituents=reads_constituents(spec.name))
+    data = load_jets(samples, balance=False, constituents=reads_constituents(spec.name), domain=spec.domain)
     counts = data.counts()
     if not counts["top"] or not counts["qcd"]:
         raise ConfigError(
@@ -95,6 +100,9 @@ def evaluate(
     scores = score(spec.name, inputs, artefact=artefact, mode=mode, url=url)
     seconds = round(time.perf_counter() - t0, 2)
     result = metrics_mod.summary(data.labels, scores, bootstrap=bootstrap, signal=signal_class(spec))
+    result["per_pt_bin"] = metrics_mod.per_pt_bin(
+        data.labels, scores, ak.to_numpy(data.jets.pt), working_points=result["working_points"], bootstrap=bootstrap
+    )
     result["seconds"] = seconds
     result["files"] = [p.name for p in data.files]
     title = f"{spec.name}: top vs QCD"
@@ -105,7 +113,13 @@ def evaluate(
         result["plot"] = str(plot)
     if plots_dir:
         result["plots"] = plots.evaluation(
-            spec.name, data.labels, scores, plots_dir, result["working_points"], title=title
+            spec.name,
+            data.labels,
+            scores,
+            plots_dir,
+            result["working_points"],
+            title=title,
+            per_pt_bin=result["per_pt_bin"],
         )
     if artefact is None and mode == "local":
         from ...models.catalogue import is_untrained, weights_note

@@ -4,6 +4,10 @@ A jet is tagged when its score is above the working point's threshold.  Working 
 ``<class>@<mistag>%`` (``top@1%``: the threshold where 1 % of the background jets are tagged) and
 ``<class>@eff<efficiency>%`` (``top@eff50%``: where 50 % of the signal jets are), see
 :data:`MISTAG_RATES` and :data:`SIGNAL_EFFICIENCIES`.
+
+The same figures per bin of jet pT (:data:`PT_BINS`, :func:`per_pt_bin`) show how a tagger and its
+working points hold across its validity domain: each working point keeps its global threshold, so a
+bin's efficiencies are what a cut at that threshold gives to the jets of that bin.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import numpy as np
 MISTAG_RATES = (0.01, 0.10)  # background efficiencies of the ``top@1%`` / ``top@10%`` working points
 SIGNAL_EFFICIENCIES = (0.30, 0.50)  # signal efficiencies of ``top@eff30%`` / ``top@eff50%``
 BOOTSTRAP = 200  # resamples for the AUC's uncertainty
+PT_BINS = (250.0, 400.0, 600.0, 1000.0, 2500.0)  # GeV: edges of the per-pT-bin figures (last bin includes 2500)
+MIN_JETS_PER_CLASS = 10  # fewer top or QCD jets in a pT bin: its figures are null
 
 
 def roc_curve(labels: np.ndarray, scores: np.ndarray):
@@ -107,10 +113,8 @@ def working_points(labels, scores, signal: str = "top") -> dict:
     return out
 
 
-def summary(labels, scores, *, bootstrap: int = BOOTSTRAP, signal: str = "top", seed: int = 0) -> dict:
-    """AUC (and its bootstrap uncertainty), 1/eps_B at eps_S = 30 % and 50 %, eps_S at eps_B = 1 % and
-    10 %, the working points and the jets per class."""
-    labels = np.asarray(labels)
+def _figures(labels, scores, bootstrap: int, seed: int) -> dict:
+    """AUC (and its bootstrap uncertainty), 1/eps_B at eps_S = 30 % and 50 %, and the jets per class."""
     n_bkg = int(np.sum(labels == 0))
     rejection = {e: background_rejection(labels, scores, e / 100, bounded=True) for e in (30, 50)}
     return {
@@ -120,6 +124,15 @@ def summary(labels, scores, *, bootstrap: int = BOOTSTRAP, signal: str = "top", 
         "rejection_at_50": rejection[50],
         # figures that equal the number of background jets: fewer than one of them passes (a lower bound)
         "rejection_bounded": [f"rejection_at_{e}" for e, r in rejection.items() if r >= n_bkg],
+    }
+
+
+def summary(labels, scores, *, bootstrap: int = BOOTSTRAP, signal: str = "top", seed: int = 0) -> dict:
+    """AUC (and its bootstrap uncertainty), 1/eps_B at eps_S = 30 % and 50 %, eps_S at eps_B = 1 % and
+    10 %, the working points and the jets per class."""
+    labels = np.asarray(labels)
+    return {
+        **_figures(labels, scores, bootstrap, seed),
         "efficiency_at_1": signal_efficiency(labels, scores, 0.01),
         "efficiency_at_10": signal_efficiency(labels, scores, 0.10),
         "working_points": working_points(labels, scores, signal),
@@ -127,17 +140,85 @@ def summary(labels, scores, *, bootstrap: int = BOOTSTRAP, signal: str = "top", 
     }
 
 
+def pt_bin_edges(edges=PT_BINS) -> list[tuple[float, float]]:
+    return [(float(lo), float(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def per_pt_bin(
+    labels,
+    scores,
+    pt,
+    *,
+    edges=PT_BINS,
+    working_points: dict | None = None,
+    bootstrap: int = BOOTSTRAP,
+    seed: int = 0,
+    min_jets: int = MIN_JETS_PER_CLASS,
+) -> list[dict]:
+    """The figures of :func:`summary` per bin of jet ``pt`` (GeV; a bin holds ``lo <= pt < hi``, the
+    last one its upper edge too): ``pt`` [lo, hi], ``jets`` per class, ``auc``, ``auc_error``,
+    ``rejection_at_30``, ``rejection_at_50``, ``rejection_bounded``, and per working point of
+    ``working_points`` the ``signal_efficiency`` and ``mistag_rate`` at its (global) threshold.  A bin
+    with fewer than ``min_jets`` jets of a class has null figures and a ``note`` that says so (a working
+    point's rate over the other class is still given when that class has enough jets)."""
+    labels = np.asarray(labels).astype(np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    pt = np.asarray(pt, dtype=np.float64)
+    bins = pt_bin_edges(edges)
+    out = []
+    for i, (lo, hi) in enumerate(bins):
+        inside = (pt >= lo) & ((pt <= hi) if i == len(bins) - 1 else (pt < hi))
+        lab, sco = labels[inside], scores[inside]
+        jets = {"top": int(np.sum(lab == 1)), "qcd": int(np.sum(lab == 0))}
+        row: dict = {"pt": [lo, hi], "jets": jets}
+        few = [f"{jets[c]} {name} jets" for c, name in (("top", "top"), ("qcd", "QCD")) if jets[c] < min_jets]
+        if few:
+            row.update(dict.fromkeys(("auc", "auc_error", "rejection_at_30", "rejection_at_50")), rejection_bounded=[])
+            row["note"] = f"{' and '.join(few)} (fewer than {min_jets}): no figures"
+        else:
+            row.update(_figures(lab, sco, bootstrap, seed))
+        if working_points:
+            top, qcd = sco[lab == 1], sco[lab == 0]
+            row["working_points"] = {
+                name: {
+                    "signal_efficiency": float(np.mean(top > wp["threshold"])) if jets["top"] >= min_jets else None,
+                    "mistag_rate": float(np.mean(qcd > wp["threshold"])) if jets["qcd"] >= min_jets else None,
+                }
+                for name, wp in working_points.items()
+            }
+        out.append(row)
+    return out
+
+
 def rejection(m: dict, efficiency: int) -> str:
-    """1/eps_B at ``efficiency`` % of a :func:`summary` as text: ``>= N`` where at most one background jet passes."""
+    """1/eps_B at ``efficiency`` % of a :func:`summary` as text: ``>= N`` where at most one background jet
+    passes, ``–`` where there is no figure (a pT bin with too few jets)."""
     key = f"rejection_at_{efficiency}"
+    if m.get(key) is None:
+        return "–"
     return (">= " if key in m.get("rejection_bounded", ()) else "") + f"{m[key]:.0f}"
 
 
+def auc_text(m: dict) -> str:
+    """The AUC of a :func:`summary` (or of a pT bin) with its bootstrap uncertainty, ``–`` where none."""
+    if m.get("auc") is None:
+        return "–"
+    return f"{m['auc']:.4f}" + (f" ± {m['auc_error']:.4f}" if m.get("auc_error") is not None else "")
+
+
+def pt_text(row: dict) -> str:
+    lo, hi = row["pt"]
+    return f"{lo:g}-{hi:g}"
+
+
+def rate_text(value, digits: int = 1) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f} %"
+
+
 def describe(name: str, m: dict) -> str:
-    """Lines a person reads: the figures of :func:`summary` for ``name``."""
-    err = f" ± {m['auc_error']:.4f}" if m.get("auc_error") is not None else ""
+    """Lines a person reads: the figures of :func:`summary` for ``name`` (and per pT bin when given)."""
     lines = [
-        f"{name}: AUC {m['auc']:.4f}{err} on {m['jets']['top']} top and {m['jets']['qcd']} QCD jets",
+        f"{name}: AUC {auc_text(m)} on {m['jets']['top']} top and {m['jets']['qcd']} QCD jets",
         f"  1/eps_B {rejection(m, 30)} at eps_S = 30 %, {rejection(m, 50)} at eps_S = 50 %",
         f"  eps_S {100 * m['efficiency_at_1']:.1f} % at mistag rate 1 %, "
         f"{100 * m['efficiency_at_10']:.1f} % at mistag rate 10 %",
@@ -148,4 +229,20 @@ def describe(name: str, m: dict) -> str:
             f"    {wp:<12} threshold {v['threshold']:.6g}  eps_S {100 * v['signal_efficiency']:.1f} %  "
             f"mistag {100 * v['mistag_rate']:.2f} %"
         )
+    bins = m.get("per_pt_bin")
+    if bins:
+        lines.append("  per pT bin (GeV): jets top/QCD, AUC, 1/eps_B at eps_S = 30 % and 50 %")
+        for row in bins:
+            figures = row.get("note") or f"AUC {auc_text(row)}  1/eps_B {rejection(row, 30)}, {rejection(row, 50)}"
+            lines.append(f"    {pt_text(row):>10}  {row['jets']['top']:>7}/{row['jets']['qcd']:<7}  {figures}")
+        points = [wp for wp in m.get("working_points", {}) if any(wp in r.get("working_points", {}) for r in bins)]
+        if points:
+            lines.append("  working points per pT bin (eps_S / mistag at the global threshold):")
+            for wp in points:
+                cells = "  ".join(
+                    f"{pt_text(r)}: {rate_text(r['working_points'][wp]['signal_efficiency'])} / "
+                    f"{rate_text(r['working_points'][wp]['mistag_rate'], 2)}"
+                    for r in bins
+                )
+                lines.append(f"    {wp:<12} {cells}")
     return "\n".join(lines)

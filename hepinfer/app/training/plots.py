@@ -1,5 +1,6 @@
 """The figures beside a model card and their file names: ROC curve, score distributions with the
-working points, learning curve (and its JSON), drawn by :mod:`hepinfer.app.plotting`."""
+working points, AUC and background rejection per pT bin, learning curve (and its JSON), drawn by
+:mod:`hepinfer.app.plotting`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from .. import plotting
 
 ROC = "roc.png"
 SCORES = "scores.png"
+PT_BINS = "pt_bins.png"
 LEARNING_CURVE = "learning_curve.png"
 LEARNING_CURVE_JSON = "learning_curve.json"
 
@@ -35,9 +37,20 @@ def learning_curve(curve: dict, folder, *, title: str) -> tuple[Path, Path]:
     return plotting.learning_curve(curve, folder / LEARNING_CURVE, title=title), data
 
 
-def evaluation(name: str, labels, values, folder, working_points: dict | None, *, title: str) -> dict[str, str]:
-    """ROC and score-distribution PNGs in ``folder``; {kind: file name}."""
+def evaluation(
+    name: str, labels, values, folder, working_points: dict | None, *, title: str, per_pt_bin: list | None = None
+) -> dict[str, str]:
+    """ROC and score-distribution PNGs in ``folder``, and the figures per pT bin when ``per_pt_bin``
+    has any (a stale one is removed otherwise); {kind: file name}."""
+    from ..plotting.performance import pt_bins
+
     folder = Path(folder)
     plotting.roc({name: (labels, values)}, folder / ROC, title=title)
     plotting.score_distributions(labels, values, folder / SCORES, title=title, working_points=working_points)
-    return {"roc": ROC, "scores": SCORES}
+    written = {"roc": ROC, "scores": SCORES}
+    if per_pt_bin and any(row.get("auc") is not None for row in per_pt_bin):
+        pt_bins(per_pt_bin, folder / PT_BINS, title=f"{title}, per pT bin")
+        written["pt_bins"] = PT_BINS
+    else:
+        (folder / PT_BINS).unlink(missing_ok=True)
+    return written
