@@ -58,7 +58,7 @@ def test_binder_postbuild_then_start(tmp_path, free_port, artefacts):
     built = subprocess.run([str(ROOT / "binder" / "postBuild")], env=env, capture_output=True, text=True, timeout=900)
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     assert (tmp_path / "repository" / "particlenet" / "config.pbtxt").is_file()
-    assert "demo_ttbar_7001_200.root" in built.stdout
+    assert "demo_ttbar_7001_200_cms.root" in built.stdout
     check = (
         "import os, hepinfer; from hepinfer.models.toy import toy_inputs; "
         "s = hepinfer.Session(); assert s.config.url == os.environ['HEPINFER_URL']; "

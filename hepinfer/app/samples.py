@@ -11,6 +11,7 @@ from ..logs import get_logger
 log = get_logger(__name__)
 
 DEMO_SEEDS = {"ttbar": 7001, "qcd": 7002}
+DEMO_DETECTOR = "cms"  # the detector response the shipped taggers are trained with
 
 
 def demo_files(events: int) -> list:
@@ -21,10 +22,11 @@ def demo_files(events: int) -> list:
 
     files = []
     for process, seed in DEMO_SEEDS.items():
-        path = paths.home() / "samples" / f"demo_{process}_{seed}_{events}.root"
+        # the name carries the detector response, so a cached truth-level sample is not reused
+        path = paths.home() / "samples" / f"demo_{process}_{seed}_{events}_{DEMO_DETECTOR}.root"
         if not path.exists():
             log.info(f"generating {events} {process} events (seed {seed}) -> {path}")
-            generate(process, events, seed, path, progress=False)
+            generate(process, events, seed, path, progress=False, detector=DEMO_DETECTOR)
         files.append(path)
     return files
 
