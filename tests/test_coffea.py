@@ -131,8 +131,9 @@ def test_pipelined_pieces_score_every_jet_once_in_order(server, generated, open_
     from hepinfer.coffea import constituents_of
 
     fat = events.FatJet
-    got = piped._tag_all(fat, constituents_of(events, fat), is_dask=False)
-    want = plain._tag_all(fat, constituents_of(events, fat), is_dask=False)
+    subsets = {m: (fat, constituents_of(events, fat)) for m in MODELS}
+    got = piped._tag_all(subsets, is_dask=False)
+    want = plain._tag_all(subsets, is_dask=False)
     for m in MODELS:
         (tags, reports), (whole, one) = got[m], want[m]
         assert ak.to_list(ak.num(tags, axis=1)) == ak.to_list(ak.num(fat, axis=1))

@@ -220,7 +220,7 @@ def test_cms_tagger_scores_are_histogrammed(layouts, tmp_path, shipped_artefacts
     cms = result.hists["cms_score"]
     assert [ax.name for ax in cms.axes] == ["tagger", "score"]
     assert cms[{"tagger": "particleNetWithMass_TvsQCD"}].values().sum() == 0
-    # the stand-in branch is the BDT's score, filled for the ttbar file's jets in the window
+    # the stand-in branch is the BDT's score, filled for the ttbar file's selected jets
     from hepinfer.app.processor import TopTagProcessor
 
     assert "cms_score" in TopTagProcessor(models=("bdt",))._hists(dask=False)
@@ -229,6 +229,9 @@ def test_cms_tagger_scores_are_histogrammed(layouts, tmp_path, shipped_artefacts
         cms[{"tagger": "particleNet_TvsQCD"}].values(), only_ttbar.hists["score"][{"model": "bdt"}].values()
     )
     assert summary["histograms"]["cms_score"]["axes"][0]["categories"][0] == "particleNet_TvsQCD"
+    # the stand-in is the BDT's own score: ranked alike on every ttbar jet (the QCD file has no such branch)
+    same = summary["rank_correlation"]["bdt"]["particleNet_TvsQCD"]
+    assert same["spearman"] == pytest.approx(1.0) and same["jets"] == only_ttbar.summary["fatjets_scored"]["bdt"]
 
 
 # ------------------------------------------------------------------------------------------------

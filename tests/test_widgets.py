@@ -106,3 +106,21 @@ def test_a_toggle_reaches_dask_workers(server, generated, coffea_quiet):
     assert jets > 0 and used["local"]["remote_jets"] == 0
     assert (used["remote"]["remote_jets"], used["remote"]["local_jets"]) == (jets, 0)
     assert used["remote"]["calls"] == 3 and used["remote"]["fallback_calls"] == 0  # 150 events, chunks of 50
+
+
+def test_the_panel_sets_the_selection(tmp_path):
+    """Empty fields leave a bound to the models' domains; a typed one goes into the job's settings."""
+    data = tmp_path / "events.root"
+    data.write_bytes(b"")  # the settings only need the file to exist
+    p = panel(Session(InferenceConfig(mode="local")), inputs=[data], models=("bdt_nanoaod",), refresh_s=0)
+    try:
+        settings = p.job_settings()
+        assert (settings.pt_min, settings.pt_max, settings.eta_max) == (None, None, None)
+        p.pt_min.value, p.eta_max.value = "300", " 2.0 "
+        settings = p.job_settings()
+        assert (settings.pt_min, settings.pt_max, settings.eta_max) == (300.0, None, 2.0)
+        p.pt_max.value = "a lot"
+        with pytest.raises(hepinfer.ConfigError, match=r"pT max \[GeV\]: 'a lot' is not a number"):
+            p.job_settings()
+    finally:
+        p.close()

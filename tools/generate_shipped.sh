@@ -7,7 +7,7 @@
 #
 #   train/       3 ttbar + 3 QCD files per bin, seeds 1000 + 100*bin + file (ttbar), + 50 (QCD)
 #   test/        1 ttbar + 1 QCD file per bin, seeds 3000 + 100*bin (+ 50): seeds no training file uses
-#   truth/train  and truth/test: the same seeds + 10000, --detector none
+#   truth/train, truth/test: 1 ttbar + 1 QCD file per bin, seeds + 10000, --detector none
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${SAMPLES:-samples}
@@ -27,5 +27,5 @@ gen() {  # gen DETECTOR FOLDER SEED_BASE FILES
 }
 gen cms train 1000 3
 gen cms test 3000 1
-gen none truth/train 11000 3
+gen none truth/train 11000 1
 gen none truth/test 13000 1

@@ -11,7 +11,8 @@ the same as local inference's).  The status line says what the server computes e
 replicas and recent decisions (:mod:`.panel_fleet`); a server started with
 ``engine="torch", precision="bf16"`` (``serve_options``) gives other scores, and a run with
 "compare with local" (``check_local``) shows by how much: the largest score difference and the
-fraction of tags flipped, per model.
+fraction of tags flipped, per model.  The fat-jet selection (pT min / max, ``|eta|`` max) left empty
+comes from the chosen models' validity domains (:mod:`.selection`).
 
 Nothing here blocks the kernel: server start / stop and runs happen in background threads, and the
 server status is refreshed by a daemon thread every ``refresh_s`` seconds (``refresh_s=0``: only
@@ -31,6 +32,7 @@ from ..session import Session
 from .job.settings import EXECUTORS, model_choices
 from .panel_fleet import find_fleet, fleet_html
 from .plotting import throughput_png
+from .selection import SELECTION_FIELDS, bound_from_text
 
 MODE_BUTTONS = tuple((mode.capitalize(), mode) for mode in MODES)
 
@@ -181,6 +183,10 @@ class Panel:
         self.workers = w.BoundedIntText(value=workers, min=1, max=256, description="workers")
         self.chunksize = w.BoundedIntText(value=chunksize, min=1, max=10_000_000, description="chunk size")
         self.check_local = w.Checkbox(value=check_local, description="compare with local")
+        self.pt_min, self.pt_max, self.eta_max = (
+            w.Text(placeholder="models' domains", description=label, layout=w.Layout(width="16em"))
+            for label in SELECTION_FIELDS.values()
+        )
         self.run_button = w.Button(description="Run", button_style="primary", icon="rocket")
         self.progress = w.IntProgress(value=0, min=0, max=1, description="chunks")
         self.progress_text = w.HTML()
@@ -199,6 +205,7 @@ class Panel:
                 self.models,
                 self.inputs,
                 w.HBox([self.executor, self.workers, self.chunksize]),
+                w.HBox([self.pt_min, self.pt_max, self.eta_max]),
                 w.HBox([self.run_button, self.check_local]),
                 w.HBox([self.progress, self.progress_text]),
                 self.plot,
@@ -315,6 +322,7 @@ class Panel:
             chunksize=self.chunksize.value,
             check_local=self.check_local.value,
             base_config=config,
+            **{k: bound_from_text(getattr(self, k).value, getattr(self, k).description) for k in SELECTION_FIELDS},
         )
 
     def _on_progress(self, p) -> None:

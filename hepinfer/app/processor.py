@@ -17,9 +17,11 @@ import numpy as np
 
 from ..coffea import JetTagger, constituents_of
 from ..config import InferenceConfig
-from ..features.common import ETA_MAX, PT_WINDOW_GEV, in_window, plain
+from ..features.common import plain
 from ..models import get_spec
 from ..session import Session, resolve_config
+from .cms_compare import pairs_of
+from .selection import PT_STATUS, pt_axis, selection_for
 
 __all__ = ["CMS_TAGGERS", "TopTagProcessor"]
 
@@ -54,18 +56,28 @@ def _processor_base():
 class TopTagProcessor(_processor_base()):
     """Example analysis: tag fat jets with each model and fill histograms.
 
-    Selection: fat jets with pT in [550, 650] GeV and ``|eta| < 2`` (the taggers' training window).
+    Selection (:mod:`hepinfer.app.selection`): by default the fat jets inside the models' validity
+    domains (the smallest pT range and ``|eta|`` cut holding every model's ``ModelSpec.domain``: pT
+    200-2500 GeV, ``|eta| < 2.4`` for the shipped taggers; no cut when a model declares no domain);
+    ``pt_min``, ``pt_max`` (GeV, both ends included) and ``eta_max`` (``|eta| <``) each replace one
+    bound.  Each model scores the selected jets inside its own domain and counts the others
+    (``outside_domain_<model>`` in the cut flow).
     Output: ``hists`` with ``score`` (model x the score of the class named by ``score``, P(top) by
-    default), ``msoftdrop`` (model x tagged/untagged x soft-drop mass) and ``cms_score`` (tagger x
-    score: CMS's own ``CMS_TAGGERS`` where the files carry them); ``cutflow`` (events,
-    events with a selected fat jet, selected jets, tagged jets per model); ``inference`` (per model,
-    jets scored on the server and locally: the mode actually used, which in ``auto`` mode can differ
-    from chunk to chunk).
+    default), ``msoftdrop`` (model x tagged/untagged x soft-drop mass), ``cms_score`` (tagger x
+    score: CMS's own ``CMS_TAGGERS`` where the files carry them), ``pt_selected`` (selected jets by
+    pT bin) and ``pt`` (model x scored/tagged/outside_domain x pT bin; bins
+    :data:`~hepinfer.app.selection.PT_BIN_EDGES_GEV` with underflow and overflow); ``cutflow``
+    (events, events with a selected fat jet, selected jets, tagged and outside-domain jets per
+    model); ``inference`` (per model, jets scored on the server and locally: the mode actually used,
+    which in ``auto`` mode can differ from chunk to chunk); ``pairs`` ({model: {CMS tagger: (model
+    score, CMS score) of every jet both scored}}, for :func:`hepinfer.app.cms_compare.rank_correlations`).
     A jet is tagged when its score > ``threshold``, or with ``working_point`` (``"top@1%"``) > that
     working point's threshold for each model (:func:`working_point_cut`, from the model cards).
     Works on eager / virtual events (processor.Runner)
-    and on dask events (the hists are then dask hists), with NanoAODSchema or PFNanoAODSchema; on
-    standard NanoAOD (no PF candidates) only models that read the FatJet branches alone can run.
+    and on dask events (the hists are then dask hists, the pairs dask arrays), with NanoAODSchema or
+    PFNanoAODSchema; on standard NanoAOD (no PF candidates) only models that read the FatJet branches
+    alone can run.  coffea's dask mode does not open RNTuple files (coffea 2026.9.0); eager and
+    virtual events do, and ``hepinfer run`` reads every file through processor.Runner's virtual chunks.
     ``pipeline`` (eager chunks, remote / auto mode): overlap one model's feature building with the
     previous model's inference, and with ``piece_jets`` also pieces of a chunk with each other (see
     the module's docstring); False scores each model's jets in one call after the other.
@@ -76,8 +88,9 @@ class TopTagProcessor(_processor_base()):
         models=("particlenet", "bdt"),
         config: InferenceConfig | Session | None = None,
         threshold: float = 0.5,
-        pt_window=PT_WINDOW_GEV,
-        eta_max: float = ETA_MAX,
+        pt_min: float | None = None,
+        pt_max: float | None = None,
+        eta_max: float | None = None,
         pipeline: bool = True,
         piece_jets: int | None = None,
         score: str = "top",
@@ -95,9 +108,9 @@ class TopTagProcessor(_processor_base()):
         self.piece_jets = piece_jets
         self.config = config or InferenceConfig()  # an InferenceConfig or a live Session
         self.threshold = threshold
-        self.pt_window = pt_window
-        self.eta_max = eta_max
         self.taggers = {m: JetTagger(m, self.config, score=score) for m in self.models}
+        self.domains = {m: tagger.spec.domain for m, tagger in self.taggers.items()}
+        self.selection = selection_for(self.domains.values(), pt_min, pt_max, eta_max)
 
     def _hists(self, dask: bool):
         import hist
@@ -116,6 +129,8 @@ class TopTagProcessor(_processor_base()):
                 hist.axis.StrCategory(["tagged", "untagged"], name="tag"),
                 hist.axis.Regular(40, 0, 300, name="msd", label="soft-drop mass [GeV]"),
             ),
+            "pt_selected": factory(pt_axis(hist)),
+            "pt": factory(model_axis, hist.axis.StrCategory(list(PT_STATUS), name="status"), pt_axis(hist)),
         }
 
     def process(self, events):
@@ -127,27 +142,38 @@ class TopTagProcessor(_processor_base()):
             is_dask = False
         fat = events.FatJet
         cons = constituents_of(events, fat)
-        sel = in_window(fat, self.pt_window, self.eta_max)
+        sel = self.selection.mask(fat)
         jets, cons = fat[sel], (cons[sel] if cons is not None else None)  # None: no PF candidates (NanoAOD)
         hists = self._hists(is_dask)
-        for tagger in CMS_TAGGERS:  # CMS's own scores, where the files carry them
-            if tagger in jets.fields:
-                hists["cms_score"].fill(tagger=tagger, score=ak.flatten(jets[tagger]))
-        flat_msd = ak.flatten(jets.msoftdrop)
+        cms_taggers = [t for t in CMS_TAGGERS if t in jets.fields]  # CMS's own scores, where the files carry them
+        for tagger in cms_taggers:
+            hists["cms_score"].fill(tagger=tagger, score=ak.flatten(jets[tagger]))
+        hists["pt_selected"].fill(pt=ak.flatten(jets.pt))
         cutflow = {
             "events": ak.num(events.FatJet, axis=0),
             "events_with_selected_fatjet": ak.sum(ak.num(jets, axis=1) > 0),
             "selected_fatjets": ak.sum(ak.num(jets, axis=1)),
         }
-        inference = {}
-        for model, (tags, reports) in self._tag_all(jets, cons, is_dask).items():
+        subsets = self._in_domains(jets, cons)
+        for model, (_jets, _cons, outside) in subsets.items():
+            cutflow[f"outside_domain_{model}"] = ak.sum(ak.num(outside, axis=1)) if outside is not None else 0
+            if outside is not None:
+                hists["pt"].fill(model=model, status="outside_domain", pt=ak.flatten(outside.pt))
+        inference, pairs = {}, {}
+        tagged_all = self._tag_all({m: (j, c) for m, (j, c, _) in subsets.items()}, is_dask)
+        for model, (tags, reports) in tagged_all.items():
+            scored = subsets[model][0]
             tags = ak.flatten(tags)
             scores = tags["score"]
             tagged = scores > self.cuts[model]
+            flat_msd, flat_pt = ak.flatten(scored.msoftdrop), ak.flatten(scored.pt)
             hists["score"].fill(model=model, score=scores)
             hists["msoftdrop"].fill(model=model, tag="tagged", msd=flat_msd[tagged])
             hists["msoftdrop"].fill(model=model, tag="untagged", msd=flat_msd[~tagged])
+            hists["pt"].fill(model=model, status="scored", pt=flat_pt)
+            hists["pt"].fill(model=model, status="tagged", pt=flat_pt[tagged])
             cutflow[f"tagged_{model}"] = ak.sum(tagged)
+            pairs[model] = {t: pairs_of(scores, ak.flatten(scored[t]), is_dask) for t in cms_taggers}
             inference[model] = {
                 "remote_jets": ak.sum(tags["remote"]),
                 "local_jets": ak.sum(~tags["remote"]),
@@ -161,26 +187,42 @@ class TopTagProcessor(_processor_base()):
                     retries=sum(r.retries for r in reports),
                     fallback_calls=sum(r.fallback for r in reports),
                 )
-        return {"hists": hists, "cutflow": cutflow, "inference": inference}
+        return {"hists": hists, "cutflow": cutflow, "inference": inference, "pairs": pairs}
 
-    def _tag_all(self, jets, cons, is_dask: bool) -> dict:
-        """Per model: the tagger's output for ``jets`` (jagged like them) and the scoring calls'
-        reports (None for dask arrays, whose calls happen later, inside the graph)."""
+    def _in_domains(self, jets, cons) -> dict:
+        """Per model: (the selected jets inside its domain, their constituents, the selected jets
+        outside it or None for a model without a domain); models sharing a domain share the arrays."""
+        by_domain, out = {}, {}
+        for model, domain in self.domains.items():
+            if domain not in by_domain:
+                if domain is None:
+                    by_domain[domain] = (jets, cons, None)
+                else:
+                    inside = domain.contains(jets.pt, jets.eta)
+                    by_domain[domain] = (jets[inside], cons[inside] if cons is not None else None, jets[~inside])
+            out[model] = by_domain[domain]
+        return out
+
+    def _tag_all(self, subsets: dict, is_dask: bool) -> dict:
+        """Per model: the tagger's output for its jets (``subsets``: {model: (jets, constituents)};
+        jagged like the jets) and the scoring calls' reports (None for dask arrays, whose calls
+        happen later, inside the graph)."""
         if is_dask:
-            return {model: (tagger.tag(jets, cons), None) for model, tagger in self.taggers.items()}
+            return {model: (tagger.tag(*subsets[model]), None) for model, tagger in self.taggers.items()}
         mode = resolve_config(self.config).mode
         if not self.pipeline or mode == "local":
             out = {}
             for model, tagger in self.taggers.items():
-                tags, report = tagger.tag_report(jets, cons)
+                tags, report = tagger.tag_report(*subsets[model])
                 out[model] = (tags, [report])
             return out
         futures: dict = {model: [] for model in self.taggers}
         try:
-            parts = [(jets[p], cons[p]) for p in _pieces(jets, self.piece_jets)] if self.piece_jets else [(jets, cons)]
-            for part_jets, part_cons in parts:  # piece-major: the first request leaves at once
+            parts = {model: self._parts(*subsets[model]) for model in self.taggers}
+            for i in range(max(len(p) for p in parts.values())):  # piece-major: the first request leaves at once
                 for model, tagger in self.taggers.items():
-                    futures[model].append(tagger.submit(part_jets, part_cons))
+                    if i < len(parts[model]):
+                        futures[model].append(tagger.submit(*parts[model][i]))
             out = {}
             for model, fs in futures.items():
                 done = [f.result() for f in fs]
@@ -190,6 +232,12 @@ class TopTagProcessor(_processor_base()):
             for fs in futures.values():
                 for f in fs:
                     f.cancel()
+
+    def _parts(self, jets, cons) -> list[tuple]:
+        """(jets, constituents) in pieces of about ``piece_jets`` jets (one piece without it)."""
+        if not self.piece_jets:
+            return [(jets, cons)]
+        return [(jets[p], cons[p] if cons is not None else None) for p in _pieces(jets, self.piece_jets)]
 
     def postprocess(self, accumulator):
         return accumulator

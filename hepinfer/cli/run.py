@@ -47,6 +47,9 @@ def cmd_run(args) -> int:
         pipeline=not args.no_pipeline,
         skip_bad_files=args.skip_bad_files,
         working_point=args.working_point,
+        pt_min=args.pt_min,
+        pt_max=args.pt_max,
+        eta_max=args.eta_max,
     )
     result = run_job(settings, output=args.output, plots=args.plots)
     print()
@@ -99,6 +102,22 @@ def register(sub) -> None:
     s.add_argument("--treename", default="Events")
     s.add_argument("--output", required=True, help="summary JSON")
     s.add_argument("--plots", default=None, help="folder for PNG plots")
+    selection = (
+        "default: from the chosen models' validity domains (pT 200-2500 GeV, |eta| < 2.4 for the shipped taggers)"
+    )
+    s.add_argument(
+        "--pt-min", type=float, default=None, metavar="GEV", help=f"select fat jets with pT >= GEV ({selection})"
+    )
+    s.add_argument(
+        "--pt-max", type=float, default=None, metavar="GEV", help="select fat jets with pT <= GEV (default: idem)"
+    )
+    s.add_argument(
+        "--eta-max",
+        type=float,
+        default=None,
+        help="select fat jets with |eta| < this (default: idem). Each model scores the selected jets inside its own "
+        "domain and counts the others (outside_domain)",
+    )
     s.add_argument(
         "--working-point",
         default=None,

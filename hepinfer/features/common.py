@@ -14,8 +14,9 @@ import numpy as np
 from ..errors import InputMismatch
 
 CONSTITUENT_FIELDS = ("pt", "eta", "phi", "mass", "charge", "pdgId", "d0", "dz")
-# the taggers' window (the top-tagging landscape convention): training, the example processor and
-# the benchmarks select the same fat jets
+# a fixed window of fat jets (the top-tagging landscape convention) for the callers that select by it
+# (training's dataset, the benchmarks); the example processor and `hepinfer run` select from the
+# models' validity domains instead (hepinfer.app.selection)
 PT_WINDOW_GEV = (550.0, 650.0)
 ETA_MAX = 2.0
 

@@ -28,6 +28,16 @@ Choices (the docs' *Main job* page repeats them):
   to 1e-5 with no flip (the local/remote toggle must change nothing); a model the server runs in
   reduced precision or compiled is reported, not checked.  ``identical`` says whether histograms and
   cut flow are bin for bin the same.
+* The fat jets selected: by default those inside the chosen models' validity domains
+  (``ModelSpec.domain``; the smallest pT range and ``|eta|`` cut holding them all, no cut when a model
+  declares none); ``pt_min`` / ``pt_max`` / ``eta_max`` replace one bound each
+  (hepinfer.app.selection).  Each model scores the selected jets inside its own domain; the others
+  are counted per model (``outside_domain``), and the summary gives the counts by pT bin.
+* Where the files store CMS's top taggers, the summary gives each model's Spearman rank correlation
+  with each of them over the jets both scored (hepinfer.app.cms_compare), and the plots a scatter of
+  the two scores per model.
+* RNTuple files are read like TTrees, through processor.Runner's virtual chunks with every executor
+  (coffea's dask mode, ``NanoEventsFactory.from_root(..., mode="dask")``, does not open them).
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from dataclasses import replace
 from ...errors import HepinferError, InputMismatch, ServerUnavailable
 from ...logs import get_logger
 from .. import plotting
+from ..cms_compare import pair_array
 from .agreement import compare_scores, local_check
 from .execute import Progress, executor_for, process, server_instances
 from .inputs import check_inputs, inspect_inputs, required_branches, scan_inputs, select_models
@@ -127,7 +138,10 @@ def run_job(
     if summary["events"] != events_in:
         raise InputMismatch(f"processed {summary['events']} events but the files hold {events_in}")
     if plots:
-        figures = plotting.analysis_plots(out["hists"], plots, settings.models, cms_taggers=summary["cms_taggers"])
+        pairs = {m: {t: pair_array(v) for t, v in per.items()} for m, per in out.get("pairs", {}).items()}
+        figures = plotting.analysis_plots(
+            out["hists"], plots, settings.models, cms_taggers=summary["cms_taggers"], pairs=pairs
+        )
         summary["plots"] = [str(p) for p in figures]
     if output:
         write_summary(summary, output)

@@ -77,12 +77,17 @@ def process(settings: JobSettings, executor, config: InferenceConfig, progress=N
         models=settings.models,
         config=config,
         threshold=settings.threshold,
+        pt_min=settings.pt_min,
+        pt_max=settings.pt_max,
+        eta_max=settings.eta_max,
         pipeline=settings.pipeline,
         working_point=settings.working_point,
     )
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         quiet_schema_warnings()
+        for message in _REAL_NANOAOD_NOTES:
+            warnings.filterwarnings("ignore", message=message, category=RuntimeWarning)
         try:
             if progress is None:
                 out = runner(fileset, proc, treename=settings.treename)
@@ -91,6 +96,11 @@ def process(settings: JobSettings, executor, config: InferenceConfig, progress=N
         except Exception as err:  # noqa: BLE001 - unwrapped into hepinfer's own error, or re-raised as it is
             raise _unwrapped(err) from None
     return out, time.perf_counter() - t0
+
+
+# what coffea's NanoAOD schemas say of files written by CMS software (subjets or FSR photons the
+# file does not store, photon masses they set to 0): notes on the file, not on the job
+_REAL_NANOAOD_NOTES = (r"Missing cross-reference target", r"Branch \w+ already exists but its values will be replaced")
 
 
 def _in_rounds(runner, fileset, proc, settings: JobSettings, progress, t0: float):

@@ -6,12 +6,15 @@ error names the file, the model and the branches); in automatic mode (``JobSetti
 :func:`select_models` keeps the models every file can feed and says why it skipped the others.
 
 TTree files: truncated files are found from their baskets' extents, and ``deep`` reads every needed
-branch once (``--skip-bad-files``).  RNTuple files (CMS's RNTuple NanoAOD layout: a field of records
-per collection, ``FatJet.pt``; or flat ``FatJet_pt`` fields) are checked field by field with the same
-branch names (``FatJet.pt`` counts as ``FatJet_pt``, a collection field as its ``nFatJet``); the
-basket-extent check is TTree-specific and skipped there (an RNTuple's footer lies at the end of the
-file, so a truncated copy fails to open), ``deep`` reads the fields.  Errors name the file and what
-is wrong.
+branch once (``--skip-bad-files``).  RNTuple files are checked field by field with the same branch
+names, in both layouts: CMS's NanoAOD converted to RNTuple by ROOT (flat top-level fields
+``FatJet_pt`` and ``nFatJet``, projections of an unnamed ``_collectionN`` field of records, which is
+skipped) and a field of records per collection (``FatJet.pt`` counts as ``FatJet_pt``, the
+collection field as its ``nFatJet``).  The basket-extent check is TTree-specific and skipped there
+(an RNTuple's footer lies at the end of the file, so a truncated copy fails to open), ``deep`` reads
+the fields.  Errors name the file and what is wrong.  The job then reads RNTuple files, as TTrees,
+through coffea's processor.Runner, whose chunks are virtual NanoEvents (coffea's dask mode does not
+open RNTuple files).
 """
 
 from __future__ import annotations
@@ -141,14 +144,17 @@ def _lack(files: list[str], missing: list[str]) -> str:
 
 
 def _names(tree, rntuple: bool) -> frozenset[str]:
-    """The branch names of a TTree; for an RNTuple the equivalent names of its fields: ``FatJet.pt``
-    (a collection of records, as CMS writes it) counts as ``FatJet_pt`` and gives ``nFatJet``."""
+    """The branch names of a TTree; for an RNTuple the equivalent names of its fields: ``FatJet_pt``
+    and ``nFatJet`` as they are (NanoAOD converted by ROOT: the ``_collectionN`` fields behind them
+    add nothing), ``FatJet.pt`` (a collection of records) counts as ``FatJet_pt`` and gives ``nFatJet``."""
     keys = tree.keys()
     if not rntuple:
         return frozenset(keys)
     names = set()
     for key in keys:
         parts = [p for p in key.split(".") if not p.startswith("_")]  # "_0": the record inside a vector
+        if not parts:  # "_collection2": the records behind flat fields (FatJet_pt), named in their own keys
+            continue
         if len(parts) == 1:
             names.add(parts[0])
         else:

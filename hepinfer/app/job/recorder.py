@@ -1,5 +1,6 @@
-"""The processor of a run with ``--check-local``: TopTagProcessor that also returns each selected
-jet's score, so that the run and its local rerun can be compared jet by jet (hepinfer.app.job.agreement)."""
+"""The processor of a run with ``--check-local``: TopTagProcessor that also returns the score of every
+jet each model scored (selected and inside the model's domain), so that the run and its local rerun
+can be compared jet by jet (hepinfer.app.job.agreement)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ class ScoreRecorder(TopTagProcessor):
         out["scores"] = {model: {chunk: scores} for model, scores in recording._recorded.items()}
         return out
 
-    def _tag_all(self, jets, cons, is_dask: bool) -> dict:
-        out = super()._tag_all(jets, cons, is_dask)
+    def _tag_all(self, subsets: dict, is_dask: bool) -> dict:
+        out = super()._tag_all(subsets, is_dask)
         if self._recorded is not None and not is_dask:
             for model, (tags, _reports) in out.items():
                 self._recorded[model] = ak.to_numpy(ak.flatten(tags)["score"])

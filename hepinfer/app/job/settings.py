@@ -10,6 +10,7 @@ from ...config import InferenceConfig
 from ...errors import ConfigError
 from ...models import SPECS, get_spec
 from ..clusters import HTCondorSettings
+from ..selection import check_bounds
 
 EXECUTORS = ("iterative", "futures", "dask")
 SCHEMAS = {"pfnano": "PFNanoAODSchema", "nanoaod": "NanoAODSchema"}
@@ -41,7 +42,9 @@ class JobSettings:
     """What ``hepinfer run`` does.  ``url=None`` with mode remote/auto: start the embedded server.
     ``models=None`` (the default) is automatic: every model of :func:`automatic_models` whose inputs
     all the files hold (the others are listed as skipped, with the reason); named models must run on
-    every file, else the run fails naming file, model and branches."""
+    every file, else the run fails naming file, model and branches.  ``pt_min`` / ``pt_max`` /
+    ``eta_max``: the fat-jet selection's bounds; each one not given comes from the chosen models'
+    validity domains (:func:`hepinfer.app.selection.selection_for`)."""
 
     inputs: tuple[str, ...]
     models: tuple[str, ...] | None = None
@@ -54,6 +57,10 @@ class JobSettings:
     schema: str = "pfnano"
     treename: str = "Events"
     threshold: float = 0.5
+    # the fat jets selected (GeV, |eta|); None: that bound from the models' domains (hepinfer.app.selection)
+    pt_min: float | None = None
+    pt_max: float | None = None
+    eta_max: float | None = None
     working_point: str | None = None  # cut at this working point of each model (``top@1%``) instead of threshold
     check_local: bool = False
     server_instances: int = 0  # embedded server: instances per model; 0 = one per worker, up to the cores
@@ -74,6 +81,7 @@ class JobSettings:
         if self.workers < 1 or self.chunksize < 1:
             raise ConfigError(f"workers and chunksize must be >= 1, got {self.workers} and {self.chunksize}")
         self.base_config.replace(mode=self.mode)  # validates the mode
+        check_bounds(self.pt_min, self.pt_max, self.eta_max)
         if not self.inputs:
             raise ConfigError("no input files")
         if self.working_point is not None and self.models is not None:

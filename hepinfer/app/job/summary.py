@@ -24,12 +24,12 @@ def hist_to_dict(h) -> dict:
 
 
 def same_result(a: dict, b: dict) -> bool:
-    """Identical cut flow and histograms (bin for bin, exactly)."""
+    """Identical cut flow and histograms (bin for bin, under- and overflow included, exactly)."""
     import numpy as np
 
     if {k: int(v) for k, v in a["cutflow"].items()} != {k: int(v) for k, v in b["cutflow"].items()}:
         return False
-    return all(np.array_equal(a["hists"][k].values(), b["hists"][k].values()) for k in a["hists"])
+    return all(np.array_equal(a["hists"][k].values(flow=True), b["hists"][k].values(flow=True)) for k in a["hists"])
 
 
 def mode_used(inference: dict) -> dict[str, str]:
@@ -63,18 +63,29 @@ def make_summary(
     ``models_requested`` (the names given, or "auto"), ``skipped_models`` {model: why} and
     ``cms_taggers`` (CMS's tagger scores found in the files, histogrammed as ``cms_score``).
     ``serving``: {model: engine, device, precision, compiled, declared, reduced} as the server says
-    (None for a local run)."""
+    (None for a local run).  ``selection``: the fat jets selected (hepinfer.app.selection), each
+    model's ``domain``, the jets ``outside_domain`` per model and ``by_pt_bin``; ``rank_correlation``:
+    per model and CMS tagger the files carry, Spearman's rank correlation over the jets both scored."""
     from ... import __version__
+    from ...models import get_spec
     from ...models.catalogue import weights_note
+    from ..cms_compare import rank_correlations
+    from ..selection import pt_bin_rows, selection_for
 
     cutflow = {k: int(v) for k, v in out["cutflow"].items()}
     inference = {m: {k: int(v) for k, v in c.items()} for m, c in out["inference"].items()}
     models = settings.models
+    domains = {m: get_spec(m).domain for m in models}
+    selection = selection_for(domains.values(), settings.pt_min, settings.pt_max, settings.eta_max)
+    hists = out["hists"]
     summary = {
         "hepinfer": __version__,
         "inputs": list(settings.inputs),
         "skipped_files": skipped,
-        "models": {m: {"weights": weights_note(m)} for m in models},
+        "models": {
+            m: {"weights": weights_note(m), "domain": d.describe() if d else "none declared"}
+            for m, d in domains.items()
+        },
         "models_requested": (choice or {}).get("models_requested", list(models)),
         "skipped_models": (choice or {}).get("skipped_models", {}),
         "cms_taggers": (choice or {}).get("cms_taggers", []),
@@ -88,9 +99,13 @@ def make_summary(
         "workers": settings.workers,
         "chunksize": settings.chunksize,
         "events": cutflow["events"],
+        "selection": selection.as_dict(),
         "fatjets_selected": cutflow["selected_fatjets"],
         "fatjets_scored": {m: inference[m]["remote_jets"] + inference[m]["local_jets"] for m in models},
+        "outside_domain": {m: cutflow.get(f"outside_domain_{m}", 0) for m in models},
         "tagged": {m: cutflow[f"tagged_{m}"] for m in models},
+        "by_pt_bin": pt_bin_rows(hists["pt_selected"], hists["pt"], selection, models) if "pt" in hists else [],
+        "rank_correlation": rank_correlations(out.get("pairs")),
         "inference": inference,
         "wall_s": round(wall_s, 3),
         "events_per_s": round(cutflow["events"] / wall_s, 2),
@@ -103,7 +118,7 @@ def make_summary(
             "treename": settings.treename,
             "htcondor": asdict(settings.htcondor) if settings.cluster == "htcondor" else None,
         },
-        "histograms": {name: hist_to_dict(h) for name, h in out["hists"].items()},
+        "histograms": {name: hist_to_dict(h) for name, h in hists.items()},
     }
     if check is not None:
         summary["local_check"] = check
@@ -121,25 +136,27 @@ class RunResult:
         return format_summary(self.summary)
 
     def _repr_html_(self) -> str:
+        import html
+
         s = self.summary
         head = (
             f"<p><b>{s['events']}</b> events in {s['wall_s']:.2f} s = <b>{s['events_per_s']:,.1f}</b> events/s "
             f"({s['workers']} worker(s), {s['executor']}{'/' + s['cluster'] if s['cluster'] else ''}); "
-            f"mode requested <b>{s['mode_requested']}</b>; {s['fatjets_selected']} fat jets in the window</p>"
+            f"mode requested <b>{s['mode_requested']}</b>; {s['fatjets_selected']} fat jets selected "
+            f"({html.escape(_selection_text(s['selection']))})</p>"
         )
         rows = "".join(
-            f"<tr><td>{m}</td><td>{s['fatjets_scored'][m]}</td><td>{s['tagged'][m]}</td>"
+            f"<tr><td>{m}</td><td>{s['fatjets_scored'][m]}</td><td>{s['outside_domain'][m]}</td><td>{s['tagged'][m]}</td>"
             f"<td class='hepinfer-mode-used'>{s['mode_used'][m]}</td><td>{s['inference'][m]['remote_jets']}</td>"
             f"<td>{s['inference'][m]['local_jets']}</td></tr>"
             for m in s["models"]
         )
         table = (
-            "<table class='hepinfer-result'><thead><tr><th>model</th><th>jets scored</th><th>tagged</th>"
+            "<table class='hepinfer-result'><thead><tr><th>model</th><th>jets scored</th><th>outside its domain</th>"
+            "<th>tagged</th>"
             "<th>mode used</th><th>remote jets</th><th>local jets (fallback or local)</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>"
         )
-        import html
-
         serving = "".join(
             f"<p class='hepinfer-serving'>{html.escape(line)}</p>" for line in serving_lines(s.get("serving"))
         )
@@ -165,20 +182,24 @@ def write_summary(summary: dict, path) -> Path:
 
 
 def format_summary(summary: dict) -> str:
+    from ..cms_compare import correlation_lines
+    from ..selection import pt_bin_lines
+
     lines = [
         f"events {summary['events']} in {summary['wall_s']:.2f} s = {summary['events_per_s']:,.1f} events/s "
         f"({summary['workers']} worker(s), {summary['executor']}"
         f"{'/' + summary['cluster'] if summary['cluster'] else ''}; "
         f"setup {summary['setup_s']:.1f} s)",
-        f"fat jets in the tagging window: {summary['fatjets_selected']}",
-        "| model | weights | jets scored | tagged | mode used |",
-        "|---|---|---:|---:|---|",
+        f"fat jets selected ({_selection_text(summary['selection'])}): {summary['fatjets_selected']}",
+        "| model | weights | domain | jets scored | outside its domain | tagged | mode used |",
+        "|---|---|---|---:|---:|---:|---|",
     ]
     for m, info in summary["models"].items():
         lines.append(
-            f"| {m} | {info['weights'].split()[0]} | {summary['fatjets_scored'][m]} | {summary['tagged'][m]} | "
-            f"{summary['mode_used'][m]} |"
+            f"| {m} | {info['weights'].split()[0]} | {info['domain']} | {summary['fatjets_scored'][m]} | "
+            f"{summary['outside_domain'][m]} | {summary['tagged'][m]} | {summary['mode_used'][m]} |"
         )
+    lines += pt_bin_lines(summary["by_pt_bin"], summary["models"])
     if summary["mode_requested"] != "local":
         inf = summary["inference"]
         total = {
@@ -192,11 +213,17 @@ def format_summary(summary: dict) -> str:
         lines.append(f"SKIPPED model {model}: {reason}")
     if summary.get("cms_taggers"):
         lines.append(f"CMS tagger scores in the files (histogram cms_score): {', '.join(summary['cms_taggers'])}")
+    lines += correlation_lines(summary.get("rank_correlation", {}))
     for reason in summary.get("skipped_files", {}).values():
         lines.append(f"SKIPPED {reason}")
     lines += serving_lines(summary.get("serving"))
     lines += check_lines(summary.get("local_check"), summary.get("serving"), summary["mode_requested"])
     return "\n".join(lines)
+
+
+def _selection_text(selection: dict) -> str:
+    source = selection["source"]
+    return selection["text"] + (f", from {source}" if source != "none" else "")
 
 
 def serving_lines(serving: dict | None) -> list[str]:

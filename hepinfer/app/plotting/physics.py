@@ -32,10 +32,14 @@ def roc(curves: dict, path, title: str = "top vs QCD") -> Path:
     return save(fig, path, dpi=120)
 
 
-def analysis_plots(hists: dict, folder, models: Iterable[str], cms_taggers: Iterable[str] = ()) -> list[Path]:
+def analysis_plots(
+    hists: dict, folder, models: Iterable[str], cms_taggers: Iterable[str] = (), pairs: dict | None = None
+) -> list[Path]:
     """The example processor's histograms in the CMS style of mplhep: P(top) per model, the soft-drop
     mass of tagged / untagged jets per model, and, where the files carry CMS's own tagger scores
-    (``cms_taggers``), those beside hepinfer's (``score_cms.png``)."""
+    (``cms_taggers``), those beside hepinfer's (``score_cms.png``) and, from ``pairs`` ({model:
+    {CMS tagger: (jets, 2) array of (model score, CMS score)}}), a scatter of the two per model
+    (``score_vs_cms_<model>.png``)."""
     import mplhep as hep
     from matplotlib import style
     from matplotlib.figure import Figure
@@ -79,7 +83,25 @@ def analysis_plots(hists: dict, folder, models: Iterable[str], cms_taggers: Iter
             ax.legend(title="hepinfer and the file's CMS taggers", fontsize="small")
             written.append(folder / "score_cms.png")
             fig.savefig(written[-1], dpi=DPI, bbox_inches="tight")
+    for m, per_tagger in (pairs or {}).items():
+        if per_tagger:
+            written.append(score_scatter(m, per_tagger, folder / f"score_vs_cms_{m}.png"))
     return written
+
+
+def score_scatter(model: str, per_tagger: dict, path) -> Path:
+    """One panel per CMS tagger: the model's score against CMS's, one point per jet both scored."""
+    fig, axes = figure(4.2 * len(per_tagger), 4.0, cols=len(per_tagger))
+    for ax, (tagger, both) in zip(axes[0], per_tagger.items()):
+        both = np.asarray(both, dtype=np.float64).reshape(-1, 2)
+        ax.scatter(both[:, 1], both[:, 0], s=10, alpha=0.6)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel(f"CMS {tagger}")
+        ax.set_ylabel(f"{model} score")
+        ax.set_title(f"{len(both)} jets", fontsize=9)
+        ax.grid(alpha=0.3)
+    return save(fig, path, dpi=100)
 
 
 def score_distributions(labels, values, path, *, title: str, working_points: dict | None = None) -> Path:
