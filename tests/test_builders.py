@@ -121,10 +121,10 @@ def ref_bdt_nanoaod(jets, constituents=None):
     columns = [
         *(jets.pt, jets.eta, jets.mass, jets.msoftdrop),
         *(safe_ratio(jets.tau2, jets.tau1), safe_ratio(jets.tau3, jets.tau2), safe_ratio(jets.tau4, jets.tau3)),
-        *(jets.n2b1, jets.n3b1, safe_ratio(jets.mass, jets.pt), safe_ratio(jets.msoftdrop, jets.pt)),
+        *(safe_ratio(jets.mass, jets.pt), safe_ratio(jets.msoftdrop, jets.pt)),
     ]
     x = np.stack([ak.to_numpy(col).astype(np.float64) for col in columns], axis=1)
-    return {"input__0": x.astype(np.float32).reshape(len(jets), 11)}
+    return {"input__0": x.astype(np.float32).reshape(len(jets), 9)}
 
 
 REFERENCE = {

@@ -240,7 +240,7 @@ def test_cms_tagger_scores_are_histogrammed(layouts, tmp_path, shipped_artefacts
 
 def test_required_branches_follow_what_each_model_reads():
     nano = required_branches(["bdt_nanoaod"])
-    assert "FatJet_tau4" in nano and "FatJet_n3b1" in nano
+    assert "FatJet_tau4" in nano and "FatJet_n3b1" not in nano  # unset for many CMS jets: not read
     assert not any(b.startswith(("PFCands", "FatJetPFCands", "nPFCands")) for b in nano)
     for schema in ("pfnano", "nanoaod"):  # the link table replaces FatJet_nConstituents
         assert "FatJet_nConstituents" not in required_branches(["particlenet", "bdt"], schema)
@@ -275,6 +275,6 @@ def test_nanoaod_bdt_rows_are_finite_for_any_jets(counts, values):
         }
     )
     x = nanoaod_bdt_inputs(jets)["input__0"]
-    assert x.shape == (n, 11) and x.dtype == np.float32
+    assert x.shape == (n, 9) and x.dtype == np.float32
     assert np.isfinite(x).all()
     assert np.array_equal(build_inputs("bdt_nanoaod", jets, None)["input__0"], x)

@@ -153,7 +153,7 @@ def test_train_and_evaluate_the_nanoaod_bdt_without_pf_candidates(generated, rew
     result = train("bdt_nanoaod", nano, out_dir=tmp_path / "bn", test=nano, command="test")
     assert result["training"]["trees"] >= 1 and result["sample"]["jets"]["top"] > 20
     card = (tmp_path / "bn" / "model_card.md").read_text()
-    assert "(N, 11)" in card and "FatJet branches alone" in card
+    assert "(N, 9)" in card and "FatJet branches alone" in card
     artefact = tmp_path / "bn" / "xgboost.json"
     rntuple = [_as_rntuple(generated[p], tmp_path / f"{p}_rn.root") for p in ("ttbar", "qcd")]
     on_ttree = evaluate("bdt_nanoaod", nano, artefact=artefact)

@@ -73,8 +73,6 @@ NANOAOD_BDT_FEATURES = (
     "tau21",
     "tau32",
     "tau43",
-    "n2b1",
-    "n3b1",
     "mass_over_pt",
     "msoftdrop_over_pt",
 )
@@ -171,7 +169,7 @@ SPECS: Registry = Registry(
             max_batch_size=4096,
             engine="xgboost",
             artefact="xgboost.json",
-            description="XGBoost binary classifier on 11 FatJet variables of standard NanoAOD, top vs QCD",
+            description="XGBoost binary classifier on 9 FatJet variables of standard NanoAOD, top vs QCD",
             extra={"features": NANOAOD_BDT_FEATURES},
         ),
         ModelSpec(
