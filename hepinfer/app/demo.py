@@ -2,7 +2,7 @@
 and report agreement, jets/s of both paths and each model's AUC on those jets.
 
 Jets are generated: ``events`` ttbar and QCD events each (Pythia + FastJet, seeds 7001 / 7002, never
-used in training), cached in $HEPINFER_HOME/samples; the fat jets of the tagging window go through
+used in training), cached in $HEPINFER_HOME/samples; the fat jets inside the taggers' domain go through
 hepinfer.features.  ``toy=True`` uses :mod:`hepinfer.models.toy`'s arrays instead (no generator needed).  Both paths
 get one CPU thread (local: onnxruntime/xgboost with 1 thread; remote: one server instance with
 1 thread), and jets are sent in chunks of ``chunk`` jets, as an analysis would.  The first chunk
@@ -89,9 +89,8 @@ def compare(
     build_all(models)
     sample = None if toy else demo_sample(events)
     if sample is not None:
-        log.info(
-            f"{len(sample)} fat jets in the tagging window ({sample.counts()['top']} top, {sample.counts()['qcd']} QCD)"
-        )
+        counts = sample.counts()
+        log.info(f"{len(sample)} fat jets in the taggers' domain ({counts['top']} top, {counts['qcd']} QCD)")
     results = []
     with contextlib.ExitStack() as stack:
         if url is None:

@@ -20,8 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..models import PT_BIN_EDGES_GEV
 
-PT_BIN_EDGES_GEV = (200.0, 250.0, 400.0, 600.0, 1000.0, 2500.0)
 PT_STATUS = ("scored", "tagged", "outside_domain")  # the per-model categories of the ``pt`` histogram
 SELECTION_FIELDS = {"pt_min": "pT min [GeV]", "pt_max": "pT max [GeV]", "eta_max": "|eta| max"}  # and their labels
 

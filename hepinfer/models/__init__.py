@@ -86,6 +86,8 @@ _JET_IMAGES = TensorSpec(
 )
 _softmax = (TensorSpec("softmax", "float32", (2,), "P(QCD), P(top)"),)
 TOP_VS_QCD = ("qcd", "top")  # the classes along the taggers' outputs
+# GeV: the pT bins in which a job's jets (200-250 and up) and the taggers' performance (250 and up) are reported
+PT_BIN_EDGES_GEV = (200.0, 250.0, 400.0, 600.0, 1000.0, 2500.0)
 # the shipped taggers' validity domain: the fat jets of their training samples (docs: training.md)
 TAGGER_DOMAIN = Domain(
     pt=(200.0, 2500.0),
@@ -208,6 +210,7 @@ __all__ = [
     "Domain",
     "ModelSpec",
     "TAGGER_DOMAIN",
+    "PT_BIN_EDGES_GEV",
     "TensorSpec",
     "get_spec",
     "BDT_FEATURES",

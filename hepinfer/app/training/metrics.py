@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...models import PT_BIN_EDGES_GEV
+
 MISTAG_RATES = (0.01, 0.10)  # background efficiencies of the ``top@1%`` / ``top@10%`` working points
 SIGNAL_EFFICIENCIES = (0.30, 0.50)  # signal efficiencies of ``top@eff30%`` / ``top@eff50%``
 BOOTSTRAP = 200  # resamples for the AUC's uncertainty
-PT_BINS = (250.0, 400.0, 600.0, 1000.0, 2500.0)  # GeV: edges of the per-pT-bin figures (last bin includes 2500)
+PT_BINS = PT_BIN_EDGES_GEV[1:]  # GeV: edges of the per-pT-bin figures (last bin includes 2500)
 MIN_JETS_PER_CLASS = 10  # fewer top or QCD jets in a pT bin: its figures are null
 
 
