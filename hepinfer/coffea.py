@@ -113,9 +113,11 @@ class JetTagger:
         """``model``: a name or a ModelSpec.  ``config``: an InferenceConfig, or a
         :class:`hepinfer.Session` whose current settings are read at every call (a toggle in the
         notebook panel applies to the next chunk scored here, and to every run submitted to Dask after
-        it).  ``score``: the class whose score is returned (default "top" when the model has it, else
-        its last class)."""
-        self.settings = resolve_config(config).replace(**settings) if settings else (config or InferenceConfig())
+        it); None: the ``HEPINFER_*`` variables of the environment, read here, on the submit side
+        (:mod:`hepinfer.config`).  ``settings``: fields that override the config's.  ``score``: the
+        class whose score is returned (default "top" when the model has it, else its last class)."""
+        live = isinstance(config, Session) and not settings
+        self.settings = config if live else resolve_config(config, **settings)
         self.spec = resolve_spec(model, self.config)
         self.column = class_column(self.spec, score)
         self.score_name = self.spec.classes[self.column]

@@ -1,8 +1,21 @@
 """InferenceConfig: the one settings object that decides where inference runs.
 
 It is a frozen dataclass, validated on construction, cheap to pickle: Dask workers receive it,
-never a client.  ``InferenceConfig.from_env()`` reads ``HEPINFER_*`` variables so batch jobs can be
-steered without code changes.
+never a client.
+
+Where each setting comes from, one order for every entry point (``Scorer``, ``JetTagger``,
+``TopTagProcessor``, ``Session``, ``hepinfer run``):
+
+1. an argument given explicitly (a keyword, a command-line option);
+2. the ``HEPINFER_<FIELD>`` variable of the environment (``HEPINFER_MODE``, ``HEPINFER_URL``, ...),
+   read by :func:`environment_settings`, the one reader of those variables;
+3. the caller's own default (``hepinfer run``: mode ``remote``), else the field's default.
+
+:meth:`InferenceConfig.from_env` applies that order, and :func:`hepinfer.session.resolve_config`
+calls it for whatever was given no config.  A config passed explicitly (an ``InferenceConfig``) is
+taken as it is: the environment is read where an object is built without one (the submit side), and
+workers receive the resulting config, never re-read it.  Bearer tokens are the exception: the config
+says where to find one, and the process that makes a request reads it there (:mod:`hepinfer.tokens`).
 """
 
 from __future__ import annotations
@@ -14,12 +27,14 @@ from dataclasses import dataclass, field, fields, replace
 
 from .errors import ConfigError
 from .retry import Backoff
+from .tokens import find_token
 from .urls import TritonUrl
 
 _RETRY = Backoff()  # the retry defaults live in one place: hepinfer.retry.Backoff
 
 MODES = ("local", "remote", "auto")
 DEFAULT_URL = "grpc://127.0.0.1:8001"
+ENV_PREFIX = "HEPINFER_"
 
 
 @dataclass(frozen=True)
@@ -46,10 +61,14 @@ class InferenceConfig:
     * reprobe_interval_s: ``auto`` mode on the local runtime (after a fallback, or because the server
       was down at the start) asks the server again at most this often and returns to it when
       the model is ready.
-    * token_env: the name of an environment variable; when it is set where a request is made, its
-      value is sent as ``authorization: Bearer <value>`` (a proxy in front of a shared server,
-      SuperSONIC-style).  The token itself is never stored in the config: it is not pickled to
-      workers, not written into job files and not shown by ``repr`` (nor are ``headers``' values).
+    * token_env / token_file / token_discovery: where the process that makes a request finds the
+      bearer token it sends as ``authorization: Bearer <token>`` (a proxy in front of a shared
+      server, SuperSONIC-style): the variable named by ``token_env``, else the file ``token_file``,
+      else WLCG Bearer Token Discovery (``BEARER_TOKEN``, ``BEARER_TOKEN_FILE``,
+      ``$XDG_RUNTIME_DIR/bt_u<uid>``, ``/tmp/bt_u<uid>``) unless ``token_discovery`` is False; an
+      ``authorization`` header in ``headers`` comes before them all (:mod:`hepinfer.tokens`).  A
+      token found there is never stored in the config: it is not pickled to workers, not written
+      into job files and not shown by ``repr`` (nor are ``headers``' values).
     """
 
     mode: str = "local"
@@ -70,6 +89,8 @@ class InferenceConfig:
     retry_total_s: float = _RETRY.total_s
     reprobe_interval_s: float = 10.0
     token_env: str | None = "HEPINFER_TOKEN"
+    token_file: str | None = None
+    token_discovery: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -119,13 +140,33 @@ class InferenceConfig:
         )
 
     def request_headers(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-        """``headers`` plus the bearer token of ``token_env`` when that variable is set (read now)."""
-        environ = os.environ if environ is None else environ
+        """``headers`` plus ``authorization: Bearer <token>`` with the token found now, in this
+        process (:mod:`hepinfer.tokens`); an ``authorization`` header in ``headers`` is kept as it is."""
         out = dict(self.headers)
-        token = environ.get(self.token_env) if self.token_env else None
-        if token:
-            out["authorization"] = f"Bearer {token.strip()}"
+        if not any(k.lower() == "authorization" for k in out):
+            found = find_token(self.token_env, self.token_file, self.token_discovery, environ)
+            if found is not None:
+                out["authorization"] = f"Bearer {found[0]}"
         return out
+
+    def token_source(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """Where the bearer token of a request made now comes from (``headers``, ``$HEPINFER_TOKEN``,
+        a file's path, ...), never the token itself; None when there is none."""
+        if any(k.lower() == "authorization" for k in self.headers):
+            return "headers"
+        found = find_token(self.token_env, self.token_file, self.token_discovery, environ)
+        return None if found is None else found[1]
+
+    def token_note(self) -> str:
+        """For an error message: where a token is looked for, and where the one sent came from."""
+        try:
+            source = self.token_source()
+        except ConfigError as err:
+            return str(err)
+        places = [f"${self.token_env}" if self.token_env else "", "token_file", "headers"]
+        places += ["WLCG $BEARER_TOKEN / $BEARER_TOKEN_FILE"] if self.token_discovery else []
+        sent = f"the one sent came from {source}" if source else "none was found"
+        return f"looked for in {', '.join(p for p in places if p)}; {sent}"
 
     @property
     def triton_url(self) -> TritonUrl:
@@ -139,24 +180,46 @@ class InferenceConfig:
         return replace(self, **changes)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> InferenceConfig:
-        """Build from ``HEPINFER_MODE``, ``HEPINFER_URL``, ``HEPINFER_SSL``, ``HEPINFER_TIMEOUT_S``,
-        ``HEPINFER_THREADS``, ``HEPINFER_ROOT_CERTIFICATES``, ... (one per field); ``overrides`` win."""
-        environ = os.environ if environ is None else environ
-        values: dict = {}
-        for f in fields(cls):
-            raw = environ.get(f"HEPINFER_{f.name.upper()}")
-            if raw is None or f.name == "headers":
-                continue
-            kind = str(f.type).split("|")[0].strip()  # the annotation, e.g. "float", "bool | None"
-            try:
-                if kind == "bool":
-                    values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
-                elif kind in ("int", "float"):
-                    values[f.name] = {"int": int, "float": float}[kind](raw)
-                else:
-                    values[f.name] = raw
-            except ValueError as err:
-                raise ConfigError(f"HEPINFER_{f.name.upper()}={raw!r}: {err}") from err
-        values.update(overrides)
-        return cls(**values)
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, defaults: Mapping[str, object] | None = None, **overrides
+    ) -> InferenceConfig:
+        """The config of the module's order: ``overrides`` (explicit arguments) > the ``HEPINFER_*``
+        variables of ``environ`` (default ``os.environ``; :func:`environment_settings`) >
+        ``defaults`` (the caller's) > the fields' defaults.  A setting the environment gave that
+        fails validation is named by its variable."""
+        from_environment = environment_settings(environ)
+        try:
+            return cls(**{**(defaults or {}), **from_environment, **overrides})
+        except ConfigError as err:
+            used = [env_var(name) for name in from_environment if name not in overrides]
+            if not used:
+                raise
+            raise ConfigError(f"{err} (settings read from the environment: {', '.join(used)})") from None
+
+
+def env_var(name: str) -> str:
+    """The environment variable of the InferenceConfig field ``name`` (``HEPINFER_TIMEOUT_S``)."""
+    return f"{ENV_PREFIX}{name.upper()}"
+
+
+def environment_settings(environ: Mapping[str, str] | None = None) -> dict[str, object]:
+    """The InferenceConfig fields that ``HEPINFER_<FIELD>`` variables set, parsed to the field's type
+    (booleans: 1/true/yes/on); ``headers`` has none (header values may be secrets).  The one reader
+    of those variables."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in fields(InferenceConfig):
+        raw = environ.get(env_var(f.name))
+        if raw is None or f.name == "headers":
+            continue
+        kind = str(f.type).split("|")[0].strip()  # the annotation, e.g. "float", "bool | None"
+        try:
+            if kind == "bool":
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            elif kind in ("int", "float"):
+                values[f.name] = {"int": int, "float": float}[kind](raw)
+            else:
+                values[f.name] = raw
+        except ValueError as err:
+            raise ConfigError(f"{env_var(f.name)}={raw!r}: {err}") from err
+    return values

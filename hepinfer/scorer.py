@@ -40,6 +40,7 @@ from .models import get_spec
 from .models.spec import ModelSpec
 from .retry import Attempts, call_with_retries
 from .runtime import get_runtime_class
+from .session import Session, resolve_config
 
 _FALLBACK_ERRORS = (ServerUnavailable, InferenceTimeout, ModelNotFound)
 
@@ -85,8 +86,10 @@ class Scorer:
     >>> scorer = Scorer("particlenet", mode="remote", url="grpc://127.0.0.1:8001")  # doctest: +SKIP
     >>> scores = scorer({"points": p, "features": f, "mask": m})["softmax"]          # doctest: +SKIP
 
-    ``config`` is an :class:`InferenceConfig`; ``mode``, ``url`` and any other keyword override
-    its fields.  The object pickles without its clients (they are rebuilt where it lands).
+    ``config`` is an :class:`InferenceConfig` (taken as it is) or a :class:`hepinfer.Session` (its
+    current settings); without one, the ``HEPINFER_*`` variables of the environment fill what the
+    arguments leave unset (:mod:`hepinfer.config`).  ``mode``, ``url`` and any other keyword override
+    the config's fields.  The object pickles without its clients (they are rebuilt where it lands).
     """
 
     def __init__(
@@ -95,12 +98,11 @@ class Scorer:
         mode: str | None = None,
         url: str | None = None,
         *,
-        config: InferenceConfig | None = None,
+        config: InferenceConfig | Session | None = None,
         **settings,
     ):
         changes = {k: v for k, v in dict(mode=mode, url=url, **settings).items() if v is not None}
-        base = config or InferenceConfig()
-        self.config = base.replace(**changes) if changes else base
+        self.config = resolve_config(config, **changes)
         self.spec = resolve_spec(model, self.config)
         self._init_local_state()
 

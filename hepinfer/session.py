@@ -20,8 +20,9 @@ from .config import InferenceConfig
 
 class Session:
     def __init__(self, config: InferenceConfig | None = None, **changes):
-        base = config if config is not None else InferenceConfig.from_env()
-        self._config = base.replace(**changes) if changes else base
+        """``config`` taken as it is, or (None) the environment's settings
+        (:meth:`InferenceConfig.from_env`); ``changes`` (validated) on top."""
+        self._config = resolve_config(config, **changes)
         self._lock = threading.Lock()
         self._listeners: list[Callable[[InferenceConfig], None]] = []
 
@@ -58,13 +59,21 @@ class Session:
         return f"<table><caption>hepinfer.Session</caption>{rows}</table>"
 
 
-def resolve_config(settings) -> InferenceConfig:
-    """The InferenceConfig of ``settings``: a Session's current one, an InferenceConfig itself, or
-    the default for None."""
+def resolve_config(settings=None, **overrides) -> InferenceConfig:
+    """The InferenceConfig that ``settings`` stands for, with ``overrides`` (validated) on top:
+
+    * an InferenceConfig: taken as it is (the environment is not read);
+    * a Session: its current config;
+    * None: the settings of :meth:`InferenceConfig.from_env`: ``overrides`` > ``HEPINFER_*``
+      variables > defaults (:mod:`hepinfer.config` gives the order).
+
+    ``Scorer``, ``JetTagger``, ``TopTagProcessor`` and ``Session`` build their config here."""
     if settings is None:
-        return InferenceConfig()
+        return InferenceConfig.from_env(**overrides)
     if isinstance(settings, Session):
-        return settings.config
-    if isinstance(settings, InferenceConfig):
-        return settings
-    raise TypeError(f"expected an InferenceConfig or a Session, got {type(settings).__name__}")
+        config = settings.config
+    elif isinstance(settings, InferenceConfig):
+        config = settings
+    else:
+        raise TypeError(f"expected an InferenceConfig or a Session, got {type(settings).__name__}")
+    return config.replace(**overrides) if overrides else config

@@ -134,6 +134,19 @@ def _quick_tier_guard(request, monkeypatch):
         pytest.fail(seen[0], pytrace=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_inference_settings_from_the_shell(monkeypatch):
+    """The ``HEPINFER_*`` inference settings and bearer tokens of the shell that runs the tests do not
+    reach them: a test that wants one sets it."""
+    from dataclasses import fields
+
+    from hepinfer.config import env_var
+
+    tokens = ["HEPINFER_TOKEN", "BEARER_TOKEN", "BEARER_TOKEN_FILE"]
+    for name in [env_var(f.name) for f in fields(hepinfer.InferenceConfig)] + tokens:
+        monkeypatch.delenv(name, raising=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # session fixtures: artefacts, server, generated events
 

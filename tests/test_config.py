@@ -62,3 +62,88 @@ def test_bad_input_is_named_before_any_connection():
     scorer = Scorer("bdt", mode="remote", url="grpc://127.0.0.1:1", timeout_s=1)  # nothing listens there
     with pytest.raises(InputMismatch, match="'input__0'.*float32, got float64"):
         scorer({"input__0": np.zeros((2, 20))})
+
+
+def test_environment_steers_every_entry_point_and_explicit_arguments_win(monkeypatch):
+    from hepinfer import Session
+    from hepinfer.app.processor import TopTagProcessor
+    from hepinfer.coffea import JetTagger
+
+    monkeypatch.setenv("HEPINFER_MODE", "remote")
+    monkeypatch.setenv("HEPINFER_URL", "grpc://triton.site:8001")
+    monkeypatch.setenv("HEPINFER_TIMEOUT_S", "7")
+    made = {
+        "Scorer": Scorer("bdt").config,
+        "JetTagger": JetTagger("bdt").config,
+        "TopTagProcessor": TopTagProcessor(models=("bdt",)).config,
+        "Session": Session().config,
+    }
+    for name, cfg in made.items():
+        assert (cfg.mode, cfg.url, cfg.timeout_s) == ("remote", "grpc://triton.site:8001", 7.0), name
+    # an explicit argument beats its variable; the others still come from the environment
+    cfg = Scorer("bdt", mode="local", timeout_s=3).config
+    assert (cfg.mode, cfg.url, cfg.timeout_s) == ("local", "grpc://triton.site:8001", 3.0)
+    assert JetTagger("bdt", mode="auto").config.mode == "auto" and Session(mode="auto").config.mode == "auto"
+    # an InferenceConfig given explicitly is taken as it is
+    given = InferenceConfig()
+    assert Scorer("bdt", config=given).config == given
+    assert JetTagger("bdt", given).config == given and TopTagProcessor(models=("bdt",), config=given).config == given
+    assert Session(given).config == given
+
+
+def test_the_environment_is_read_where_the_object_is_built_not_where_it_lands(monkeypatch):
+    from hepinfer.coffea import JetTagger
+
+    monkeypatch.setenv("HEPINFER_MODE", "remote")
+    tagger, scorer = JetTagger("bdt"), Scorer("bdt")
+    monkeypatch.setenv("HEPINFER_MODE", "local")  # a worker's own environment
+    assert pickle.loads(pickle.dumps(tagger)).config.mode == "remote"
+    assert pickle.loads(pickle.dumps(scorer)).config.mode == "remote"
+
+
+def test_a_bad_setting_from_the_environment_is_named_by_its_variable(monkeypatch):
+    monkeypatch.setenv("HEPINFER_URL", "ftp://x")
+    with pytest.raises(ConfigError, match="unsupported scheme.*HEPINFER_URL"):
+        Scorer("bdt")
+    assert Scorer("bdt", url="grpc://h:1").config.url == "grpc://h:1"  # the explicit URL wins: not read
+
+
+@pytest.mark.parametrize(
+    "env, argv, mode, url",
+    [
+        ({}, [], "remote", None),  # the command's own default
+        ({"HEPINFER_MODE": "local"}, [], "local", None),
+        ({"HEPINFER_MODE": "local"}, ["--mode", "auto"], "auto", None),
+        ({"HEPINFER_URL": "grpc://h:1"}, [], "remote", "grpc://h:1"),
+        ({"HEPINFER_URL": "grpc://h:1"}, ["--url", "grpc://h:2"], "remote", "grpc://h:2"),
+    ],
+)
+def test_hepinfer_run_takes_the_same_order(monkeypatch, tmp_path, env, argv, mode, url):
+    import contextlib
+
+    import hepinfer.app.job as job
+    from hepinfer.cli import main
+    from hepinfer.config import environment_settings
+
+    for k, v in {**env, "HEPINFER_TIMEOUT_S": "9"}.items():
+        monkeypatch.setenv(k, v)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def run_job(settings, **kwargs):
+        seen["settings"] = settings
+        raise Stop
+
+    monkeypatch.setattr(job, "run_job", run_job)
+    (tmp_path / "x.root").write_bytes(b"")
+    with pytest.raises(Stop):
+        main(["run", "--input", str(tmp_path / "x.root"), "--output", str(tmp_path / "s.json"), *argv])
+    settings = seen["settings"]
+    assert settings.mode == mode and settings.base_config.mode == mode and settings.base_config.timeout_s == 9
+    if url is None:  # no URL anywhere: the job starts the embedded server
+        assert settings.url is None and environment_settings().get("url") is None
+        return
+    with contextlib.ExitStack() as stack:
+        assert job._inference_server(settings, stack) == (url, False)  # a URL given: no embedded server

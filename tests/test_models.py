@@ -123,3 +123,59 @@ def test_resnet50_architecture():
     spec = get_spec("resnet50")
     out = net.eval()(torch.zeros(2, *spec.input("images").shape))
     assert tuple(out.shape) == (2, 2)
+
+
+SHIPPED = ("bdt", "bdt_nanoaod", "particlenet", "resnet")
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_local_scoring_without_a_prepared_home(model, tmp_path, monkeypatch):
+    """A worker whose HEPINFER_HOME is empty scores with the artefact shipped in the package, exactly
+    as with the same artefact installed in the cache, and writes nothing into that home."""
+    from hepinfer import Scorer
+    from hepinfer.models.catalogue import install_shipped, shipped
+
+    x = toy_inputs(model, 64, seed=11)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("HEPINFER_HOME", str(empty))
+    scorer = Scorer(model, mode="local")
+    got = scorer(x)
+    assert scorer.local.artefact == shipped(model) and not any(empty.iterdir())
+    # auto mode without a server falls back there too
+    auto = Scorer(model, mode="auto", url="grpc://127.0.0.1:1", probe_timeout_s=0.5)
+    assert auto.score(x)[1] == "local"
+    monkeypatch.setenv("HEPINFER_HOME", str(tmp_path / "cache"))
+    cached = Scorer(model, mode="local")
+    assert install_shipped(model) == cached.local.artefact  # the cache's own file, once it has one
+    want = cached(x)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+
+
+def test_a_damaged_shipped_artefact_is_refused_naming_the_file(tmp_path, monkeypatch):
+    import shutil
+
+    from hepinfer import ArtefactMissing, Scorer
+    from hepinfer.models import catalogue
+
+    copy = tmp_path / "trained" / "bdt"
+    copy.mkdir(parents=True)
+    for name in ("xgboost.json", "manifest.json"):
+        shutil.copyfile(catalogue.TRAINED_DIR / "bdt" / name, copy / name)
+    with open(copy / "xgboost.json", "a") as fh:
+        fh.write(" ")  # still a valid booster, no longer the file the manifest names
+    monkeypatch.setattr(catalogue, "TRAINED_DIR", tmp_path / "trained")
+    monkeypatch.setenv("HEPINFER_HOME", str(tmp_path / "empty"))
+    with pytest.raises(ArtefactMissing, match=f"shipped artefact {copy / 'xgboost.json'} has sha256 .*manifest says"):
+        Scorer("bdt", mode="local")(toy_inputs("bdt", 2))
+
+
+def test_a_model_shipped_untrained_still_needs_the_build(tmp_path, monkeypatch):
+    from hepinfer import ArtefactMissing, Scorer
+
+    monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
+    with pytest.raises(
+        ArtefactMissing, match=r"ships no trained file .*exported from torch.*models build --models resnet50"
+    ):
+        Scorer("resnet50", mode="local")(toy_inputs("resnet50", 1))

@@ -142,4 +142,4 @@ def test_headers_and_tokens_are_never_shown_or_pickled(monkeypatch):
     assert "hunter2" not in repr(cfg) and "s3cr3t" not in repr(cfg) and "x-site-key" in repr(cfg)
     assert b"s3cr3t" not in pickle.dumps(cfg)  # the token is read where the request is made
     assert cfg.cache_key() != cfg.replace(headers={"x-site-key": "other"}).cache_key()
-    assert InferenceConfig(token_env=None).request_headers() == {}
+    assert InferenceConfig(token_env=None, token_discovery=False).request_headers() == {}

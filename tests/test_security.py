@@ -92,6 +92,31 @@ def test_bearer_token_from_the_environment_reaches_the_server(guarded, monkeypat
 
 
 @pytest.mark.triton
+def test_wlcg_and_file_tokens_reach_the_server_and_never_travel(guarded, monkeypatch, tmp_path):
+    """A token found by WLCG Bearer Token Discovery ($BEARER_TOKEN_FILE) or in ``token_file`` is read
+    where the request is made: the server answers, and the pickled Scorer does not hold it."""
+    import pickle
+
+    srv, token, _ = guarded
+    x = toy_inputs("bdt", 8, seed=4)
+    want = Scorer("bdt")(x)["output__0"]
+    (tmp_path / "wlcg").write_text(token + "\n")
+    (tmp_path / "own").write_text("not-the-token\n")
+    monkeypatch.setenv("BEARER_TOKEN_FILE", str(tmp_path / "wlcg"))
+    monkeypatch.setenv("HEPINFER_URL", srv.http_url)
+    monkeypatch.setenv("HEPINFER_MODE", "remote")
+    scorer = pickle.loads(pickle.dumps(Scorer("bdt", retries=0)))  # as a worker receives it
+    assert np.abs(scorer(x)["output__0"] - want).max() <= 1e-5
+    assert token.encode() not in pickle.dumps(scorer)
+    # hepinfer's own token file comes first: the wrong token there is refused, the right one answered
+    own = Scorer("bdt", retries=0, token_file=str(tmp_path / "own"))
+    with pytest.raises(hepinfer.HepinferError, match=f"came from token_file {tmp_path / 'own'}"):
+        own(x)
+    (tmp_path / "own").write_text(token)
+    assert np.abs(own(x)["output__0"] - want).max() <= 1e-5
+
+
+@pytest.mark.triton
 def test_configured_grpc_headers_reach_the_server_and_are_not_shown(guarded):
     srv, _, key = guarded
     x = toy_inputs("bdt", 8, seed=2)

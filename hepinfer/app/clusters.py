@@ -4,10 +4,13 @@ dask-jobqueue, or an existing scheduler.
 How the inference settings reach the workers: the processor carries its :class:`InferenceConfig`
 (a small frozen dataclass) and Dask pickles it into every task; each worker process then builds
 its own Scorer and Triton client on first use and reuses it for every chunk (hepinfer.coffea).  No
-client ever travels.  What a worker reads from its *environment* is only ``HEPINFER_HOME`` (where the
-model artefacts for local inference are): LocalCluster workers inherit it, and HTCondor jobs get
-it, with the non-secret ``HEPINFER_*`` settings, exported by the job script (request headers may hold
-tokens and are never written into a submit file; they travel inside the pickled config).
+client ever travels.  What a worker reads from its *environment* is ``HEPINFER_HOME`` (where the
+model artefacts for local inference are; without them there, the trained artefacts shipped inside
+the package) and, at each request, the bearer token (:mod:`hepinfer.tokens`: ``$HEPINFER_TOKEN``, the
+token file, WLCG Bearer Token Discovery): LocalCluster workers inherit that environment, and HTCondor
+jobs get ``HEPINFER_HOME``, with the non-secret ``HEPINFER_*`` settings, exported by the job script
+(request headers may hold tokens and are never written into a submit file; they travel inside the
+pickled config).
 """
 
 from __future__ import annotations

@@ -11,13 +11,14 @@ dask array of records (``score``, ``cms``) that ``dask.compute`` turns into an a
 
 from __future__ import annotations
 
-import awkward as ak
 import numpy as np
 
 
 def pairs_of(scores, cms, is_dask: bool):
     """The accumulatable pairs of one model and one CMS tagger: ``scores`` and ``cms`` are the flat
     per-jet values of the same jets."""
+    import awkward as ak
+
     valid = (cms >= 0) & (cms <= 1)  # NaN fails both
     if is_dask:
         import dask_awkward as dak
@@ -32,7 +33,9 @@ def pairs_of(scores, cms, is_dask: bool):
 def pair_array(pairs) -> np.ndarray:
     """The pairs as a (jets, 2) float64 array: (model score, CMS score) per jet."""
     value = getattr(pairs, "value", pairs)  # column_accumulator
-    if isinstance(value, ak.Array) and value.fields:
+    if getattr(value, "fields", None):  # an awkward array of records (dask mode)
+        import awkward as ak
+
         value = np.column_stack([ak.to_numpy(value["score"]), ak.to_numpy(value["cms"])])
     return np.asarray(value, dtype=np.float64).reshape(-1, 2)
 

@@ -81,6 +81,8 @@ class TopTagProcessor(_processor_base()):
     ``pipeline`` (eager chunks, remote / auto mode): overlap one model's feature building with the
     previous model's inference, and with ``piece_jets`` also pieces of a chunk with each other (see
     the module's docstring); False scores each model's jets in one call after the other.
+    ``config``: an InferenceConfig (taken as it is), a live :class:`hepinfer.Session`, or None: the
+    ``HEPINFER_*`` variables of the environment, read when the processor is made (:mod:`hepinfer.config`).
     """
 
     def __init__(
@@ -106,7 +108,8 @@ class TopTagProcessor(_processor_base()):
         self.score = score
         self.pipeline = pipeline
         self.piece_jets = piece_jets
-        self.config = config or InferenceConfig()  # an InferenceConfig or a live Session
+        # a live Session, else a frozen config: the one given, or the environment's, read here (submit side)
+        self.config = config if isinstance(config, Session) else resolve_config(config)
         self.threshold = threshold
         self.taggers = {m: JetTagger(m, self.config, score=score) for m in self.models}
         self.domains = {m: tagger.spec.domain for m, tagger in self.taggers.items()}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from ..config import MODES
@@ -29,11 +28,14 @@ def cmd_run(args) -> int:
         scheduler_host=args.scheduler_host,
         log_directory=args.htcondor_logs,
     )
+    # explicit options > HEPINFER_* variables > this command's default mode, remote (hepinfer.config)
+    explicit = {k: v for k, v in (("mode", args.mode), ("url", args.url)) if v is not None}
+    config = InferenceConfig.from_env(defaults={"mode": "remote"}, **explicit)
     settings = JobSettings(
         inputs=inputs,
         models=model_list(args.models) if args.models else None,  # None: automatic
-        mode=args.mode,
-        url=args.url,
+        mode=config.mode,
+        url=args.url,  # None: $HEPINFER_URL, else the embedded server (hepinfer.app.job)
         executor=args.executor,
         workers=args.workers,
         cluster=args.cluster,
@@ -42,7 +44,7 @@ def cmd_run(args) -> int:
         treename=args.treename,
         check_local=args.check_local,
         server_instances=args.server_instances,
-        base_config=InferenceConfig.from_env(mode=args.mode),
+        base_config=config,
         htcondor=htcondor,
         pipeline=not args.no_pipeline,
         skip_bad_files=args.skip_bad_files,
@@ -87,9 +89,9 @@ def register(sub) -> None:
     )
     s.add_argument(
         "--mode",
-        default=os.environ.get("HEPINFER_MODE", "remote"),
+        default=None,
         choices=MODES,
-        help="default $HEPINFER_MODE or remote",
+        help="default $HEPINFER_MODE, else remote",
     )
     s.add_argument("--url", default=None, help="Triton server (default $HEPINFER_URL; none: start the embedded one)")
     s.add_argument("--executor", default="dask", choices=EXECUTORS)

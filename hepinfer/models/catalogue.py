@@ -8,8 +8,10 @@ it needs neither torch nor anything of the build step.
     $HEPINFER_HOME/models/<model>/<version>/model_card.md  for trained models
     $HEPINFER_HOME/models/<model>/<version>/model.pt2      the torch engine's program (networks)
 
-Trained artefacts small enough to ship (ParticleNet, the BDT) are part of the package
-(``hepinfer/models/trained/``) and installed into the cache by :func:`install_shipped`.
+Trained artefacts small enough to ship (ParticleNet, the compact ResNet, the BDTs) are part of the
+package (``hepinfer/models/trained/``) and installed into the cache by :func:`install_shipped`.
+Local inference reads them straight from the package when the cache has none
+(:func:`local_artefact`), so a worker without the submit host's ``HEPINFER_HOME`` still scores.
 
 A user model's artefact is its own file (``ModelSpec.artefact_file``): nothing is built, installed
 or written beside it; its manifest is what the declaration says (:func:`manifest`).
@@ -22,7 +24,9 @@ import shutil
 from pathlib import Path
 
 from .. import paths
+from ..errors import ArtefactMissing
 from . import get_spec
+from .checks import file_sha256
 from .registry import BUILTIN
 
 TRAINED_DIR = Path(__file__).resolve().parent / "trained"
@@ -112,6 +116,32 @@ def shipped(model) -> Path | None:
 def shipped_manifest(model) -> dict:
     spec = get_spec(model)
     return json.loads((TRAINED_DIR / spec.name / "manifest.json").read_text())
+
+
+def verified_shipped(model) -> Path:
+    """The shipped artefact of ``model``, its sha256 checked against the shipped manifest
+    (ArtefactMissing naming the file when it differs: a damaged installation)."""
+    path = shipped(model)
+    if path is None:
+        raise ArtefactMissing(f"model {get_spec(model).name!r}: hepinfer ships no trained artefact for it")
+    want = shipped_manifest(model).get("sha256")
+    actual = file_sha256(str(path))
+    if actual != want:
+        raise ArtefactMissing(
+            f"model {get_spec(model).name!r}: shipped artefact {path} has sha256 {actual}, its manifest says "
+            f"{want}: the installation is damaged (reinstall hepinfer, or build the cache: `hepinfer models build`)"
+        )
+    return path
+
+
+def local_artefact(model) -> Path:
+    """The file local inference loads: the artefact in the cache when there is one (built, installed,
+    or trained by the user), else the trained artefact shipped inside the package
+    (:func:`verified_shipped`), else the cache's path (missing: the runtime says how to build it)."""
+    path = artefact_path(model)
+    if path.exists() or is_user_model(model) or shipped(model) is None:
+        return path
+    return verified_shipped(model)
 
 
 def install_shipped(model) -> Path:

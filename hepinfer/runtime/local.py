@@ -15,7 +15,7 @@ import numpy as np
 from ..caching import ProcessCache
 from ..errors import ArtefactMissing, ConfigError
 from ..models import get_spec
-from ..models.catalogue import artefact_path
+from ..models.catalogue import local_artefact
 from ..models.checks import check_sha256
 from . import empty_outputs
 from .engines import load_engine
@@ -33,7 +33,7 @@ class LocalRuntime:
     def artefact(self) -> Path:
         if self._artefact is not None:
             return self._artefact
-        return artefact_path(self.spec)
+        return local_artefact(self.spec)  # the cache's, else the one shipped in the package
 
     def _engine(self):
         if self._artefact is None and self.spec.sha256 and self.artefact.exists():
@@ -49,8 +49,14 @@ class LocalRuntime:
         if not self.artefact.exists():
             if self.spec.artefact_file is not None:
                 raise ArtefactMissing(f"model {self.spec.name!r}: artefact file {self.artefact} does not exist")
+            # the cache's path comes back from local_artefact only when the package ships no trained file
+            network = self._artefact is None and self.spec.engine == "onnxruntime"
             raise ArtefactMissing(
-                f"model {self.spec.name!r}: artefact {self.artefact} not built; run `hepinfer models build`"
+                f"model {self.spec.name!r}: artefact {self.artefact} not built"
+                + (", and hepinfer ships no trained file for it" if self._artefact is None else "")
+                + (" (its ONNX is exported from torch at build time)" if network else "")
+                + f"; run `hepinfer models build --models {self.spec.name}`"
+                + (" (needs torch: pip install 'hepinfer[build]')" if network else "")
             )
         try:
             return load_engine(

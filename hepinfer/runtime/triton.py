@@ -197,8 +197,8 @@ class TritonRuntime:
         if "restricted" in low or "permission" in low or "unauthenticated" in low:
             return ServerError(
                 f"{action}: refused by {where}: the request lacks a header the server requires (a shared "
-                f"server's token: set the variable named by token_env, now {self.config.token_env!r}, or headers; "
-                f"the embedded server's model-control endpoints need its admin token) ({text})"
+                f"server's bearer token: {self.config.token_note()}; the embedded server's model-control "
+                f"endpoints need its admin token) ({text})"
             )
         if self.config.use_ssl and any(w in low for w in ("handshake", "ssl", "certificate", "tls")):
             return ServerUnavailable(

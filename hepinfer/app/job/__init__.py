@@ -48,6 +48,7 @@ import os
 import time
 from dataclasses import replace
 
+from ...config import environment_settings
 from ...errors import HepinferError, InputMismatch, ServerUnavailable
 from ...logs import get_logger
 from .. import plotting
@@ -186,7 +187,7 @@ def _usable_inputs(settings: JobSettings) -> tuple[JobSettings, int, dict[str, s
 def _inference_server(settings: JobSettings, stack: contextlib.ExitStack) -> tuple[str | None, bool]:
     """The server URL of the run, and whether it is the embedded server started (on ``stack``) for it:
     mode remote / auto without a URL (neither ``url`` nor ``HEPINFER_URL``) starts one."""
-    url = settings.url or os.environ.get("HEPINFER_URL")
+    url = settings.url or environment_settings().get("url")
     if settings.mode == "local" or url:
         return url, False
     from ...serving.server import serve

@@ -39,7 +39,8 @@ def model_choices() -> list[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class JobSettings:
-    """What ``hepinfer run`` does.  ``url=None`` with mode remote/auto: start the embedded server.
+    """What ``hepinfer run`` does.  ``url=None`` with mode remote/auto: ``$HEPINFER_URL``, else the
+    embedded server, started for the run.
     ``models=None`` (the default) is automatic: every model of :func:`automatic_models` whose inputs
     all the files hold (the others are listed as skipped, with the reason); named models must run on
     every file, else the run fails naming file, model and branches.  ``pt_min`` / ``pt_max`` /
@@ -66,7 +67,8 @@ class JobSettings:
     server_instances: int = 0  # embedded server: instances per model; 0 = one per worker, up to the cores
     pipeline: bool = True  # overlap feature building with inference (TopTagProcessor's pipeline)
     skip_bad_files: bool = False  # read every file once first; skip (and list) those that fail
-    base_config: InferenceConfig = field(default_factory=InferenceConfig)
+    # the other inference settings (timeouts, retries, TLS, where the token is); default: the environment's
+    base_config: InferenceConfig = field(default_factory=InferenceConfig.from_env)
     htcondor: HTCondorSettings = field(default_factory=HTCondorSettings)
 
     def __post_init__(self):
