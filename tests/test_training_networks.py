@@ -170,3 +170,22 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path):
     torch.save({"model": "particlenet", "train_jets": 100}, tmp_path / "checkpoint.pt")
     with pytest.raises(ConfigError, match="checkpoint of 'particlenet' with 100 training jets.*'resnet' on 90"):
         _load_checkpoint(torch, tmp_path / "checkpoint.pt", "resnet", 90)
+
+
+def test_init_from_starts_from_the_best_weights_of_a_checkpoint(tmp_path):
+    import torch
+
+    from hepinfer.app.training.networks import TrainSettings, train_network
+    from hepinfer.models.toy import toy_inputs
+
+    inputs = toy_inputs("resnet", 24, seed=2)
+    labels = np.arange(24) % 2
+    quick = dict(epochs=1, batch_size=8, device="cpu", progress=False)
+    first, _ = train_network("resnet", inputs, labels, TrainSettings(**quick), checkpoint=tmp_path / "a.pt")
+    # lr 0: the run changes no weight, so what it starts from is what it ends with
+    again, info = train_network("resnet", inputs, labels, TrainSettings(**quick, lr=0.0, init_from=tmp_path / "a.pt"))
+    best = torch.load(tmp_path / "a.pt", weights_only=False)["best"]
+    for name, p in again.named_parameters():
+        assert torch.equal(p.detach(), best[name]), name
+    fresh, _ = train_network("resnet", inputs, labels, TrainSettings(**quick, lr=0.0, seed=5))
+    assert not all(torch.equal(a, b) for a, b in zip(fresh.parameters(), again.parameters()))

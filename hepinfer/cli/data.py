@@ -42,6 +42,7 @@ def cmd_train(args) -> int:
         augment=args.augment,
         estimate_only=args.estimate,
         resume=args.resume,
+        init_from=args.init_from,
     )
     command = "hepinfer " + " ".join(shlex.quote(a) for a in (args.argv or sys.argv[1:]))
     result = train(
@@ -157,6 +158,12 @@ def register(sub) -> None:
         "--resume",
         action="store_true",
         help="networks: continue an interrupted run from its checkpoint in --out (saved after each epoch)",
+    )
+    s.add_argument(
+        "--init-from",
+        default=None,
+        metavar="CHECKPOINT",
+        help="networks: start from the best weights of another run's checkpoint.pt (fine-tuning)",
     )
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_train)

@@ -18,7 +18,9 @@ Checkpoints: with a ``checkpoint`` path, the network, optimiser, schedule, rando
 curve are saved there after every epoch; a run started again with the same path (``hepinfer train
 --resume``) continues from the last saved epoch with the same schedule, so a long training survives
 an interrupted session.  A checkpoint of another model or sample size is refused.  The caller
-deletes it once the artefact is written.
+deletes it once the artefact is written.  ``init_from`` (``hepinfer train --init-from``) starts a new
+run from the weights of another run's checkpoint (its best epoch): fine-tuning, with a schedule and
+optimiser of its own.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class TrainSettings:
     augment: bool = False
     estimate_only: bool = False  # time a few batches, print the estimate, train nothing
     resume: bool = False  # continue from the checkpoint when there is one
+    init_from: str | None = None  # start from the best weights of this checkpoint (fine-tuning)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -109,9 +112,16 @@ def estimate_text(seconds_per_batch: float, batches: int, epochs: int, device: s
     return f"{when} ({seconds_per_batch:.3g} s per batch x {batches} batches x {epochs} epochs){bound}"
 
 
-def _load_checkpoint(torch, path: Path, spec_name: str, n_train: int) -> dict:
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("model") != spec_name or state.get("train_jets") != n_train:
+def _load_checkpoint(torch, path: Path, spec_name: str, n_train: int | None) -> dict:
+    """The checkpoint at ``path``; ConfigError unless it is of ``spec_name`` (and, unless None, of a
+    run on ``n_train`` training jets)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as err:
+        raise ConfigError(f"{path}: not a readable hepinfer training checkpoint ({err})") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path}: not a hepinfer training checkpoint")
+    if state.get("model") != spec_name or (n_train is not None and state.get("train_jets") != n_train):
         raise ConfigError(
             f"{path}: checkpoint of {state.get('model')!r} with {state.get('train_jets')} training jets; this run "
             f"trains {spec_name!r} on {n_train}: delete it or train without --resume"
@@ -140,7 +150,12 @@ def train_network(
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    net = network(spec.name).to(device)
+    net = network(spec.name)
+    if settings.init_from:
+        start = _load_checkpoint(torch, Path(settings.init_from), spec.name, None)
+        net.load_state_dict(start["best"] or start["net"])
+        log.info(f"{spec.name}: starts from the weights of {settings.init_from} (epoch {start['best_epoch']})")
+    net = net.to(device)
     n = len(labels)
     rng = np.random.default_rng(settings.seed)
     order = rng.permutation(n)
