@@ -2,7 +2,8 @@
 # The two commands of the README:
 #   ./run.sh main   set everything up, then run the main job (hepinfer run) on the embedded Triton server
 #   ./run.sh test   set everything up, then run the test suite
-# "Set up" = a virtual environment in .venv with hepinfer[dev], the model artefacts and the Triton
+# "Set up" = a virtual environment in .venv with what the command needs (main: the main job's extras;
+# test: hepinfer[dev]), at the releases of constraints.txt, the model artefacts and the Triton
 # server's own environment in $HEPINFER_HOME (default ~/.cache/hepinfer). Re-runs reuse them.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -17,12 +18,14 @@ pip_install() {  # quiet; the full log is shown only when pip fails
     || { cat .venv/pip.log >&2; echo "run.sh: pip install $* failed (log above, also in .venv/pip.log)" >&2; exit 1; }
 }
 
-setup() {
+# the main job (hepinfer run): events, coffea on Dask, local and remote inference, the embedded server
+MAIN_EXTRAS=generate,analysis,local-cpu,serve
+
+setup() {  # $1: the extras to install
   if [ ! -x .venv/bin/python ]; then "$PYTHON" -m venv .venv; fi
-  echo "run.sh: installing hepinfer[dev] into .venv ..."
+  echo "run.sh: installing hepinfer[$1] into .venv ..."
   pip_install --upgrade pip
-  pip_install -e '.[dev]'
-  .venv/bin/hepinfer setup
+  pip_install -c constraints.txt -e ".[$1]"
 }
 
 browser() {  # the browser test needs Debian's chromium: installed when we may (root with apt), else it skips
@@ -50,11 +53,13 @@ case "${1:-}" in
   main)
     # the demo sample (generated once), the embedded server, a LocalCluster of 2 workers, remote
     # inference, then the same job with local inference to check nothing changes; summary + plots
-    shift; setup; fleet_tools
+    # (the job installs the shipped trained models it runs; the server's environment is built here)
+    shift; setup "$MAIN_EXTRAS"
+    .venv/bin/hepinfer server setup > /dev/null
     exec .venv/bin/hepinfer run --mode remote --executor dask --cluster local --workers 2 --chunksize 100 \
       --check-local --output output/summary.json --plots output/plots "$@" ;;
   test)
-    shift; setup; browser; fleet_tools
+    shift; setup dev; .venv/bin/hepinfer setup; browser; fleet_tools
     set +e
     .venv/bin/python -m pytest "$@"
     rc=$?

@@ -26,8 +26,15 @@ from __future__ import annotations
 import atexit
 from concurrent.futures import Future, ThreadPoolExecutor
 
-import awkward as ak
 import numpy as np
+
+try:
+    import awkward as ak
+except ImportError as err:  # the base install is the Scorer alone
+    raise ModuleNotFoundError(
+        f"hepinfer.coffea needs {err.name}: pip install 'hepinfer[coffea]' (keeps the coffea already installed)",
+        name=err.name,
+    ) from err
 
 from .caching import ProcessCache
 from .config import InferenceConfig

@@ -146,4 +146,4 @@ def test_hepinfer_run_takes_the_same_order(monkeypatch, tmp_path, env, argv, mod
         assert settings.url is None and environment_settings().get("url") is None
         return
     with contextlib.ExitStack() as stack:
-        assert job._inference_server(settings, stack) == (url, False)  # a URL given: no embedded server
+        assert job._inference_server(settings, stack) == (url, None)  # a URL given: no embedded server

@@ -1,12 +1,7 @@
 """Dask workers as jobs of a real HTCondor pool (tools/htcondor-pool), scoring on the embedded server."""
 
-import os
-import re
 import shutil
-import subprocess
-import tempfile
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -14,50 +9,13 @@ from hepinfer.app.clusters import HTCondorSettings
 from hepinfer.app.job import run_job, same_result
 
 pytestmark = [pytest.mark.htcondor, pytest.mark.triton, pytest.mark.slow]
-SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "htcondor-pool"
-
-
-def _pool(*args, timeout=600):
-    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
-def htcondor_pool():
-    """The pool, brought up by the project's script and torn down after the module: no process of the
-    pool and no mount under its root may remain."""
-    if os.geteuid() != 0:
-        pytest.skip("the HTCondor pool needs root (chroot, mount)")
-    up = _pool("up")
-    assert up.returncode == 0, up.stderr
-    bindir = re.search(r"export PATH=(\S+):\$PATH", up.stdout)[1]
-    old_path = os.environ["PATH"]
-    os.environ["PATH"] = f"{bindir}:{old_path}"
-    try:
-        yield Path(bindir).parent
-    finally:
-        os.environ["PATH"] = old_path
-        down = _pool("down")
-        assert down.returncode == 0, down.stderr
-        root = str(Path(bindir).parent / "rootfs") + "/"
-        assert not [line for line in Path("/proc/mounts").read_text().splitlines() if line.split()[1].startswith(root)]
-        assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _root_of(p) == root.rstrip("/")]
-        assert _pool("status").returncode == 3  # "down"
-
-
-def _root_of(proc: Path) -> str | None:
-    try:
-        return os.readlink(proc / "root")
-    except OSError:
-        return None
-
-
-@pytest.fixture()
-def shared_dir():
-    """Jobs run as the pool's unprivileged user: inputs must be world-readable, logs world-writable."""
-    path = Path(tempfile.mkdtemp(prefix="hepinfer-htcondor-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+def htcondor_pool(htcondor_pool_up):
+    """The pool, brought up by the project's script for the module (its execute node is this machine)."""
+    with htcondor_pool_up():
+        yield
 
 
 def test_processor_on_htcondor_workers_matches_local(htcondor_pool, server, generated, job_settings, shared_dir):

@@ -1,6 +1,4 @@
 import re
-import tomllib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,9 +7,7 @@ import hepinfer
 from hepinfer import InputMismatch, ModelNotFound, get_spec
 from hepinfer.models import SPECS
 from hepinfer.models.toy import toy_inputs
-from hepinfer.serving import environment, repository
-
-ROOT = Path(__file__).resolve().parents[1]
+from hepinfer.serving import repository
 
 
 def test_built_in_models_declared():
@@ -104,25 +100,3 @@ def test_production_options():
     assert not cfg.HasField("dynamic_batching")
     with pytest.raises(hepinfer.ConfigError, match="flavour"):
         repository.RepositoryOptions(flavour="docker")
-
-
-def _pins(requirements):
-    return {re.split(r"[=<>\[ ]", r, maxsplit=1)[0]: r for r in requirements}
-
-
-def test_server_env_and_local_extra_pin_the_same_engines():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    local = _pins(project["optional-dependencies"]["local"])
-    server = _pins(environment.SERVER_REQUIREMENTS)
-    for pkg in ("onnxruntime", "xgboost-cpu"):
-        assert local[pkg] == server[pkg]
-
-
-def test_environment_yml_agrees_with_pyproject():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["local"])
-    text = (ROOT / "environment.yml").read_text()
-    listed = {line.strip()[2:].strip() for line in text.splitlines() if line.strip().startswith("- ")}
-    listed = {item.replace("python=3.11", "") for item in listed}
-    for req in wanted:
-        assert req in listed, f"{req} from pyproject.toml is missing in environment.yml"

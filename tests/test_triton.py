@@ -228,34 +228,42 @@ def test_serve_returns_handle_with_urls(server):
 
 @pytest.mark.triton
 def test_client_only_install_scores_remotely(server):
-    """A user with only the base install (no onnxruntime, xgboost, torch) scores remotely, and local
-    mode tells them which extra to install."""
+    """A user with only the base install (no onnxruntime, xgboost, torch, awkward, coffea, prometheus_client,
+    PyYAML, tritonclient's HTTP client) scores remotely over gRPC, and local mode, an http:// URL and the
+    coffea plug-in tell them which extra to install."""
     import subprocess
     import sys
 
     code = f"""
 import sys
-BLOCKED = ("onnxruntime", "xgboost", "torch")
+BLOCKED = ("onnxruntime", "xgboost", "torch", "awkward", "coffea", "prometheus_client", "yaml", "tritonclient.http")
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
+        if name.split(".")[0] in BLOCKED or name in BLOCKED:
             raise ImportError(f"No module named {{name!r}}", name=name)
 sys.meta_path.insert(0, Block())
 import numpy as np, hepinfer
 x = {{"input__0": np.ones((3, 20), np.float32)}}
 print(hepinfer.Scorer("bdt", mode="remote", url={server.url!r})(x)["output__0"].shape)
+for mode, url in (("local", None), ("remote", {server.http_url!r})):
+    try:
+        hepinfer.Scorer("bdt", mode=mode, url=url, retries=0)(x)
+    except hepinfer.ConfigError as err:
+        print(mode, err)
 try:
-    hepinfer.Scorer("bdt", mode="local")(x)
-except hepinfer.ConfigError as err:
-    print("local:", err)
+    import hepinfer.coffea
+except ImportError as err:
+    print("coffea:", err)
 print(sorted(m for m in BLOCKED if m in sys.modules))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert lines[0] == "(3, 2)"
-    assert "pip install 'hepinfer[local]'" in lines[1] and "xgboost" in lines[1]
-    assert lines[2] == "[]"
+    assert "pip install 'hepinfer[local]'" in lines[1] and "'hepinfer[local-cpu]'" in lines[1] and "xgboost" in lines[1]
+    assert lines[2].startswith("remote") and "pip install 'hepinfer[http]'" in lines[2]
+    assert lines[3].startswith("coffea:") and "pip install 'hepinfer[coffea]'" in lines[3]
+    assert lines[4] == "[]"
 
 
 @pytest.mark.triton

@@ -10,7 +10,8 @@ the package) and, at each request, the bearer token (:mod:`hepinfer.tokens`: ``$
 token file, WLCG Bearer Token Discovery): LocalCluster workers inherit that environment, and HTCondor
 jobs get ``HEPINFER_HOME``, with the non-secret ``HEPINFER_*`` settings, exported by the job script
 (request headers may hold tokens and are never written into a submit file; they travel inside the
-pickled config).
+pickled config).  The embedded server of a run whose workers are on other hosts has a token of its
+own, which a worker plugin puts in each worker's environment (hepinfer.app.job.access).
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def server_status(config, models, timeout_s: float = 1.0, runtime=None) -> dict:
     own = runtime is None
     if own:
         runtime = TritonRuntime(next(iter(models), "bdt"), config=config.replace(timeout_s=timeout_s))
-    kw = {"headers": config.request_headers() or None}
+    kw = {"headers": runtime.request_headers()}
     if runtime.url.protocol == "grpc":
         kw["client_timeout"] = timeout_s
     try:

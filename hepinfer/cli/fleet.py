@@ -158,9 +158,9 @@ def cmd_export(args) -> int:
         key, sep, text = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        import yaml
+        from ..serving.fleet.export import yaml_module
 
-        extra[key.strip()] = yaml.safe_load(text)  # as Helm's --set reads it: numbers, booleans, strings
+        extra[key.strip()] = yaml_module().safe_load(text)  # as Helm's --set reads it: numbers, booleans, strings
     values = supersonic_values(
         models,
         replicas=args.replicas,

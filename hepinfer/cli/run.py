@@ -44,6 +44,9 @@ def cmd_run(args) -> int:
         treename=args.treename,
         check_local=args.check_local,
         server_instances=args.server_instances,
+        server_host=args.server_host,
+        server_tls_cert=args.server_tls_cert,
+        server_tls_key=args.server_tls_key,
         base_config=config,
         htcondor=htcondor,
         pipeline=not args.no_pipeline,
@@ -105,7 +108,7 @@ def register(sub) -> None:
     s.add_argument("--output", required=True, help="summary JSON")
     s.add_argument("--plots", default=None, help="folder for PNG plots")
     selection = (
-        "default: from the chosen models' validity domains (pT 200-2500 GeV, |eta| < 2.4 for the shipped taggers)"
+        "default: from the chosen models' validity domains (pT 200-2500 GeV, abs(eta) < 2.4 for the shipped taggers)"
     )
     s.add_argument(
         "--pt-min", type=float, default=None, metavar="GEV", help=f"select fat jets with pT >= GEV ({selection})"
@@ -117,7 +120,7 @@ def register(sub) -> None:
         "--eta-max",
         type=float,
         default=None,
-        help="select fat jets with |eta| < this (default: idem). Each model scores the selected jets inside its own "
+        help="select fat jets with abs(eta) < this (default: idem). Each model scores the selected jets inside its own "
         "domain and counts the others (outside_domain)",
     )
     s.add_argument(
@@ -140,6 +143,18 @@ def register(sub) -> None:
         default=0,
         help="embedded server: instances per model (default: one per worker, up to the cores)",
     )
+    s.add_argument(
+        "--server-host",
+        default=None,
+        metavar="ADDRESS",
+        help="embedded server: the address it listens on (default: 127.0.0.1 for workers on this host; with "
+        "--cluster tcp://... or htcondor, the address this host uses towards the workers, and a token made for "
+        "the run)",
+    )
+    s.add_argument(
+        "--server-tls-cert", default=None, metavar="PEM", help="embedded server: gRPC over TLS with this certificate"
+    )
+    s.add_argument("--server-tls-key", default=None, metavar="PEM", help="embedded server: the certificate's key")
     s.add_argument(
         "--skip-bad-files",
         action="store_true",

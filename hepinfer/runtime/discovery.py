@@ -69,7 +69,7 @@ def _labels(rt: TritonRuntime, spec: ModelSpec) -> tuple[str, ...]:
         inputs,
         model_version=rt.model_version,
         outputs=[mod.InferRequestedOutput(first.name, class_count=columns)],
-        headers=rt.config.request_headers() or None,
+        headers=rt.request_headers(),
     )
     labels = {}
     for entry in np.asarray(result.as_numpy(first.name)).reshape(-1)[:columns]:
@@ -224,7 +224,7 @@ def _for_model(rt: TritonRuntime, model: str) -> TritonRuntime:
 
 def _read_engine(rt: TritonRuntime, model: str, timeout_s: float | None) -> ServedEngine:
     rt = _for_model(rt, model)
-    kw = {"headers": rt.config.request_headers() or None}
+    kw = {"headers": rt.request_headers()}
     if rt.url.protocol == "grpc":
         kw["as_json"] = True
         if timeout_s:

@@ -21,6 +21,12 @@ from . import empty_outputs
 from .engines import load_engine
 
 _ENGINES = ProcessCache()
+# Two wheels install the xgboost module, and one installed over the other replaces its files: one
+# extra per wheel (pyproject.toml), both named.
+INSTALL_LOCAL = (
+    "pip install 'hepinfer[local]' (onnxruntime and the xgboost wheel) or 'hepinfer[local-cpu]' (the "
+    "xgboost-cpu wheel, without CUDA libraries): the one whose wheel this environment already holds, if any"
+)
 
 
 class LocalRuntime:
@@ -65,7 +71,7 @@ class LocalRuntime:
         except ImportError as err:
             raise ConfigError(
                 f"local inference of {self.spec.name!r} needs {err.name or self.spec.engine}, which is "
-                "not installed: pip install 'hepinfer[local]' (or use mode='remote')"
+                f"not installed: {INSTALL_LOCAL} (or use mode='remote')"
             ) from err
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

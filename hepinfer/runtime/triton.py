@@ -9,6 +9,9 @@
   ``max_request_bytes``; the last piece is sent as it is (never padded by repeating rows).
 * tritonclient / gRPC errors are converted at this boundary: refused connection ->
   ServerUnavailable, deadline -> InferenceTimeout, unknown or unready model -> ModelNotFound.
+* The bearer token goes as ``authorization`` (what proxies in front of a server check) and, over
+  gRPC, also as ``triton-grpc-protocol-authorization``: the name under which Triton itself checks a
+  header given to ``--grpc-restricted-protocol`` (the embedded server's token).
 """
 
 from __future__ import annotations
@@ -24,16 +27,15 @@ from ..config import InferenceConfig
 from ..errors import (
     ConfigError,
     HepinferError,
-    InferenceTimeout,
     InputMismatch,
     ModelNotFound,
     ServerError,
-    ServerUnavailable,
 )
 from ..models import get_spec
 from ..models.spec import WIRE_TO_NUMPY
 from ..urls import TritonUrl
 from . import empty_outputs, split_rows
+from .triton_errors import converted
 
 
 def _reraise(error: BaseException):
@@ -50,11 +52,20 @@ def _close_quietly(clients) -> None:
             pass
 
 
+TRITON_GRPC_PREFIX = "triton-grpc-protocol-"  # Triton's gRPC restricted-protocol headers carry it
+
+
 def _modules(protocol: str):
     if protocol == "grpc":
         import tritonclient.grpc as mod
     else:
-        import tritonclient.http as mod
+        try:
+            import tritonclient.http as mod
+        except ImportError as err:  # the base install speaks gRPC only
+            raise ConfigError(
+                f"an http:// URL needs tritonclient's HTTP client ({err.name} is not installed): "
+                "pip install 'hepinfer[http]', or use the server's grpc:// URL"
+            ) from err
     return mod
 
 
@@ -116,6 +127,16 @@ class TritonRuntime:
         return f"TritonRuntime({self.spec.name!r}, url={str(self.url)!r}, model_name={self.model_name!r})"
 
     # -- client ----------------------------------------------------------------------------------
+    def request_headers(self) -> dict[str, str] | None:
+        """The headers of a request made now (:meth:`InferenceConfig.request_headers`), with Triton's
+        own copy of the bearer token over gRPC; None when there are none."""
+        headers = self.config.request_headers()
+        if self.url.protocol == "grpc":
+            auth = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
+            if auth is not None:
+                headers[f"{TRITON_GRPC_PREFIX}authorization"] = auth
+        return headers or None
+
     @property
     def client(self):
         """This process' and thread's tritonclient client (created on first use)."""
@@ -180,51 +201,7 @@ class TritonRuntime:
         raise error from cause
 
     def _convert(self, err: BaseException, action: str) -> HepinferError:
-        if isinstance(err, HepinferError):
-            return err
-        where = f"Triton at {self.url} (model {self.model_name!r})"
-        text = str(err)
-        status = ""
-        try:
-            from tritonclient.utils import InferenceServerException
-
-            if isinstance(err, InferenceServerException):
-                status = str(err.status() or "")
-                text = err.message() or text
-        except ImportError:  # pragma: no cover
-            pass
-        low = (status + " " + text).lower()
-        if "restricted" in low or "permission" in low or "unauthenticated" in low:
-            return ServerError(
-                f"{action}: refused by {where}: the request lacks a header the server requires (a shared "
-                f"server's bearer token: {self.config.token_note()}; the embedded server's model-control "
-                f"endpoints need its admin token) ({text})"
-            )
-        if self.config.use_ssl and any(w in low for w in ("handshake", "ssl", "certificate", "tls")):
-            return ServerUnavailable(
-                f"{action}: TLS handshake with {self.url} failed: the server's certificate is not signed by the "
-                "root certificates given "
-                f"({self.config.root_certificates or 'the system store; set root_certificates'})"
-                f", or the server does not speak TLS ({text.strip()})"
-            )
-        if (
-            "deadline" in low
-            or isinstance(err, TimeoutError)
-            or "timed out" in low
-            or "timeout" in type(err).__name__.lower()
-        ):
-            return InferenceTimeout(f"{action}: no answer from {where} within {self.config.timeout_s:g} s ({text})")
-        if "hepinfer fleet" in low:  # the fleet's front refused (rate limit, saturation): it is up
-            busy = f"{self.url} turned the request away: {text.strip()}. It runs: wait for it to scale, send less"
-            return ServerUnavailable(f"{action}: the fleet at {busy}, or raise retries / retry_total_s")
-        if "unavailable" in low or "connect" in low or "refused" in low or isinstance(err, ConnectionError):
-            return ServerUnavailable(
-                f"{action}: cannot reach the Triton server at {self.url}: {text.strip()}. "
-                "Start one with `hepinfer serve` (or hepinfer.serve()), or check the URL"
-            )
-        if "unknown model" in low or "not found" in low or "not ready" in low:
-            return ModelNotFound(f"model {self.model_name!r} is not loaded on the Triton server at {self.url}: {text}")
-        return ServerError(f"{action} on {where} failed: {status} {text}".strip())
+        return converted(err, action, self.url, self.model_name, self.config)
 
     # -- metadata ----------------------------------------------------------------------------------
     def is_ready(self, timeout_s: float | None = None) -> bool:
@@ -237,7 +214,7 @@ class TritonRuntime:
                 client.is_model_ready,
                 self.model_name,
                 self.model_version,
-                headers=self.config.request_headers() or None,
+                headers=self.request_headers(),
                 **kw,
             )
         )
@@ -260,7 +237,7 @@ class TritonRuntime:
                 f"server at {self.url}: it is not loaded, or still loading"
             )
         client = self.client
-        kw = {"headers": self.config.request_headers() or None}
+        kw = {"headers": self.request_headers()}
         if self.url.protocol == "grpc":
             kw["as_json"] = True
         action = "reading model metadata"
@@ -338,7 +315,7 @@ class TritonRuntime:
         outputs = [mod.InferRequestedOutput(n) for n in self.spec.output_names]
         kw = {"client_timeout": self.config.timeout_s} if self.url.protocol == "grpc" else {}
         return infer_inputs, dict(
-            model_version=self.model_version, outputs=outputs, headers=self.config.request_headers() or None, **kw
+            model_version=self.model_version, outputs=outputs, headers=self.request_headers(), **kw
         )
 
     def _request(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import urllib.request
 
+from ..errors import ConfigError
+
 # Triton metric -> our name (all counters, cumulative since the server started)
 COUNTERS = {
     "nv_inference_request_success": "requests",
@@ -23,7 +25,10 @@ COUNTERS = {
 
 def read_metrics(url: str, timeout_s: float = 5.0) -> list:
     """Every sample of the endpoint, as prometheus_client ``Sample`` tuples (name, labels, value, ...)."""
-    from prometheus_client.parser import text_string_to_metric_families
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError as err:
+        raise ConfigError("reading a server's metrics needs prometheus-client: pip install 'hepinfer[serve]'") from err
 
     with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - the server's own URL
         text = response.read().decode()

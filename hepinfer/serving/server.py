@@ -2,7 +2,14 @@
 
 ``hepinfer.serve(...)`` is a context manager; ``hepinfer serve`` is the CLI around it.  Choices:
 
-* listens on 127.0.0.1 unless a host is given explicitly (then a warning says it is exposed);
+* listens on 127.0.0.1 unless a host is given explicitly (then a warning says it is exposed, unless
+  it has a token);
+* ``token``: every protocol a client uses (health, metadata, model config, statistics, inference)
+  needs ``authorization: Bearer <token>``; Triton checks it itself (over gRPC under the name
+  ``triton-grpc-protocol-authorization``, which hepinfer's client sends too:
+  :meth:`hepinfer.runtime.triton.TritonRuntime.request_headers`).  The metrics endpoint stays open (read
+  only).  Like the admin token, it is on tritonserver's command line: local users see it with ``ps``;
+  it keeps out other machines;
 * free ports are chosen by the OS (ports linger for a few seconds after a stop); on a lost race the
   start is retried with new ports;
 * ``--model-control-mode=explicit`` with ``--load-model`` for each model;
@@ -30,17 +37,17 @@ import time
 import urllib.request
 import warnings
 import weakref
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from .. import paths
 from ..errors import ConfigError, ServerError
-from ..models import SPECS
 from ..models.spec import ModelSpec
 from ..urls import TritonUrl
 from .environment import ServerEnvironment, ensure_server_env
+from .options import ServerOptions
 from .ports import free_ports
-from .repository import RepositoryOptions, check_engine_choice, served_models, write_repository
+from .repository import RepositoryOptions, write_repository
 
 ADMIN_HEADER = "hepinfer-admin-token"
 # Lines of the server log that mean the start has failed even though the process lives on (a
@@ -54,54 +61,8 @@ FATAL_LOG_LINES = (
 )
 GUARD = Path(__file__).with_name("guard.py")
 RESTRICTED = "model-repository,shared-memory,trace,logging"
+CLIENT_PROTOCOLS = "health,metadata,model-config,statistics,inference"  # what a token guards
 _LIVE: weakref.WeakSet[EmbeddedServer] = weakref.WeakSet()
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    models: tuple[str, ...] = field(default_factory=lambda: SPECS.servable())  # every model with an artefact
-    host: str = "127.0.0.1"
-    grpc_port: int = 0  # 0: a free port chosen at start
-    http_port: int = 0
-    metrics_port: int = 0
-    repository: Path | None = None  # None: written fresh into the run directory
-    instances: int = 1
-    threads: int = 1
-    dynamic_batching: bool = True
-    max_queue_delay_us: int = 100
-    engine: str = "default"  # "torch": the networks run their exported program with torch
-    device: str = "cpu"  # engine torch: "cpu" or "cuda:N"
-    precision: str = "fp32"  # engine torch: fp32 | fp16 | bf16
-    compiled: bool = False  # engine torch: torch.compile at load (compile time in the server log)
-    memory_budget: int | None = None  # bytes the models' batches may take (GPU memory on a GPU):
-    # max_batch_size chosen from each model's measured memory per row (hepinfer.serving.sizing)
-    startup_timeout_s: float = 120.0
-    exit_timeout_s: int = 5  # in-flight requests get this long after SIGTERM (open keep-alive
-    # connections would otherwise hold tritonserver for its default 30 s)
-    stop_timeout_s: float = 15.0  # then SIGKILL
-    log_verbose: int = 0
-    tls_cert: Path | None = None  # PEM server certificate: gRPC over TLS (Triton's HTTP has no TLS)
-    tls_key: Path | None = None
-    extra_args: tuple[str, ...] = field(default_factory=tuple)
-
-    def __post_init__(self) -> None:
-        # names or ModelSpecs (registered when new); each declaration checked before anything is served
-        object.__setattr__(self, "models", served_models(self.models))
-        if not self.models:
-            raise ConfigError("the server needs at least one model")
-        check_engine_choice(self.engine, self.device, self.precision, self.compiled)
-        if self.memory_budget is not None and self.memory_budget <= 0:
-            raise ConfigError(f"memory_budget must be a positive number of bytes, got {self.memory_budget}")
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ConfigError("tls_cert and tls_key go together")
-        for name in ("tls_cert", "tls_key"):
-            path = getattr(self, name)
-            if path is not None and not Path(path).is_file():
-                raise ConfigError(f"{name}: file {path} does not exist")
-        for name in ("grpc_port", "http_port", "metrics_port"):
-            port = getattr(self, name)
-            if not 0 <= port < 65536:
-                raise ConfigError(f"{name} must be in 0..65535, got {port}")
 
 
 class EmbeddedServer:
@@ -143,6 +104,11 @@ class EmbeddedServer:
         key = f"triton-grpc-protocol-{ADMIN_HEADER}" if protocol == "grpc" else ADMIN_HEADER
         return {key: self.admin_token}
 
+    def client_headers(self) -> dict[str, str]:
+        """The headers a client of this server sends (its token, when it has one), over HTTP; gRPC
+        clients add Triton's prefixed copy (TritonRuntime.request_headers)."""
+        return {"authorization": f"Bearer {self.options.token}"} if self.options.token else {}
+
     @property
     def log_path(self) -> Path | None:
         return self.run_dir / "tritonserver.log" if self.run_dir else None
@@ -180,6 +146,9 @@ class EmbeddedServer:
             f"--log-verbose={o.log_verbose}",
             *o.extra_args,
         ]
+        if o.token:
+            guard = f"{CLIENT_PROTOCOLS}:authorization=Bearer {o.token}"
+            cmd += [f"--grpc-restricted-protocol={guard}", f"--http-restricted-api={guard}"]
         if o.tls_cert:
             cmd += ["--grpc-use-ssl=true", f"--grpc-server-cert={o.tls_cert}", f"--grpc-server-key={o.tls_key}"]
         return cmd
@@ -216,7 +185,7 @@ class EmbeddedServer:
         if self.process is not None:
             raise ServerError("server already started")
         o = self.options
-        if not TritonUrl.parse(f"grpc://{self._host_for_url}:1").is_loopback:
+        if not o.token and not TritonUrl.parse(f"grpc://{self._host_for_url}:1").is_loopback:
             warnings.warn(
                 f"the embedded Triton server listens on {o.host}: reachable from other machines; "
                 "inference is open to anyone who can reach it",
@@ -264,7 +233,7 @@ class EmbeddedServer:
         _LIVE.add(self)
         (self.run_dir / paths.PID_FILE).write_text(str(self.process.pid))  # kept while it serves
         deadline = t0 + self.options.startup_timeout_s
-        ready = f"{self.http_url}/v2/health/ready"
+        ready = urllib.request.Request(f"{self.http_url}/v2/health/ready", headers=self.client_headers())
         log_offset = 0
         while True:
             log_offset, fatal = self._scan_log(log_offset)

@@ -5,7 +5,12 @@ summary and mplhep plots.
 Choices (the docs' *Main job* page repeats them):
 
 * ``--mode remote`` or ``auto`` without a URL (neither ``--url`` nor ``HEPINFER_URL``) starts the
-  embedded Triton server for the job and stops it at the end.
+  embedded Triton server for the job and stops it at the end: on 127.0.0.1 for workers on this
+  host; for workers on other hosts (a scheduler's, HTCondor's) on the address this host uses
+  towards them, or ``--server-host``, with a token made for the run (hepinfer.app.job.access).
+* Each worker checks the server's URL when it joins: in remote mode a run whose workers cannot reach
+  it stops before its first chunk, naming the URL and the workers; in auto mode they score locally
+  and the summary's ``unreachable`` says which worker could not reach what.
 * The files are checked before any work: each must open (TTree or RNTuple) and hold the tree.
   ``models=None`` (the default) scores every model with trained weights whose inputs all the files
   hold, and lists the others as skipped with the reason; models named by the user must run on every
@@ -53,6 +58,7 @@ from ...errors import HepinferError, InputMismatch, ServerUnavailable
 from ...logs import get_logger
 from .. import plotting
 from ..cms_compare import pair_array
+from .access import ServerAccess, server_access, stop_if_unreachable, token_in_environment
 from .agreement import compare_scores, local_check
 from .execute import Progress, executor_for, process, server_instances
 from .inputs import check_inputs, inspect_inputs, required_branches, scan_inputs, select_models
@@ -98,9 +104,14 @@ def run_job(
     settings, events_in, skipped, choice = _usable_inputs(settings)
     build_all(settings.models, level=logging.DEBUG)
     with contextlib.ExitStack() as stack:
-        url, embedded = _inference_server(settings, stack)
+        url, access = _inference_server(settings, stack)
+        embedded = access is not None
         config = settings.base_config.replace(mode=settings.mode, **({"url": url} if url else {}))
-        executor = stack.enter_context(executor_for(settings, config))
+        if embedded:  # the embedded server: its token and certificate
+            config = access.config(config, url)
+            stack.enter_context(token_in_environment(access))
+        executor, unreachable = stack.enter_context(executor_for(settings, config, access and access.token))
+        stop_if_unreachable(unreachable, config)
         setup_s = time.perf_counter() - t_setup
         where = settings.executor if settings.executor != "dask" else f"dask on a {settings.cluster} cluster"
         log.info(
@@ -129,6 +140,7 @@ def run_job(
         out,
         url=url,
         embedded=embedded,
+        server={**access.as_dict(), "unreachable": unreachable} if access else {"unreachable": unreachable},
         wall_s=wall_s,
         setup_s=setup_s,
         skipped=skipped,
@@ -184,17 +196,22 @@ def _usable_inputs(settings: JobSettings) -> tuple[JobSettings, int, dict[str, s
     return settings, scan.events, skipped, {"skipped_models": skipped_models, "cms_taggers": found}
 
 
-def _inference_server(settings: JobSettings, stack: contextlib.ExitStack) -> tuple[str | None, bool]:
-    """The server URL of the run, and whether it is the embedded server started (on ``stack``) for it:
-    mode remote / auto without a URL (neither ``url`` nor ``HEPINFER_URL``) starts one."""
+def _inference_server(settings: JobSettings, stack: contextlib.ExitStack) -> tuple[str | None, ServerAccess | None]:
+    """The server URL of the run, and when it is the embedded server started (on ``stack``) for it,
+    the access it was started with (else None): mode remote / auto without a URL (neither ``url`` nor ``HEPINFER_URL``)
+    starts one, where the workers reach it (hepinfer.app.job.access)."""
     url = settings.url or environment_settings().get("url")
     if settings.mode == "local" or url:
-        return url, False
+        return url, None
     from ...serving.server import serve
 
-    server = stack.enter_context(serve(settings.models, instances=server_instances(settings)))
-    log.info(f"embedded Triton server ready in {server.startup_seconds:.2f} s at {server.url}")
-    return server.url, True
+    access = server_access(settings)
+    server = stack.enter_context(
+        serve(settings.models, instances=server_instances(settings), **access.server_options())
+    )
+    token = f", token in ${access.token_env}" if access.token else ""
+    log.info(f"embedded Triton server ready in {server.startup_seconds:.2f} s at {server.url}{token}")
+    return server.url, access
 
 
 def _serving(url: str, models, config) -> dict[str, dict]:

@@ -27,18 +27,35 @@ def server_instances(settings: JobSettings) -> int:
 
 
 @contextlib.contextmanager
-def executor_for(settings: JobSettings, config: InferenceConfig):
+def executor_for(settings: JobSettings, config: InferenceConfig, token: str | None = None):
+    """The executor of the run, and {worker host: {"reason", "detail"}} of the workers that cannot use
+    the server of ``config`` (remote and auto mode; hepinfer.app.job.access): a Dask cluster's
+    workers each check it when they join (and get ``token`` in their environment), the iterative
+    and futures executors' processes are on this host and it is checked from here."""
     from coffea import processor
 
+    from ...models import get_spec
+    from .access import check_here
+
+    specs = [get_spec(m) for m in settings.models]
+    check = config.mode != "local"
     # retries=0: coffea would re-run a failed chunk 3 more times (re-reading it); hepinfer's own
     # handling of server faults is at the inference call, where it costs no I/O.
     if settings.executor == "iterative":
-        yield processor.IterativeExecutor(status=False, retries=0)
+        yield processor.IterativeExecutor(status=False, retries=0), check_here(config, specs) if check else {}
     elif settings.executor == "futures":
-        yield processor.FuturesExecutor(workers=settings.workers, status=False, retries=0)
+        executor = processor.FuturesExecutor(workers=settings.workers, status=False, retries=0)
+        yield executor, check_here(config, specs) if check else {}
     else:
+        from ..worker_plugins import server_checked
+
         with dask_client(settings.cluster, settings.workers, config=config, htcondor=settings.htcondor) as client:
-            yield processor.DaskExecutor(client=client, status=False, retries=0)
+            executor = processor.DaskExecutor(client=client, status=False, retries=0)
+            if not check:
+                yield executor, {}
+                return
+            with server_checked(client, config, specs, token) as unreachable:
+                yield executor, unreachable
 
 
 @dataclass(frozen=True)

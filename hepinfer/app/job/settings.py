@@ -65,6 +65,11 @@ class JobSettings:
     working_point: str | None = None  # cut at this working point of each model (``top@1%``) instead of threshold
     check_local: bool = False
     server_instances: int = 0  # embedded server: instances per model; 0 = one per worker, up to the cores
+    # embedded server: the address it listens on (None: 127.0.0.1 for workers on this host, else the
+    # address this host uses towards the workers; hepinfer.app.job.access) and TLS (PEM files)
+    server_host: str | None = None
+    server_tls_cert: str | None = None
+    server_tls_key: str | None = None
     pipeline: bool = True  # overlap feature building with inference (TopTagProcessor's pipeline)
     skip_bad_files: bool = False  # read every file once first; skip (and list) those that fail
     # the other inference settings (timeouts, retries, TLS, where the token is); default: the environment's
@@ -84,6 +89,11 @@ class JobSettings:
             raise ConfigError(f"workers and chunksize must be >= 1, got {self.workers} and {self.chunksize}")
         self.base_config.replace(mode=self.mode)  # validates the mode
         check_bounds(self.pt_min, self.pt_max, self.eta_max)
+        if (self.server_tls_cert is None) != (self.server_tls_key is None):
+            raise ConfigError("server_tls_cert and server_tls_key go together")
+        for name in ("server_tls_cert", "server_tls_key"):
+            if getattr(self, name) is not None and not os.path.isfile(getattr(self, name)):
+                raise ConfigError(f"{name}: file {getattr(self, name)} does not exist")
         if not self.inputs:
             raise ConfigError("no input files")
         if self.working_point is not None and self.models is not None:

@@ -58,6 +58,7 @@ def make_summary(
     check: dict | None,
     choice: dict | None = None,
     serving: dict | None = None,
+    server: dict | None = None,
 ) -> dict:
     """The run summary (as written to JSON) from the settings and the processor's output.  ``choice``:
     ``models_requested`` (the names given, or "auto"), ``skipped_models`` {model: why} and
@@ -65,7 +66,9 @@ def make_summary(
     ``serving``: {model: engine, device, precision, compiled, declared, reduced} as the server says
     (None for a local run).  ``selection``: the fat jets selected (hepinfer.app.selection), each
     model's ``domain``, the jets ``outside_domain`` per model and ``by_pt_bin``; ``rank_correlation``:
-    per model and CMS tagger the files carry, Spearman's rank correlation over the jets both scored."""
+    per model and CMS tagger the files carry, Spearman's rank correlation over the jets both scored.
+    ``server``: the embedded server's ``host``, ``token`` and ``tls`` (hepinfer.app.job.access), and
+    ``unreachable`` {worker host: {reason, detail}}: the workers that could not use the server."""
     from ... import __version__
     from ...models import get_spec
     from ...models.catalogue import weights_note
@@ -93,6 +96,7 @@ def make_summary(
         "mode_used": mode_used(inference),
         "url": url if settings.mode != "local" else None,
         "embedded_server": embedded,
+        "server": server if settings.mode != "local" else None,
         "serving": serving if settings.mode != "local" else None,
         "executor": settings.executor,
         "cluster": settings.cluster if settings.executor == "dask" else None,
@@ -157,7 +161,8 @@ class RunResult:
             "<th>mode used</th><th>remote jets</th><th>local jets (fallback or local)</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>"
         )
-        serving = "".join(
+        where = where_scored_line(s)
+        serving = (f"<p class='hepinfer-where-scored'>{html.escape(where)}</p>" if where else "") + "".join(
             f"<p class='hepinfer-serving'>{html.escape(line)}</p>" for line in serving_lines(s.get("serving"))
         )
         check = "".join(
@@ -209,6 +214,8 @@ def format_summary(summary: dict) -> str:
             f"scoring calls: {total['calls']}; retried: {total['retried_calls']} ({total['retries']} retries); "
             f"fell back to local: {total['fallback_calls']}"
         )
+    if where := where_scored_line(summary):
+        lines.append(where)
     for model, reason in summary.get("skipped_models", {}).items():
         lines.append(f"SKIPPED model {model}: {reason}")
     if summary.get("cms_taggers"):
@@ -219,6 +226,21 @@ def format_summary(summary: dict) -> str:
     lines += serving_lines(summary.get("serving"))
     lines += check_lines(summary.get("local_check"), summary.get("serving"), summary["mode_requested"])
     return "\n".join(lines)
+
+
+def where_scored_line(summary: dict) -> str | None:
+    """Auto mode: how many jets were scored where, and why some were not on the server ("auto: 0
+    remote, 567 local: worker 10.77.0.2 cannot reach grpc://127.0.0.1:8001")."""
+    if summary["mode_requested"] != "auto":
+        return None
+    inf = summary["inference"]
+    remote, local = (sum(int(c[k]) for c in inf.values()) for k in ("remote_jets", "local_jets"))
+    line = f"auto: {remote} remote, {local} local"
+    unreachable = (summary.get("server") or {}).get("unreachable") or {}
+    if unreachable:
+        return line + ": " + "; ".join(f"worker {host} {p['reason']}" for host, p in unreachable.items())
+    fallbacks = sum(int(c.get("fallback_calls", 0)) for c in inf.values())
+    return line + (f" ({fallbacks} calls fell back to local during the run)" if local and fallbacks else "")
 
 
 def _selection_text(selection: dict) -> str:

@@ -314,12 +314,18 @@ def header(values: dict, flavour: str = "production") -> str:
     return "".join(f"# {line}\n" for line in lines)
 
 
-def to_yaml(values: dict) -> str:
-    """``values`` as YAML (PyYAML), multi-line strings as literal blocks."""
+def yaml_module():
+    """PyYAML (the ``fleet`` extra), or a ConfigError naming the extra."""
     try:
         import yaml
-    except ImportError as err:  # pragma: no cover - PyYAML comes with dask and the analysis extra
-        raise ConfigError("writing SuperSONIC values needs PyYAML: pip install pyyaml") from err
+    except ImportError as err:
+        raise ConfigError("SuperSONIC values are YAML, which needs PyYAML: pip install 'hepinfer[fleet]'") from err
+    return yaml
+
+
+def to_yaml(values: dict) -> str:
+    """``values`` as YAML (PyYAML), multi-line strings as literal blocks."""
+    yaml = yaml_module()
 
     class Dumper(yaml.SafeDumper):
         pass

@@ -57,7 +57,10 @@ class FleetMetrics:
     """The fleet's own metrics, in a registry of their own."""
 
     def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Gauge
+        try:
+            from prometheus_client import CollectorRegistry, Counter, Gauge
+        except ImportError as err:
+            raise ConfigError("the fleet's metrics need prometheus-client: pip install 'hepinfer[fleet]'") from err
 
         self.registry = CollectorRegistry()
         self.replicas = Gauge("hepinfer_fleet_replicas", "replicas in rotation", registry=self.registry)
