@@ -529,3 +529,19 @@ def shared_dir():
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture()
+def condor_inputs(generated, shared_dir):
+    """(the generated files copied world-readable into ``shared_dir``, a world-writable log folder
+    there): what an HTCondor job of the pool's user reads and writes."""
+    files = []
+    for name in ("ttbar", "qcd"):
+        dst = shared_dir / generated[name].name
+        shutil.copy(generated[name], dst)
+        dst.chmod(0o644)
+        files.append(str(dst))
+    logs = shared_dir / "logs"
+    logs.mkdir()
+    logs.chmod(0o1777)
+    return tuple(files), logs

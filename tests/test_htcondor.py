@@ -1,6 +1,5 @@
 """Dask workers as jobs of a real HTCondor pool (tools/htcondor-pool), scoring on the embedded server."""
 
-import shutil
 from dataclasses import replace
 
 import pytest
@@ -18,16 +17,8 @@ def htcondor_pool(htcondor_pool_up):
         yield
 
 
-def test_processor_on_htcondor_workers_matches_local(htcondor_pool, server, generated, job_settings, shared_dir):
-    files = []
-    for name in ("ttbar", "qcd"):
-        dst = shared_dir / generated[name].name
-        shutil.copy(generated[name], dst)
-        dst.chmod(0o644)
-        files.append(str(dst))
-    logs = shared_dir / "logs"
-    logs.mkdir()
-    logs.chmod(0o1777)
+def test_processor_on_htcondor_workers_matches_local(htcondor_pool, server, job_settings, condor_inputs):
+    files, logs = condor_inputs
     condor = HTCondorSettings(
         cores=1, memory="2GB", disk="1GB", death_timeout_s=30, scheduler_host="127.0.0.1", log_directory=str(logs)
     )

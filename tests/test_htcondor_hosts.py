@@ -2,7 +2,6 @@
 network namespaces (tools/htcondor-pool up --hosts 2), none sharing this machine's loopback."""
 
 import re
-import shutil
 
 import pytest
 
@@ -21,19 +20,11 @@ def pool_on_other_hosts(htcondor_pool_up):
 
 
 @pytest.fixture()
-def condor_job(pool_on_other_hosts, generated, job_settings, shared_dir):
+def condor_job(pool_on_other_hosts, job_settings, condor_inputs):
     """``condor_job(**fields)``: JobSettings of a run on two HTCondor workers, the generated files
     copied where the jobs read them; the scheduler listens on the gateway address."""
     gateway, _ = pool_on_other_hosts
-    files = []
-    for name in ("ttbar", "qcd"):
-        dst = shared_dir / generated[name].name
-        shutil.copy(generated[name], dst)
-        dst.chmod(0o644)
-        files.append(str(dst))
-    logs = shared_dir / "logs"
-    logs.mkdir()
-    logs.chmod(0o1777)
+    files, logs = condor_inputs
     condor = HTCondorSettings(death_timeout_s=30, scheduler_host=gateway, log_directory=str(logs))
     return lambda **fields: job_settings(
         inputs=tuple(files),

@@ -61,6 +61,19 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    import contextlib
+
+    if not args.json:
+        return _evaluate(args)
+    import json
+
+    with contextlib.redirect_stdout(sys.stderr):  # the figures as text go to stderr, stdout holds the JSON
+        result = _evaluate(args)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _evaluate(args):
     from ..app.training import evaluate, evaluate_into
     from ..app.training.evaluation import TEST_SAMPLE
 
@@ -88,11 +101,7 @@ def cmd_evaluate(args) -> int:
             plots_dir=args.plots,
             **chosen,
         )
-    if args.json:
-        import json
-
-        print(json.dumps(result, indent=2))
-    return 0
+    return result if args.json else 0
 
 
 def register(sub) -> None:
