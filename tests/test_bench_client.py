@@ -103,7 +103,9 @@ def test_quick_client_study(tmp_path, capsys):
 
     (worker,) = [r for r in rows if r["step"] == WORKER]
     jets_per_s = float(worker["jets_per_s"])
-    assert int(worker["jets"]) >= 10_000 and int(worker["events"]) > int(worker["jets"]) and jets_per_s > 0
+    assert int(worker["jets"]) >= 10_000 and int(worker["events"]) > 0 and jets_per_s > 0
+    events_per_jet = int(worker["events"]) / int(worker["jets"])
+    assert float(worker["events_per_s"]) == pytest.approx(jets_per_s * events_per_jet, rel=1e-6)
     assert float(worker["cores_per_gpu"]) == pytest.approx(30_000 / jets_per_s, rel=1e-3)
     assert f"one GPU at 30,000 jets/s (--gpu-rate) needs 30,000 / {jets_per_s:,.0f}" in out
     assert "steps of a ParticleNet jet at" in out

@@ -14,9 +14,9 @@ import numpy as np
 from ..errors import InputMismatch
 
 CONSTITUENT_FIELDS = ("pt", "eta", "phi", "mass", "charge", "pdgId", "d0", "dz")
-# a fixed window of fat jets (the top-tagging landscape convention) for the callers that select by it
-# (training's dataset, the benchmarks); the example processor and `hepinfer run` select from the
-# models' validity domains instead (hepinfer.app.selection)
+# a fixed window of fat jets (the top-tagging landscape convention) for the comparison with
+# coffea.ml_tools (hepinfer bench peer), whose published chunks hold these jets; training, the
+# example processor and `hepinfer run` select from the models' validity domains (hepinfer.app.selection)
 PT_WINDOW_GEV = (550.0, 650.0)
 ETA_MAX = 2.0
 

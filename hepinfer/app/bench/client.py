@@ -62,16 +62,16 @@ COLUMNS = (
 
 # -- the sample ----------------------------------------------------------------------------------
 def window_counts(path) -> np.ndarray:
-    """Selected fat jets (tagging window) per event of a file."""
+    """Selected fat jets per event of a file: the processor's selection for the shipped taggers
+    (their domain)."""
     import awkward as ak
     import uproot
 
-    from ...features.common import in_window
+    from ...models import TAGGER_DOMAIN
 
     with uproot.open(path) as f:
         jets = f["Events"].arrays(["FatJet_pt", "FatJet_eta"])
-    sel = in_window(ak.zip({"pt": jets.FatJet_pt, "eta": jets.FatJet_eta}))
-    return ak.to_numpy(ak.sum(sel, axis=1))
+    return ak.to_numpy(ak.sum(TAGGER_DOMAIN.contains(jets.FatJet_pt, jets.FatJet_eta), axis=1))
 
 
 def _collections(path) -> dict:

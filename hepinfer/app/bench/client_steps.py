@@ -82,13 +82,13 @@ def branches_read(path: str, events: int = 50) -> frozenset[str]:
 
 
 def select(events):
-    """The processor's selection: fat jets in the window and their constituents."""
+    """The processor's selection for the shipped taggers (their domain): fat jets and their constituents."""
     from ...coffea import constituents_of
-    from ...features.common import in_window
+    from ...models import TAGGER_DOMAIN
 
     fat = events.FatJet
     cons = constituents_of(events, fat)
-    sel = in_window(fat)
+    sel = TAGGER_DOMAIN.contains(fat.pt, fat.eta)
     return fat[sel], cons[sel]
 
 
