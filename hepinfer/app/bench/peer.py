@@ -5,8 +5,9 @@ What is compared: the inference call of one chunk of events, numpy in, numpy out
 (coffea's ``numpy_call``, the step under its ``wrapper(*arrays)``; the awkward preparation around
 it is the same work for both and is done beforehand, outside the clock).  Chunks are the fat jets of
 pT 550-650 GeV, ``|eta| < 2`` (``in_window``: the fixed window the comparison's figures were measured
-with) in ``events_per_chunk`` consecutive events of the demo sample (or the given files).  Both sides must give the same scores (checked to 1e-5; a difference fails the study, exit
-code 1).  Each side runs ``repeats`` times, alternating, after one warm-up pass; the best pass counts.
+with) in ``events_per_chunk`` consecutive events of the demo sample (or the given files).  Both sides
+must give the same scores (checked to 1e-5; a difference fails the study, exit code 1).  Each side
+runs ``repeats`` times, alternating, after one warm-up pass; the best pass counts.
 
 Settings of the peer: gRPC, ``ssl=False`` (coffea's default ``ssl=True`` fails against a plain
 loopback server), ``batch_size`` = the model's max batch size (what coffea reads from the model
