@@ -189,3 +189,20 @@ def test_init_from_starts_from_the_best_weights_of_a_checkpoint(tmp_path):
         assert torch.equal(p.detach(), best[name]), name
     fresh, _ = train_network("resnet", inputs, labels, TrainSettings(**quick, lr=0.0, seed=5))
     assert not all(torch.equal(a, b) for a, b in zip(fresh.parameters(), again.parameters()))
+
+
+def test_the_epoch_kept_is_the_one_with_the_highest_validation_auc(tmp_path):
+    import torch
+
+    from hepinfer.app.training.networks import TrainSettings, train_network
+    from hepinfer.models.toy import toy_inputs
+
+    inputs = toy_inputs("resnet", 48, seed=3)
+    labels = np.arange(48) % 2
+    settings = TrainSettings(epochs=4, batch_size=8, device="cpu", progress=False, val_fraction=0.25)
+    net, info = train_network("resnet", inputs, labels, settings, checkpoint=tmp_path / "c.pt")
+    aucs = [e["val_auc"] for e in info["epochs"]]
+    assert info["best_epoch"] == 1 + aucs.index(max(aucs)) and info["best_val_auc"] == max(aucs)
+    kept = torch.load(tmp_path / "c.pt", weights_only=False)["best"]
+    for name, p in net.named_parameters():
+        assert torch.equal(p.detach(), kept[name]), name

@@ -1,8 +1,9 @@
 """Training of the networks (torch, build-time extra): seeded, with a progress bar, CPU or GPU.
 
 AdamW with a linear warm-up (first 5 % of steps) and a cosine decay to zero; cross-entropy on the
-logits; the epoch with the lowest validation loss is kept (each epoch's losses, accuracy and
-validation AUC are returned: the learning curve).  On CUDA, TF32 matrix products are allowed (fp32
+logits; the epoch with the highest validation AUC is kept (ranking jets is what a tagger is used for,
+and the flat-pT weighted loss swings with the few heavily weighted jets); each epoch's losses,
+accuracy and validation AUC are returned: the learning curve.  On CUDA, TF32 matrix products are allowed (fp32
 storage).
 
 Before the first epoch a few batches are timed on a copy of the network (forward, backward, step)
@@ -83,6 +84,11 @@ def _flip(torch, xs: list, gen) -> list:
                 x = torch.where(pick[:, None, None, None], x.flip(axis), x)
         out.append(x)
     return out
+
+
+def _selection_auc(rec: dict) -> float:
+    """The figure an epoch is kept by: its validation AUC (-1 when one class is missing)."""
+    return -1.0 if rec.get("val_auc") is None else float(rec["val_auc"])
 
 
 def _seconds_per_batch(torch, net, batch, loss_fn, settings: TrainSettings, device, runs: int = 3) -> float:
@@ -198,6 +204,7 @@ def train_network(
 
         bar = tqdm(total=planned_epochs * steps_per_epoch, desc=f"train {spec.name} ({device.type})", unit="batch")
     history, best, best_loss, best_epoch, step = [], None, float("inf"), 0, 0
+    best_auc = float("-inf")
     epoch = 0
     checkpoint = Path(checkpoint) if checkpoint else None
     if checkpoint is not None and settings.resume and checkpoint.exists():
@@ -208,6 +215,7 @@ def train_network(
         gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])
         history, best, best_loss, best_epoch = state["history"], state["best"], state["best_loss"], state["best_epoch"]
+        best_auc = _selection_auc(history[best_epoch - 1]) if best_epoch else float("-inf")
         step, epoch, planned_epochs = state["step"], state["epoch"], state["planned_epochs"]
         log.info(f"{spec.name}: resumed from {checkpoint} after epoch {epoch} of {planned_epochs}")
         if bar is not None:
@@ -254,8 +262,9 @@ def train_network(
             f"{spec.name} epoch {rec['epoch']}/{planned_epochs}: train loss {rec['train_loss']:.4f}, val loss "
             f"{rec['val_loss']:.4f}, val acc {rec['val_accuracy']:.4f} ({rec['seconds']:.1f} s)"
         )
-        if rec["val_loss"] < best_loss:
-            best_loss, best, best_epoch = rec["val_loss"], copy.deepcopy(net.state_dict()), rec["epoch"]
+        if _selection_auc(rec) > best_auc:
+            best_auc, best_loss, best_epoch = _selection_auc(rec), rec["val_loss"], rec["epoch"]
+            best = copy.deepcopy(net.state_dict())
         epoch += 1
         if epoch == 1 and settings.max_minutes:
             fit = int(settings.max_minutes * 60 / max(rec["seconds"], 1e-3))
@@ -293,7 +302,9 @@ def train_network(
     return net.cpu(), {
         "epochs": history,
         "best_val_loss": best_loss,
+        "best_val_auc": best_auc,
         "best_epoch": best_epoch,
+        "selected_by": "highest validation AUC",
         "device": str(device),
         "minutes": sum(rec["seconds"] for rec in history) / 60,  # every epoch, resumed runs included
         "estimate": estimate,
