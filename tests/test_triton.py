@@ -127,6 +127,30 @@ def test_unreachable_server_is_named(free_port):
         Scorer("bdt", mode="remote", url=f"http://127.0.0.1:{port}")(toy_inputs("bdt", 3))
 
 
+
+def _own_address() -> str | None:
+    """This machine's address on its network (not loopback), or None when it has none."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET: no packet is sent by a UDP connect
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def test_an_unreachable_shared_server_is_not_told_to_start_one(free_port):
+    address = _own_address()
+    if address is None:
+        pytest.skip("this machine has no network address besides loopback")
+    url = f"grpc://{address}:{free_port}"  # another host's view: nothing listens there
+    with pytest.raises(ServerUnavailable) as info:
+        Scorer("bdt", mode="remote", url=url, timeout_s=5, retries=0)(toy_inputs("bdt", 3))
+    text = str(info.value)
+    assert address in text and "hepinfer serve" not in text and "firewall" in text
+
 @pytest.mark.triton
 def test_model_not_on_server(server):
     port = server.url.rsplit(":", 1)[1]

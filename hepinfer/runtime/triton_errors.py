@@ -49,10 +49,18 @@ def converted(err: BaseException, action: str, url, model_name: str, config: Inf
         busy = f"{url} turned the request away: {text.strip()}. It runs: wait for it to scale, send less"
         return ServerUnavailable(f"{action}: the fleet at {busy}, or raise retries / retry_total_s")
     if "unavailable" in low or "connect" in low or "refused" in low or isinstance(err, ConnectionError):
-        return ServerUnavailable(
-            f"{action}: cannot reach the Triton server at {url}: {text.strip()}. "
-            "Start one with `hepinfer serve` (or hepinfer.serve()), or check the URL"
-        )
+        return ServerUnavailable(f"{action}: cannot reach the Triton server at {url}: {text.strip()}. {reach_advice(url)}")
     if "unknown model" in low or "not found" in low or "not ready" in low:
         return ModelNotFound(f"model {model_name!r} is not loaded on the Triton server at {url}: {text}")
     return ServerError(f"{action} on {where} failed: {status} {text}".strip())
+
+
+def reach_advice(url) -> str:
+    """What to check when nothing answers at ``url``: on this machine a server may simply not run
+    yet; elsewhere it is a shared server, so the address, the network and TLS come first."""
+    if url.is_loopback:
+        return "Start one with `hepinfer serve` (or hepinfer.serve()), or check the URL"
+    return (
+        f"Check the URL, that the server at {url.address} runs and that this host may reach it (firewall, "
+        "VPN, a proxy's port: TLS endpoints are usually grpcs://host:443)"
+    )

@@ -173,7 +173,7 @@ def reach_problem(config: InferenceConfig, specs) -> tuple[str, str] | None:
         except ModelNotFound as err:
             return f"finds no model {spec.name} at {url}", str(err)
         except HepinferError as err:  # the server is running: the client's advice to start one is cut
-            return f"cannot reach {url}", str(err).split(". Start one with")[0]
+            return f"cannot reach {url}", str(err).split(". Start one with")[0].split(". Check the URL")[0]
         finally:
             runtime.close()
     return None
