@@ -49,7 +49,9 @@ def converted(err: BaseException, action: str, url, model_name: str, config: Inf
         busy = f"{url} turned the request away: {text.strip()}. It runs: wait for it to scale, send less"
         return ServerUnavailable(f"{action}: the fleet at {busy}, or raise retries / retry_total_s")
     if "unavailable" in low or "connect" in low or "refused" in low or isinstance(err, ConnectionError):
-        return ServerUnavailable(f"{action}: cannot reach the Triton server at {url}: {text.strip()}. {reach_advice(url)}")
+        return ServerUnavailable(
+            f"{action}: cannot reach the Triton server at {url}: {text.strip()}. {reach_advice(url)}"
+        )
     if "unknown model" in low or "not found" in low or "not ready" in low:
         return ModelNotFound(f"model {model_name!r} is not loaded on the Triton server at {url}: {text}")
     return ServerError(f"{action} on {where} failed: {status} {text}".strip())
