@@ -213,25 +213,89 @@ def test_autoscaler_follows_the_load(fleet, inputs):
     assert 'hepinfer_fleet_decisions_total{action="up"}' in fleet.metrics.text().decode()
 
 
-def test_saturation_guard_answers_unavailable_and_clients_retry(fleet, inputs):
+REFUSAL = "admits no new session now"  # the fleet's sentence while saturated
+
+
+def _repository_index(url):
+    """A new session's first call (SuperSONIC's rule): RepositoryIndex, by tritonclient on a
+    connection of its own; the answer's gRPC (status, message).  Past the front a replica answers,
+    and hepinfer's replicas keep the model-repository protocol to their launcher's admin token: a
+    client gets Triton's own UNAVAILABLE "This protocol is restricted" there, never the fleet's
+    sentence."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(url.removeprefix("grpc://"))
+    try:
+        client.get_model_repository_index()
+        return "StatusCode.OK", ""
+    except InferenceServerException as err:
+        return err.status(), err.message()
+    finally:
+        client.close()
+
+
+def _intercepted(fleet) -> int:
+    """Requests the front answered itself (the refusals)."""
+    return int(fleet.haproxy.stats("grpc")["FRONTEND"]["intercepted"])
+
+
+def _refused_while_saturated(fleet, timeout_s):
+    """A RepositoryIndex refused by the front while the autoscaler holds the guard up (the load may
+    dip below the ceiling between two ticks: then the call passes, and the next one is tried)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if fleet.saturated:
+            status, message = _repository_index(fleet.url)
+            if REFUSAL in message:
+                return status, message
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout_s} s: a new session refused while saturated")
+
+
+def test_saturated_front_refuses_new_sessions_only(fleet, inputs):
+    """SuperSONIC's session rule at the real HAProxy: with the saturation flag raised (through the
+    runtime API, as the autoscaler raises it; its own guard is off here, so the flag stays), a
+    RepositoryIndex call gets UNAVAILABLE with the fleet's sentence, and inferences pass: on a
+    connection opened before, and on a new one that starts with an inference."""
+    _configure(fleet, paused=True)  # admission_ratio=None: the autoscaler leaves the flag alone
+    expected = hepinfer.Scorer(MODEL, mode="local")(inputs)["output__0"]
+    session = hepinfer.Scorer(MODEL, mode="remote", url=fleet.url, retries=0)
+    session(inputs)  # the session's connection is open
+    before = _intercepted(fleet)
+    status, message = _repository_index(fleet.url)
+    assert REFUSAL not in message and _intercepted(fleet) == before, (status, message)  # passed the front
+    fleet.haproxy.set_saturated(True)
+    try:
+        status, message = _repository_index(fleet.url)
+        assert status == "StatusCode.UNAVAILABLE" and REFUSAL in message, (status, message)
+        assert _intercepted(fleet) == before + 1
+        for _ in range(3):
+            np.testing.assert_array_equal(session(inputs)["output__0"], expected)
+        fresh = hepinfer.Scorer(MODEL, mode="remote", url=fleet.url, retries=0)
+        np.testing.assert_array_equal(fresh(inputs)["output__0"], expected)
+        assert _intercepted(fleet) == before + 1  # no inference, metadata or readiness call was refused
+    finally:
+        fleet.haproxy.set_saturated(False)
+    assert REFUSAL not in _repository_index(fleet.url)[1]
+
+
+def test_saturation_guard_follows_the_load_and_never_refuses_inferences(fleet, inputs):
     _configure(fleet, paused=True, admission_ratio=0.25)  # the guard at 0.25 requests in flight per replica
     since = time.time()
     load = Load(fleet.url, inputs, threads=4, retries=0)
     _wait(lambda: fleet.saturated, 20, "the guard raised under load")
-    probe = hepinfer.Scorer(MODEL, mode="remote", url=fleet.url, retries=2, retry_initial_ms=50, retry_max_ms=100)
-    with pytest.raises(ServerUnavailable, match="saturated") as refused:
-        probe(inputs)
-    assert "after 3 attempts" in str(refused.value)  # UNAVAILABLE is retried by hepinfer's client
-    assert "turned the request away" in str(refused.value) and "hepinfer serve" not in str(refused.value)
+    status, message = _refused_while_saturated(fleet, 20)
+    assert status == "StatusCode.UNAVAILABLE" and message.startswith("hepinfer fleet saturated"), message
     load.stop()
+    assert load.failures == [], load.failures[:3]  # no inference refused (retries=0: one refusal would show)
     _wait(lambda: not fleet.saturated, 20, "the guard lowered once the load stopped")
-    probe(inputs)
+    assert REFUSAL not in _repository_index(fleet.url)[1]
     assert [d.action for d in _actions(fleet, since) if d.action in ("saturated", "admitting")][:2] == [
         "saturated",
         "admitting",
     ]
-    refused_total = int(fleet.haproxy.stats("grpc")["FRONTEND"]["intercepted"])
-    print(f"saturation guard: {refused_total} requests refused at the front, {len(load.failures)} failed calls")
+    print(f"saturation guard: {load.calls} inferences, none refused; {_intercepted(fleet)} refusals at the front")
     _configure(fleet, paused=True)
 
 

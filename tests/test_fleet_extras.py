@@ -1,6 +1,6 @@
-"""What surrounds the serving fleet: values for SuperSONIC's Helm chart (checked against the chart's
-documented keys), the recorded history and its timeline (PNG and HTML), the panel's fleet section,
-and ``hepinfer bench fleet`` against real fleets (HAProxy, Prometheus, tritonserver replicas)."""
+"""What surrounds the serving fleet: the recorded history and its timeline (PNG and HTML), the
+panel's fleet section, and ``hepinfer bench fleet`` against real fleets (HAProxy, Prometheus,
+tritonserver replicas).  The values for SuperSONIC's Helm chart: tests/test_supersonic.py."""
 
 from __future__ import annotations
 
@@ -12,105 +12,6 @@ import time
 import pytest
 
 from hepinfer.cli import main
-from hepinfer.errors import ConfigError
-
-
-def _leaves(values, path=()):
-    for key, value in values.items():
-        here = (*path, key)
-        if isinstance(value, dict) and value:
-            yield from _leaves(value, here)
-        else:
-            yield here
-
-
-def _documented(path) -> bool:
-    from hepinfer.serving.fleet.export import DOCUMENTED
-
-    return any(path[: len(k)] == k for k in DOCUMENTED)
-
-
-# -- SuperSONIC values -----------------------------------------------------------------------------
-def test_export_writes_documented_values_with_the_given_thresholds(tmp_path, capsys):
-    import yaml
-
-    out = tmp_path / "values.yaml"
-    argv = ["fleet", "export", "--supersonic", str(out), "--models", "bdt,particlenet", "--replicas", "2"]
-    argv += ["--min", "2", "--max", "5", "--threshold", "3", "--admission-ratio", "2", "--poll", "10", "--step", "2"]
-    assert main([*argv, "--storage", "nfs:10.1.2.3:/export/models", "--set", "envoy.replicas=2"]) == 0
-    assert "helm install hepinfer supersonic/supersonic" in capsys.readouterr().out
-    text = out.read_text()
-    assert "helm repo add supersonic https://fastmachinelearning.org/SuperSONIC" in text
-    values = yaml.safe_load(text)
-    assert all(_documented(path) for path in _leaves(values)), [p for p in _leaves(values) if not _documented(p)]
-    assert values["serverLoadThreshold"] == 3 and values["serverAdmissionThreshold"] == 6
-    assert values["serverLoadMetric"] == "" and values["serverLoadRateInterval"] == "60s"
-    keda = values["keda"]
-    assert (keda["enabled"], keda["minReplicaCount"], keda["maxReplicaCount"], keda["metricType"]) == (
-        True,
-        2,
-        5,
-        "AverageValue",
-    )
-    assert keda["pollingInterval"] == 10 and keda["scaleUp"]["stepsize"] == 2 and keda["scaleDown"]["stepsize"] == 2
-    assert values["envoy"]["replicas"] == 2 and values["envoy"]["rate_limiter"]["prometheus_based"]["enabled"]
-    repo = values["triton"]["modelRepository"]
-    assert repo == {
-        "enabled": True,
-        "mountPath": "/models",
-        "storageType": "nfs",
-        "nfs": {"server": "10.1.2.3", "path": "/export/models"},
-    }
-    args = values["triton"]["args"][0]
-    assert "--model-repository=/models" in args and "--load-model=bdt" in args and "--load-model=particlenet" in args
-
-
-def test_export_queue_time_metric_and_no_guard():
-    from hepinfer.serving.fleet import AutoscalerSettings
-    from hepinfer.serving.fleet.export import supersonic_values
-
-    a = AutoscalerSettings(metric="queue_time", admission_ratio=None, scale=False)
-    values = supersonic_values(["bdt"], autoscaler=a, name="tagger")
-    assert values["serverLoadThreshold"] == 100 and "serverAdmissionThreshold" not in values
-    query = values["serverLoadMetric"]
-    assert "nv_inference_queue_duration_us" in query and 'release=~"tagger"' in query and "job=" not in query
-    assert values["keda"]["metricType"] == "Value" and values["keda"]["enabled"] is False
-    assert values["envoy"]["rate_limiter"]["prometheus_based"]["enabled"] is False
-
-
-def test_export_refuses_unknown_keys_wrong_types_and_fractions(tmp_path, capsys):
-    from hepinfer.serving.fleet.export import check_values, supersonic_values
-
-    with pytest.raises(ConfigError, match="unknown key 'autoscaler.minReplicas'"):
-        supersonic_values(["bdt"], extra={"autoscaler.minReplicas": 1})
-    with pytest.raises(ConfigError, match="unknown key 'triton.replica'"):
-        check_values({"triton": {"replica": 2}})
-    with pytest.raises(ConfigError, match="keda.minReplicaCount must be of type integer"):
-        supersonic_values(["bdt"], extra={"keda.minReplicaCount": "two"})
-    out = tmp_path / "values.yaml"
-    assert main(["fleet", "export", "--supersonic", str(out), "--models", "bdt", "--set", "ingress.enabled=true"]) == 2
-    assert "unknown key 'ingress.enabled'" in capsys.readouterr().err and not out.exists()
-    assert main(["fleet", "export", "--supersonic", str(out), "--models", "bdt", "--threshold", "1.5"]) == 2
-    assert "whole number" in capsys.readouterr().err and not out.exists()
-    with pytest.raises(ConfigError, match="--storage"):
-        supersonic_values(["bdt"], storage="s3:bucket")
-
-
-def test_export_from_a_plan_takes_its_models_and_gpu(tmp_path):
-    import yaml
-
-    plan = {
-        "flavour": "production",
-        "devices": [{"name": "gpu0", "kind": "cuda"}, {"name": "cpu0", "kind": "cpu"}],
-        "placements": [{"model": "particlenet", "device": "gpu0"}, {"model": "bdt", "device": "cpu0"}],
-    }
-    (tmp_path / "plan.json").write_text(json.dumps(plan))
-    out = tmp_path / "values.yaml"
-    assert main(["fleet", "export", "--supersonic", str(out), "--plan", str(tmp_path / "plan.json")]) == 0
-    values = yaml.safe_load(out.read_text())
-    assert values["triton"]["resources"]["limits"] == {"nvidia.com/gpu": 1}
-    args = values["triton"]["args"][0]
-    assert args.count("--load-model=") == 2 and "--load-model=particlenet" in args
 
 
 # -- the history and its timeline ------------------------------------------------------------------

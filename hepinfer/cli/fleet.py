@@ -144,7 +144,7 @@ def cmd_export(args) -> int:
     from pathlib import Path
 
     from ..errors import ConfigError
-    from ..serving.fleet.export import IMAGE, plan_settings, supersonic_values, write_values
+    from ..serving.fleet.export import IMAGE, install_command, notes, plan_settings, supersonic_values, write_values
 
     plan = {"models": None, "gpu": False, "flavour": "production"}
     if args.plan:
@@ -161,12 +161,13 @@ def cmd_export(args) -> int:
         from ..serving.fleet.export import yaml_module
 
         extra[key.strip()] = yaml_module().safe_load(text)  # as Helm's --set reads it: numbers, booleans, strings
+    autoscaler = autoscaler_from(args)
     values = supersonic_values(
         models,
         replicas=args.replicas,
         min_replicas=args.min,
         max_replicas=args.max,
-        autoscaler=autoscaler_from(args),
+        autoscaler=autoscaler,
         name=args.name,
         image=args.image or IMAGE,
         storage=args.storage,
@@ -175,11 +176,13 @@ def cmd_export(args) -> int:
         prometheus_url=args.prometheus_url,
         extra=extra,
     )
-    path = write_values(args.supersonic, values, flavour=plan["flavour"])
+    remarks = notes(autoscaler)
+    path = write_values(args.supersonic, values, flavour=plan["flavour"], remarks=remarks)
     print(f"hepinfer: SuperSONIC values for {', '.join(models)} -> {path}")
+    for remark in remarks:
+        print(f"  note: {remark}")
     print(
-        f"  helm repo add supersonic https://fastmachinelearning.org/SuperSONIC && helm install {args.name} "
-        f"supersonic/supersonic --values {path} -n <namespace>"
+        f"  helm repo add supersonic https://fastmachinelearning.org/SuperSONIC && {install_command(args.name, path)}"
     )
     return 0
 
@@ -222,7 +225,7 @@ def register(sub) -> None:
     )
     status.set_defaults(func=cmd_status)
 
-    export = commands.add_parser("export", help="values for SuperSONIC's Helm chart from the fleet's settings")
+    export = commands.add_parser("export", help="values for SuperSONIC's Helm chart (0.3.1) from the fleet's settings")
     export.add_argument("--supersonic", required=True, help="the values YAML to write")
     export.add_argument(
         "--models", default=None, help="comma-separated model names, or all (default: the plan's, else all)"
@@ -237,8 +240,7 @@ def register(sub) -> None:
     export.add_argument(
         "--storage",
         default="pvc:hepinfer-models",
-        help="the repository's volume: pvc:CLAIM, nfs:SERVER:/PATH, cvmfs-pvc or cvmfs-hostPath "
-        "(default pvc:hepinfer-models)",
+        help="the repository's volume: pvc:CLAIM, nfs:SERVER:/PATH, cvmfs-pvc or cvmfs (default pvc:hepinfer-models)",
     )
     export.add_argument("--mount-path", default="/models", help="where the replicas mount the repository (/models)")
     export.add_argument("--gpu", action="store_true", help="one GPU per replica (nvidia.com/gpu: 1)")
@@ -247,7 +249,7 @@ def register(sub) -> None:
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="another documented value, e.g. envoy.replicas=2 (repeatable)",
+        help="another value of the chart, e.g. envoy.replicas=2 (repeatable)",
     )
     export.set_defaults(func=cmd_export)
 

@@ -11,7 +11,7 @@ control at the front::
 :mod:`.fleet` (the Fleet), :mod:`.options`, :mod:`.replicas`, :mod:`.supervisor`, :mod:`.haproxy`,
 :mod:`.admission`, :mod:`.prometheus`, :mod:`.autoscaler`, :mod:`.status`, :mod:`.processes`,
 :mod:`.foreground`, :mod:`.timeline` (the run's history as PNG / HTML), :mod:`.export` (values for
-SuperSONIC's Helm chart).
+SuperSONIC's Helm chart 0.3.1), :mod:`.chart` (the chart's own files they are checked against).
 HAProxy (>= 2.6) and Prometheus (>= 2.42) are external binaries (Debian: ``apt-get install haproxy
 prometheus``).
 """

@@ -12,12 +12,16 @@ sentence saying why:
 * per-client limits on the client's address (a stick table): open connections
   (``max_connections``: more are refused at connect) and requests per second averaged over 10 s
   (``rate_limit``: the excess gets UNAVAILABLE (14));
-* the saturation guard: while the autoscaler says the fleet is saturated, every request gets
-  UNAVAILABLE at once.  The flag is an ACL file that the autoscaler fills and clears through
-  HAProxy's runtime API (``add acl`` / ``clear acl``), without a reload.
+* the saturation guard, SuperSONIC's session rule: while the autoscaler says the fleet is
+  saturated, a new session is refused: the gRPC ``RepositoryIndex`` call
+  (:data:`NEW_SESSION_PATH`, what SuperSONIC's Envoy filter takes as the start of a client's
+  session) gets UNAVAILABLE, saying the fleet admits no new session now.  Inferences and every other
+  call pass, so the work of sessions already running is never turned away.  The flag is an ACL file
+  that the autoscaler fills and clears through HAProxy's runtime API (``add acl`` / ``clear acl``),
+  without a reload.
 
-UNAVAILABLE is what hepinfer's client retries with backoff (ServerUnavailable), so clients back off
-instead of piling requests onto a saturated fleet.
+UNAVAILABLE is what gRPC clients retry (hepinfer's client with backoff: ServerUnavailable), so a
+refused client backs off instead of adding a session to a saturated fleet.
 """
 
 from __future__ import annotations
@@ -30,14 +34,15 @@ UNAUTHENTICATED, UNAVAILABLE = 16, 14
 TOKEN_VARIABLE = "HEPINFER_FLEET_TOKEN"  # HAProxy's environment: the config reads "${HEPINFER_FLEET_TOKEN}"
 SATURATED_VALUE = "saturated"  # the one entry of the saturation ACL file while the fleet is saturated
 RATE_PERIOD_S = 10  # the stick table's request rate is counted over this period
+NEW_SESSION_PATH = "/inference.GRPCInferenceService/RepositoryIndex"  # refused while saturated
 
 
 @dataclass(frozen=True)
 class AdmissionOptions:
-    """What the front refuses.  ``saturation``: answer UNAVAILABLE while the autoscaler reports the
-    fleet saturated (its ``admission_ratio``); ``rate_limit``: requests per second per client
-    address; ``max_connections``: open connections per client address; ``token``: the bearer token
-    clients must send (None: no token check)."""
+    """What the front refuses.  ``saturation``: new sessions (``RepositoryIndex``) get UNAVAILABLE
+    while the autoscaler reports the fleet saturated (its ``admission_ratio``); ``rate_limit``:
+    requests per second per client address; ``max_connections``: open connections per client
+    address; ``token``: the bearer token clients must send (None: no token check)."""
 
     saturation: bool = True
     rate_limit: float | None = None
@@ -61,7 +66,11 @@ class AdmissionOptions:
 REFUSALS = {
     "unauthenticated": (UNAUTHENTICATED, "hepinfer fleet: missing or wrong bearer token (authorization header)"),
     "rate_limited": (UNAVAILABLE, "hepinfer fleet: too many requests per second from this client; retry later"),
-    "saturated": (UNAVAILABLE, "hepinfer fleet saturated: load above the admission ceiling; retry later"),
+    "saturated": (
+        UNAVAILABLE,
+        "hepinfer fleet saturated: it admits no new session now (load above the admission ceiling); "
+        "sessions already open go on; retry later",
+    ),
 }
 
 
@@ -122,8 +131,10 @@ def frontend_rules(options: AdmissionOptions, saturated_acl: str) -> list[str]:
         ]
     if options.saturation:
         lines += [
-            "# the saturation guard: the autoscaler adds / clears the entry through the runtime API",
+            "# the saturation guard (SuperSONIC's session rule): while the autoscaler has added the entry",
+            "# (runtime API), a new session (RepositoryIndex) is refused; inferences and other calls pass",
             f"acl saturated str({SATURATED_VALUE}) -m str -f {saturated_acl}",
-            refuse("saturated", "if saturated"),
+            f"acl new_session path {NEW_SESSION_PATH}",
+            refuse("saturated", "if saturated new_session"),
         ]
     return lines

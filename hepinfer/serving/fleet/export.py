@@ -1,155 +1,66 @@
 """Values for SuperSONIC's Helm chart (the CMS / ATLAS inference-as-a-service deployment on
-Kubernetes) from a fleet's settings: the same models, replicas, autoscaler metric, threshold and
-bounds, admission guard and least-requests balancing, for a cluster instead of one machine.
+Kubernetes), release 0.3.1, from a fleet's settings: the same models, replicas, autoscaler metric,
+threshold and bounds, admission guard and least-requests balancing, for a cluster instead of one
+machine.
 
-The values are checked against :data:`DOCUMENTED`, the chart's documented keys with their types as
-read from the chart's ``values.yaml`` and ``values.schema.json`` (:data:`CHART`): a key not in it is
-refused, naming it, and so is a value of the wrong type (the chart's schema types both thresholds as
-integers, so Helm itself would refuse 1.5).  Nothing here runs a cluster; ``helm install`` does::
+The values are checked against the chart's own files (:mod:`.chart`): merged over its
+``values.yaml`` as Helm merges them and validated against its ``values.schema.json``; a key the
+chart does not have is refused too (Helm would ignore it).  Nothing here runs a cluster; ``helm
+install`` does::
 
     helm repo add supersonic https://fastmachinelearning.org/SuperSONIC
-    helm install <release> supersonic/supersonic --values values.yaml -n <namespace>
+    helm install <release> supersonic/supersonic --version 0.3.1 --values values.yaml -n <namespace>
 
-How hepinfer's settings map (see :mod:`.autoscaler`): ``in_flight`` is the chart's default metric
-(``serverLoadMetric: ""``, KEDA ``AverageValue``: ceil(metric / threshold) replicas), its window
-``serverLoadRateInterval``; ``queue_time`` is written out as a ``serverLoadMetric`` query on the
-release's series with KEDA ``Value`` (ceil(replicas x metric / threshold)); the guard's ceiling is
-``serverAdmissionThreshold`` with Envoy's prometheus-based limiter; ``poll_s`` is KEDA's
-``pollingInterval``, the cool-downs the HPA's stabilization windows, ``step`` their step sizes.
+How hepinfer's settings map onto chart 0.3.1 (see :mod:`.autoscaler`).  The chart has one load
+metric (``serverLoadMetric``, a PromQL query; its default is the queue time per execution over
+15 s) and one integer threshold (``serverLoadThreshold``, default 100), read by both KEDA, which
+scales on the metric's value (more replicas above the threshold: ``ceil(replicas x metric /
+threshold)``), and Envoy's prometheus-based limiter, which refuses new sessions above the same
+threshold.  The export writes hepinfer's metric as that query on the release's series, in the form
+whose value scales the same way: ``queue_time`` as it is, ``in_flight`` per replica
+(``R_needed / R``, what the fleet's guard compares).  The guard is written only at
+``admission_ratio`` 1: the chart has no separate admission threshold (:func:`notes`).  The
+cool-downs are the HPA's stabilization windows, ``poll_s`` and ``step`` their policies' period and
+step.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
-from .autoscaler import AutoscalerSettings, queue_time_query
+from .autoscaler import AutoscalerSettings, in_flight_queries, queue_time_query
+from .chart import STORAGE_TYPES, check, dotted, load_chart, yaml_module
 from .prometheus import TRITON_JOB, duration
 
-CHART = {
-    "repository": "https://github.com/fastmachinelearning/SuperSONIC",
-    "files": "helm/supersonic/values.yaml, helm/supersonic/values.schema.json",
-    "commit": "0323a5ab18d3ecedaf3160aa680d1ab07b690623",
-    # the chart version of that commit was not in the files read (a Chart.yaml of another commit says 0.3.1)
-    "chart_version": None,
-    "helm_repo": "https://fastmachinelearning.org/SuperSONIC",
-}
+HELM_REPO = "https://fastmachinelearning.org/SuperSONIC"
 # Triton 2.51.0 (what hepinfer's embedded server runs) is NVIDIA's container release 24.10; the full
 # image, not the chart's default "-min" one, has the onnxruntime and FIL backends the production
 # repository uses (hepinfer repo build OUT --flavour production)
 IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
-STORAGE = ("pvc", "nfs", "cvmfs-pvc", "cvmfs-hostPath")
-
-# Every key of the chart's values documented at CHART["commit"], with its type in values.schema.json:
-# a line per parent ("." the top), then key:type.  A key typed object or array takes any content.
-# Marked *: documented in values.yaml's comments or descriptions but not in the schema:
-# triton.modelRepository's storage options, and the GPU request triton.resources' description invites.
-_DOCUMENTED = """
-. nameOverride:string serverLoadMetric:string serverLoadThreshold:integer serverLoadRateInterval:string
-. serverAdmissionThreshold:integer
-scaleFromZero enabled:boolean readyTimeoutSeconds:integer holdMinReplicasSeconds:integer admissionImage:string
-triton replicas:integer image:string command:array args:array annotations:object nodeSelector:object
-triton tolerations:array affinity:object readinessProbe:object startupProbe:object
-triton.resources.limits cpu:integer memory:string "nvidia.com/gpu":integer*
-triton.resources.requests cpu:integer memory:string "nvidia.com/gpu":integer*
-triton.modelRepository enabled:boolean mountPath:string storageType:string*
-triton.modelRepository.pvc claimName:string*
-triton.modelRepository.nfs server:string* path:string*
-triton.service labels:object annotations:object ports:array
-envoy enabled:boolean replicas:integer image:string args:array annotations:object nodeSelector:object
-envoy tolerations:array grpc_route_timeout:string loadBalancerPolicy:string
-envoy.external_config load_from_configmap:boolean configmap_name:string configmap_key:string
-envoy.resources.requests cpu:number memory:string
-envoy.resources.limits cpu:number memory:string
-envoy.service type:string ports:array
-envoy.ingress enabled:boolean hostName:string ingressClassName:string annotations:object
-envoy.rate_limiter.listener_level enabled:boolean max_tokens:integer tokens_per_fill:integer
-envoy.rate_limiter.listener_level fill_interval:string
-envoy.rate_limiter.prometheus_based enabled:boolean luaConfig:string
-envoy.auth enabled:boolean jwt_issuer:string jwt_remote_jwks_uri:string audiences:array url:string
-envoy.auth port:integer
-keda enabled:boolean metricType:string minReplicaCount:integer maxReplicaCount:integer pollingInterval:integer
-keda cooldownPeriod:integer zeroIdleReplicas:boolean
-keda.scaleUp stabilizationWindowSeconds:integer periodSeconds:integer stepsize:integer
-keda.scaleDown stabilizationWindowSeconds:integer periodSeconds:integer stepsize:integer
-prometheus.external enabled:boolean url:string port:integer scheme:string
-prometheus enabled:boolean server:object serviceAccounts:object rbac:object alertmanager:object
-prometheus pushgateway:object kube-state-metrics:object prometheus-node-exporter:object
-prometheus prometheus-pushgateway:object configmapReload:object
-grafana enabled:boolean adminUser:string adminPassword:string persistence:object rbac:object
-grafana serviceAccount:object datasources:object dashboardProviders:object dashboardsConfigMaps:object
-grafana "grafana.ini":object resources:object ingress:object
-metricsCollector enabled:boolean image:string host:string port:integer resources:object service:object
-metricsCollector ingress:object
-"""
-_SEGMENT = re.compile(r'"([^"]+)"|([^.]+)')
+KEDA_POLL_S = 30  # KEDA's polling interval: chart 0.3.1 has no value for it
 
 
-def parse_key(dotted: str) -> tuple[str, ...]:
+def parse_key(text: str) -> tuple[str, ...]:
     """``a.b."c.d"`` -> ("a", "b", "c.d") (a segment holding a dot is quoted, as helm-docs writes it)."""
-    parts, pos = [], 0
-    while pos < len(dotted):
-        m = _SEGMENT.match(dotted, pos)
-        if m is None:
-            raise ConfigError(f"malformed values key {dotted!r}")
-        parts.append(m.group(1) or m.group(2))
-        pos = m.end()
-        if pos < len(dotted):
-            if dotted[pos] != ".":
-                raise ConfigError(f"malformed values key {dotted!r}")
-            pos += 1
+    parts, rest = [], text
+    while rest:
+        if rest.startswith('"'):
+            end = rest.find('"', 1)
+            if end < 1 or end + 1 < len(rest) and rest[end + 1] != ".":
+                raise ConfigError(f"malformed values key {text!r}")
+            parts.append(rest[1:end])
+            rest = rest[end + 2 :]
+        else:
+            part, _, rest = rest.partition(".")
+            if not part or '"' in part:
+                raise ConfigError(f"malformed values key {text!r}")
+            parts.append(part)
     if not parts:
         raise ConfigError("empty values key")
     return tuple(parts)
-
-
-def dotted(path: tuple[str, ...]) -> str:
-    return ".".join(f'"{p}"' if "." in p else p for p in path)
-
-
-DOCUMENTED: dict[tuple[str, ...], str] = {
-    (*(parse_key(parent) if parent != "." else ()), *parse_key(leaf)): kind.rstrip("*")
-    for parent, *leaves in (line.split() for line in _DOCUMENTED.strip().splitlines())
-    for leaf, kind in (item.rsplit(":", 1) for item in leaves)
-}
-_TYPES = {
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "array": lambda v: isinstance(v, list),
-    "object": lambda v: isinstance(v, dict),
-}
-
-
-def check_values(values: dict, path: tuple[str, ...] = ()) -> None:
-    """ConfigError for the first key of ``values`` that the chart does not document, or whose value
-    has another type than the chart's schema says."""
-    for key, value in values.items():
-        here = (*path, str(key))
-        kind = DOCUMENTED.get(here)
-        if kind is not None:
-            if not _TYPES[kind](value):
-                raise ConfigError(
-                    f"SuperSONIC values: {dotted(here)} must be of type {kind} in the chart's schema, got {value!r}"
-                )
-            continue
-        if isinstance(value, dict) and any(k[: len(here)] == here for k in DOCUMENTED):
-            check_values(value, here)
-            continue
-        siblings = sorted({dotted(k[: len(here)]) for k in DOCUMENTED if k[: len(path)] == path})
-        full = here
-        while isinstance(value, dict) and value:  # name the key as it was given, down to its first leaf
-            key, value = next(iter(value.items()))
-            full = (*full, str(key))
-        raise ConfigError(
-            f"SuperSONIC values: unknown key {dotted(full)!r}: {dotted(here)} is not a documented value of the chart "
-            f"(commit {CHART['commit'][:12]}); documented {'under ' + dotted(path) if path else 'at the top'}: "
-            + ", ".join(siblings)
-        )
 
 
 def _integer(name: str, value: float) -> int:
@@ -167,12 +78,10 @@ def _set(values: dict, path: tuple[str, ...], value: Any) -> None:
 
 
 def storage_values(storage: str) -> dict:
-    """``pvc:CLAIM``, ``nfs:SERVER:/PATH``, ``cvmfs-pvc`` or ``cvmfs-hostPath`` -> triton.modelRepository keys."""
+    """``pvc:CLAIM``, ``nfs:SERVER:/PATH``, ``cvmfs-pvc`` or ``cvmfs`` -> triton.modelRepository keys."""
     kind, _, rest = storage.partition(":")
-    if kind not in STORAGE:
-        raise ConfigError(
-            f"--storage must be one of pvc:CLAIM, nfs:SERVER:/PATH, cvmfs-pvc, cvmfs-hostPath; got {storage!r}"
-        )
+    if kind not in STORAGE_TYPES:
+        raise ConfigError(f"--storage must be one of pvc:CLAIM, nfs:SERVER:/PATH, cvmfs-pvc, cvmfs; got {storage!r}")
     out: dict[str, Any] = {"storageType": kind}
     if kind == "pvc":
         if not rest:
@@ -189,11 +98,48 @@ def storage_values(storage: str) -> dict:
 
 
 def triton_args(models, mount_path: str) -> str:
-    """The tritonserver command line of each replica: the mounted repository, only ``models`` loaded."""
-    lines = ["/opt/tritonserver/bin/tritonserver", f"--model-repository={mount_path}", "--model-control-mode=explicit"]
-    lines += [f"--load-model={m}" for m in models]
-    lines += ["--log-verbose=0", "--exit-timeout-secs=60"]
-    return " \\\n".join(lines) + "\n"
+    """The tritonserver command line of each replica (run by ``/bin/sh -c``): the mounted repository,
+    only ``models`` loaded."""
+    words = ["/opt/tritonserver/bin/tritonserver", f"--model-repository={mount_path}", "--model-control-mode=explicit"]
+    words += [f"--load-model={m}" for m in models]
+    return " ".join([*words, "--log-verbose=0", "--exit-timeout-secs=60"])
+
+
+def load_values(a: AutoscalerSettings, name: str) -> dict:
+    """``serverLoadMetric`` (hepinfer's metric on the release's series, in the form KEDA's value
+    target and Envoy's limiter read as hepinfer does) and ``serverLoadThreshold``."""
+    w = duration(a.window_s)
+    if a.metric == "queue_time":
+        query = queue_time_query(w)
+    else:  # R_needed / R = L_in_flight / max(L_executing, R), R: the replicas reporting
+        inside, executing = in_flight_queries(w)
+        replicas = f'count(count by (instance) (nv_inference_request_duration_us{{job="{TRITON_JOB}"}}))'
+        query = f"({inside}) / clamp_min({executing}, scalar({replicas}))"
+    return {
+        "serverLoadMetric": query.replace(f'job="{TRITON_JOB}"', f'release=~"{name}"'),
+        "serverLoadThreshold": _integer("the threshold", a.threshold),
+    }
+
+
+def admits_at_threshold(a: AutoscalerSettings) -> bool:
+    """Whether the fleet's guard is the chart's limiter: on, at the threshold itself."""
+    return a.admission_ratio is not None and math.isclose(a.admission_ratio, 1.0)
+
+
+def notes(a: AutoscalerSettings) -> list[str]:
+    """What of the fleet's settings chart 0.3.1 cannot hold (written in the file's header)."""
+    out = []
+    if a.admission_ratio is not None and not admits_at_threshold(a):
+        out.append(
+            f"no admission guard: the chart's Envoy limiter refuses new sessions above serverLoadThreshold itself "
+            f"and has no ceiling of its own for admission ratio {a.admission_ratio:g} (--admission-ratio 1 enables it)"
+        )
+    if not math.isclose(a.poll_s, KEDA_POLL_S):
+        out.append(
+            f"KEDA polls every {KEDA_POLL_S} s (the chart has no value for it): --poll {a.poll_s:g} sets the "
+            "scaling policies' period only"
+        )
+    return out
 
 
 def supersonic_values(
@@ -210,53 +156,46 @@ def supersonic_values(
     gpu: bool = False,
     prometheus_url: str | None = None,
     extra: dict[str, Any] | None = None,
+    chart=None,
 ) -> dict:
     """The chart's values for a fleet of ``models``; ``extra``: more values by dotted key (checked like
-    the rest).  Raises ConfigError for an undocumented key or a value the chart's schema refuses."""
+    the rest); ``chart``: the :class:`.chart.Chart` to check against (default: the shipped 0.3.1).
+    Raises ConfigError naming each key the chart does not have or its schema refuses."""
     a = autoscaler or AutoscalerSettings()
     models = tuple(models)
     if not models:
         raise ConfigError("SuperSONIC values: at least one model")
     if not 1 <= min_replicas <= replicas <= max_replicas:
         raise ConfigError(f"need 1 <= min <= replicas <= max, got {min_replicas}, {replicas}, {max_replicas}")
-    load: dict[str, Any] = {"serverLoadThreshold": _integer("the threshold", a.threshold)}
-    if a.metric == "in_flight":
-        load.update(serverLoadMetric="", serverLoadRateInterval=duration(a.window_s))
-    else:  # hepinfer's query on the release's series (the chart labels them release=<name>)
-        query = queue_time_query(duration(a.window_s)).replace(f'job="{TRITON_JOB}"', f'release=~"{name}"')
-        load["serverLoadMetric"] = query
-    if a.ceiling is not None:
-        load["serverAdmissionThreshold"] = _integer("the guard's ceiling (admission ratio x threshold)", a.ceiling)
-    limits = {"nvidia.com/gpu": 1} if gpu else {}
+    gpu_request = {"nvidia.com/gpu": 1}
+    period = _integer("poll_s", a.poll_s)
     values: dict[str, Any] = {
         "nameOverride": name,
-        **load,
+        **load_values(a, name),
         "triton": {
             "replicas": replicas,
             "image": image,
             "args": [triton_args(models, mount_path)],
-            **({"resources": {"limits": limits, "requests": dict(limits)}} if gpu else {}),
+            **({"resources": {"limits": gpu_request, "requests": dict(gpu_request)}} if gpu else {}),
             "modelRepository": {"enabled": True, "mountPath": mount_path, **storage_values(storage)},
         },
         "envoy": {
             "enabled": True,
             "loadBalancerPolicy": "LEAST_REQUEST",  # HAProxy's leastconn in the fleet
-            "rate_limiter": {"prometheus_based": {"enabled": a.ceiling is not None}},
+            "rate_limiter": {"prometheus_based": {"enabled": admits_at_threshold(a)}},
         },
         "keda": {
             "enabled": a.scale,
-            "metricType": "AverageValue" if a.metric == "in_flight" else "Value",
             "minReplicaCount": min_replicas,
             "maxReplicaCount": max_replicas,
-            "pollingInterval": _integer("poll_s", a.poll_s),
             "scaleUp": {
                 "stabilizationWindowSeconds": _integer("up_cooldown_s", a.up_cooldown_s),
-                "periodSeconds": _integer("poll_s", a.poll_s),
+                "periodSeconds": period,
                 "stepsize": a.step,
             },
             "scaleDown": {
                 "stabilizationWindowSeconds": _integer("down_cooldown_s", a.down_cooldown_s),
-                "periodSeconds": _integer("poll_s", a.poll_s),
+                "periodSeconds": period,
                 "stepsize": a.step,
             },
         },
@@ -264,7 +203,7 @@ def supersonic_values(
     }
     for key, value in (extra or {}).items():
         _set(values, parse_key(key) if isinstance(key, str) else tuple(key), value)
-    check_values(values)
+    check(values, chart)
     return values
 
 
@@ -295,50 +234,36 @@ def plan_settings(plan: dict) -> dict:
     }
 
 
-def header(values: dict, flavour: str = "production") -> str:
-    """The comment lines written above the values: what wrote them, against which chart, how to install."""
+def install_command(release: str, path, chart=None) -> str:
+    """The ``helm install`` line for values written for ``chart`` (its version pinned)."""
+    chart = chart or load_chart()
+    return f"helm install {release} supersonic/supersonic --version {chart.version} --values {path} -n <namespace>"
+
+
+def header(values: dict, flavour: str = "production", remarks=(), chart=None) -> str:
+    """The comment lines written above the values: what wrote them, for which chart, how to install."""
+    chart = chart or load_chart()
     models = [a.split("=", 1)[1] for a in values["triton"]["args"][0].split() if a.startswith("--load-model=")]
     lines = [
-        "SuperSONIC values written by `hepinfer fleet export --supersonic`",
-        f"checked against the documented values of {CHART['repository']}",
-        f"({CHART['files']} at commit {CHART['commit']})",
+        f"SuperSONIC values for {chart.label}, written by `hepinfer fleet export --supersonic`",
+        "(merged over the chart's values.yaml as Helm does, they pass its values.schema.json)",
         f"models: {', '.join(models)}; mount NVIDIA's production repository of them at "
         f"{values['triton']['modelRepository']['mountPath']}:",
         f"  hepinfer repo build models --flavour production --models {','.join(models)}",
         "install:",
-        f"  helm repo add supersonic {CHART['helm_repo']}",
-        "  helm install <release> supersonic/supersonic --values <this file> -n <namespace>",
+        f"  helm repo add supersonic {HELM_REPO}",
+        "  " + install_command("<release>", "<this file>", chart),
     ]
     if flavour != "production":
         lines.append(f"the plan's repositories are the {flavour} flavour: NVIDIA's container needs the production one")
+    lines += [f"note: {remark}" for remark in remarks]
     return "".join(f"# {line}\n" for line in lines)
 
 
-def yaml_module():
-    """PyYAML (the ``fleet`` extra), or a ConfigError naming the extra."""
-    try:
-        import yaml
-    except ImportError as err:
-        raise ConfigError("SuperSONIC values are YAML, which needs PyYAML: pip install 'hepinfer[fleet]'") from err
-    return yaml
-
-
-def to_yaml(values: dict) -> str:
-    """``values`` as YAML (PyYAML), multi-line strings as literal blocks."""
-    yaml = yaml_module()
-
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    def text(dumper, value: str):
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
-
-    Dumper.add_representer(str, text)
-    return yaml.dump(values, Dumper=Dumper, sort_keys=False, default_flow_style=False)
-
-
-def write_values(path, values: dict, flavour: str = "production") -> Path:
+def write_values(path, values: dict, flavour: str = "production", remarks=(), chart=None) -> Path:
+    """``values`` as YAML (``yaml.safe_dump``) under the :func:`header`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header(values, flavour) + to_yaml(values))
+    text = yaml_module().safe_dump(values, sort_keys=False, default_flow_style=False)
+    path.write_text(header(values, flavour, remarks, chart) + text)
     return path

@@ -249,7 +249,8 @@ class Haproxy:
         return {row["svname"]: row for row in csv.DictReader(io.StringIO(text)) if row.get("pxname") == proxy}
 
     def set_saturated(self, saturated: bool) -> None:
-        """Raise or clear the saturation guard of the frontend (the ACL file of :mod:`.admission`)."""
+        """Raise or clear the saturation guard of the frontend (the ACL file of :mod:`.admission`):
+        while raised, new sessions (``RepositoryIndex``) are refused and every other call passes."""
         if saturated == self.saturated or not self.admission.saturation:
             return
         acl = self.run_dir / "saturated.acl"
