@@ -1,7 +1,9 @@
 """coffea plug-in: score jet collections inside processors.
 
 ``JetTagger(model, config, score="top")`` is called on a jet collection (``events.FatJet``) and
-returns the named class's score (P(top) by default) per jet with the same jagged layout as the jets.
+returns the named class's score (P(top) by default) per jet with the same jagged layout as the jets;
+``score="all"`` (or :meth:`JetTagger.scores`) returns every class from the same single scoring call,
+as a record with one field per class.
 It builds the model's inputs with the model's builder (hepinfer.features, or the user's) and scores
 them through a :class:`hepinfer.Scorer` in the configured mode.
 
@@ -19,11 +21,15 @@ them through a :class:`hepinfer.Scorer` in the configured mode.
   small per-process thread pool (``max_in_flight`` threads), so a processor can build the next
   model's inputs while the server computes (the example processor,
   :class:`hepinfer.app.processor.TopTagProcessor`, does).
+
+``triton_wrapper`` is coffea.ml_tools' wrapper on the Scorer (:mod:`hepinfer.ml_tools`): code written
+for ``coffea.ml_tools.triton_wrapper`` switches with its import.
 """
 
 from __future__ import annotations
 
 import atexit
+import copy
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -46,6 +52,7 @@ from .models.spec import ModelSpec
 from .scorer import Scorer, resolve_spec
 from .session import Session, resolve_config
 
+ALL = "all"  # JetTagger(score=ALL): every class of the model
 _SCORERS: ProcessCache[Scorer] = ProcessCache()
 _POOLS: ProcessCache[ThreadPoolExecutor] = ProcessCache()
 
@@ -108,7 +115,8 @@ def class_column(spec: ModelSpec, score: str | None) -> int:
 
 
 class JetTagger:
-    """One class's score (P(top) by default) for every jet of a collection, with the jets' jagged layout."""
+    """One class's score (P(top) by default), or every class's, for every jet of a collection, with the
+    jets' jagged layout."""
 
     def __init__(
         self,
@@ -122,12 +130,14 @@ class JetTagger:
         notebook panel applies to the next chunk scored here, and to every run submitted to Dask after
         it); None: the ``HEPINFER_*`` variables of the environment, read here, on the submit side
         (:mod:`hepinfer.config`).  ``settings``: fields that override the config's.  ``score``: the
-        class whose score is returned (default "top" when the model has it, else its last class)."""
+        class whose score is returned (default "top" when the model has it, else its last class), or
+        ``"all"``: every class, a record with one field per class, from one scoring call."""
         live = isinstance(config, Session) and not settings
         self.settings = config if live else resolve_config(config, **settings)
         self.spec = resolve_spec(model, self.config)
-        self.column = class_column(self.spec, score)
-        self.score_name = self.spec.classes[self.column]
+        self.every = score == ALL
+        self.column = class_column(self.spec, None if self.every else score)
+        self.score_name = ALL if self.every else self.spec.classes[self.column]
         resolve_builder(self.spec)  # a model without input builder cannot tag jets: say so now
 
     @property
@@ -145,16 +155,30 @@ class JetTagger:
         return _scorer_for(self.spec, self.config)
 
     def __call__(self, jets, constituents):
-        """The chosen class's score per jet (float32), jagged like ``jets``."""
+        """The chosen class's score per jet (float32), jagged like ``jets``; with ``score="all"`` a
+        record of every class's score per jet."""
         return self.tag(jets, constituents)["score"]
 
+    def scores(self, jets, constituents):
+        """Every class's score per jet from one scoring call: a record with one float32 field per class
+        (``out.top``, ``out["qcd"]``), jagged like ``jets``."""
+        return self._every_class()(jets, constituents)
+
+    def _every_class(self) -> JetTagger:
+        if self.every:
+            return self
+        tagger = copy.copy(self)
+        tagger.every, tagger.score_name = True, ALL
+        return tagger
+
     def tag(self, jets, constituents):
-        """Per jet: ``score`` (the chosen class's score, P(top) by default, float32), ``remote`` (True
-        where the score came from the server, False where it was computed locally), ``fallback``
-        (True where the server was asked, failed every retry, and the score was computed locally) and
-        ``nonfinite`` (True where the jet's inputs held NaN / inf, replaced by 0:
-        :func:`hepinfer.features.common.finite_inputs`), jagged like ``jets``.  The run summary counts
-        them to report the mode actually used, chunk by chunk, on every worker."""
+        """Per jet: ``score`` (the chosen class's score, P(top) by default, float32; a record of every
+        class's with ``score="all"``), ``remote`` (True where the score came from the server, False
+        where it was computed locally), ``fallback`` (True where the server was asked, failed every
+        retry, and the score was computed locally) and ``nonfinite`` (True where the jet's inputs held
+        NaN / inf, replaced by 0: :func:`hepinfer.features.common.finite_inputs`), jagged like
+        ``jets``.  The run summary counts them to report the mode actually used, chunk by chunk, on
+        every worker."""
         try:
             import dask_awkward as dak
         except ImportError:  # pragma: no cover - dask-awkward is part of the analysis extra
@@ -167,9 +191,10 @@ class JetTagger:
         if is_typetracer(jets, constituents):
             build_inputs(self.spec, jets, constituents)  # touches exactly the columns it reads; no server
             like = plain(jets)["pt"]
+            zeros = ak.values_astype(ak.zeros_like(like), np.float32)
             return ak.zip(
                 {
-                    "score": ak.values_astype(ak.zeros_like(like), np.float32),
+                    "score": ak.zip({c: zeros for c in self.spec.classes}) if self.every else zeros,
                     "remote": ak.values_astype(ak.zeros_like(like), bool),
                     "fallback": ak.values_astype(ak.zeros_like(like), bool),
                     "nonfinite": ak.values_astype(ak.zeros_like(like), bool),
@@ -192,14 +217,19 @@ class JetTagger:
     def _finish(self, scorer: Scorer, inputs, counts):
         inputs, nonfinite = finite_inputs(inputs)  # NaN / inf -> 0, counted (features.common)
         outputs, report = scorer.score_report(inputs)
-        scores = outputs[self.spec.output_names[0]][:, self.column].astype(np.float32)
+        first = outputs[self.spec.output_names[0]]
+        if self.every:
+            scores = ak.zip({c: first[:, i].astype(np.float32) for i, c in enumerate(self.spec.classes)})
+        else:
+            scores = first[:, self.column].astype(np.float32)
         flat = ak.zip(
             {
                 "score": scores,
-                "remote": np.full(len(scores), report.where == "remote"),
-                "fallback": np.full(len(scores), report.fallback),
+                "remote": np.full(len(first), report.where == "remote"),
+                "fallback": np.full(len(first), report.fallback),
                 "nonfinite": nonfinite,
-            }
+            },
+            depth_limit=1,
         )
         return (flat if counts is None else ak.unflatten(flat, counts)), report
 
@@ -207,3 +237,12 @@ class JetTagger:
 def _counts(jets):
     jets = plain(jets)
     return ak.num(jets, axis=1) if jets.ndim == 2 else None
+
+
+def __getattr__(name: str):
+    """``triton_wrapper`` (:mod:`hepinfer.ml_tools`), imported on first use: it needs coffea itself."""
+    if name == "triton_wrapper":
+        from .ml_tools import triton_wrapper
+
+        return triton_wrapper
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

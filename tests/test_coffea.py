@@ -159,3 +159,47 @@ def test_pieces_cover_every_event_once():
             assert sum(counts[c]) <= piece_jets or c.stop - c.start == 1
 
     check()
+
+
+@pytest.mark.triton
+def test_every_class_comes_from_one_scoring_call(tiny_onnx, tmp_path, open_events):
+    """A 3-class user model on the embedded server: ``scores()`` (and ``score="all"``) gives a record of
+    every class per jet from one remote call, each field equal to that class's own tagger, eager and
+    in dask mode; the default stays one class."""
+    from pathlib import Path
+
+    from hepinfer.models import ModelSpec, TensorSpec
+
+    real = Path(__file__).resolve().parents[2] / "shared" / "realfiles" / "nano_tt_v12.root"
+    if not real.is_file():
+        pytest.skip(f"the real CMS file {real} is not there")
+    classes = ("qcd", "top", "w")
+    spec = ModelSpec(
+        name="tagger3",
+        inputs=(TensorSpec("input__0", "float32", (9,)),),
+        outputs=(TensorSpec("softmax", "float32", (3,)),),
+        classes=classes,
+        max_batch_size=512,
+        engine="onnxruntime",
+        artefact_file=tiny_onnx(tmp_path / "tagger3.onnx", n_in=9, n_out=3, seed=4),
+        builder="bdt_nanoaod",  # the nine FatJet variables of standard NanoAOD
+    )
+    fat = open_events(real, "NanoAODSchema").FatJet
+    with hepinfer.serve([spec]) as srv:
+        hepinfer.SPECS.unregister(spec.name)  # served; the taggers take the spec itself
+        config = InferenceConfig(mode="remote", url=srv.url)
+        tagger = JetTagger(spec, config)
+        calls = tagger.scorer.stats["remote_calls"]
+        every = tagger.scores(fat, None)
+        assert tagger.scorer.stats["remote_calls"] == calls + 1
+        assert every.fields == list(classes) and ak.to_list(ak.num(every, axis=1)) == ak.to_list(ak.num(fat, axis=1))
+        assert np.allclose(ak.flatten(every.qcd + every.top + every.w), 1, atol=1e-6)
+        for name in classes:
+            one = JetTagger(spec, config, score=name)(fat, None)
+            assert str(one.type) == str(every[name].type) and ak.to_list(one) == ak.to_list(every[name])
+        assert ak.to_list(tagger(fat, None)) == ak.to_list(every.top)  # the default: P(top) alone
+        assert ak.to_list(JetTagger(spec, config, score="all")(fat, None)) == ak.to_list(every)
+        events = open_events(real, "NanoAODSchema", "dask", steps=[[0, 100], [100, 200]])
+        graph = JetTagger(spec, config, score="all")(events.FatJet, None)
+        assert graph.fields == list(classes)
+        assert ak.to_list(graph.compute(scheduler="sync")) == ak.to_list(every)
