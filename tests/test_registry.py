@@ -213,7 +213,7 @@ def test_toml_errors_name_the_file_the_model_and_the_key(folder):
     p = folder / "bad.toml"
     assert _error(folder, declaration(dtype="float31")) == (
         f"{p}: model 'tiny': inputs[0].dtype 'float31' is not one of "
-        "bool, uint8, int8, int32, int64, float16, float32, float64"
+        "bool, uint8, uint16, uint32, uint64, int8, int16, int32, int64, float16, float32, float64, object, bfloat16"
     )
     assert _error(folder, declaration(extra="colour = 3")) == (
         f"{p}: model 'tiny': colour: unknown key (known: description, engine, artefact, sha256, max_batch_size, "

@@ -64,7 +64,8 @@ def test_stop_leaves_no_process_and_frees_ports(artefacts):
 def test_startup_failure_names_the_log(tmp_path, artefacts):
     repo = tmp_path / "repo"
     (repo / "bdt" / "1").mkdir(parents=True)
-    (repo / "bdt" / "config.pbtxt").write_text('backend: "python"\nmax_batch_size: 8\n')  # no model.py
+    (repo / "bdt" / "config.pbtxt").write_text('backend: "python"\nmax_batch_size: 8\n')
+    (repo / "bdt" / "1" / "model.py").write_text("raise RuntimeError('no weights here')\n")  # fails in the server
     with pytest.raises(ServerError) as info:
         hepinfer.serve(["bdt"], repository=repo, startup_timeout_s=60)
     message = str(info.value)

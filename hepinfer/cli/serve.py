@@ -11,8 +11,10 @@ def cmd_serve(args) -> int:
     from ..serving.foreground import serve_until_signal
     from ..serving.server import ServerOptions
 
+    # with --repository, "all" (the default) is every model of that repository, as it is
+    whole_repository = args.repository and args.models in (None, "", "all")
     options = ServerOptions(
-        models=model_list(args.models),
+        models=None if whole_repository else model_list(args.models),
         host=args.host,
         grpc_port=args.grpc_port,
         http_port=args.http_port,
@@ -41,9 +43,15 @@ def cmd_serve(args) -> int:
             f"  gRPC    {server.url}",
             f"  HTTP    {server.http_url}",
             f"  metrics {server.metrics_url}",
-            f"  models  {', '.join(server.options.models)}; log {server.log_path}",
-            "  engine  {engine} on {device}, {precision}{c}".format(
-                **server.serving, c=", compiled" if server.options.compiled else ""
+            f"  models  {', '.join(server.served_models)}; log {server.log_path}",
+            *(
+                repository_lines(server)
+                if server.repository_models is not None
+                else [
+                    "  engine  {engine} on {device}, {precision}{c}".format(
+                        **server.serving, c=", compiled" if server.options.compiled else ""
+                    )
+                ]
             ),
             *sizing_lines(server),
             server.url,
@@ -55,6 +63,15 @@ def cmd_serve(args) -> int:
         return 1
     print("hepinfer: server stopped", flush=True)
     return 0
+
+
+def repository_lines(server) -> list[str]:
+    """One line per model of a served repository: its platform and what runs it, or why it was skipped."""
+    width = max(len(m.name) for m in server.repository_models)
+    return [
+        f"  {'model' if m.servable else 'skipped':<8}{m.name:<{width}}  {m.describe()}"
+        for m in server.repository_models
+    ]
 
 
 def sizing_lines(server) -> list[str]:
@@ -73,7 +90,12 @@ def register(sub) -> None:
     s.add_argument("--grpc-port", type=int, default=0, help="0 = a free port")
     s.add_argument("--http-port", type=int, default=0, help="0 = a free port")
     s.add_argument("--metrics-port", type=int, default=0, help="0 = a free port")
-    s.add_argument("--repository", default=None, help="serve this repository instead of writing one")
+    s.add_argument(
+        "--repository",
+        default=None,
+        help="serve this Triton model repository as it is (any platform hepinfer runs: see the serving guide); "
+        "without --models every model of it, skipping with a warning those that cannot be served",
+    )
     s.add_argument("--instances", type=int, default=1, help="model instances per model")
     s.add_argument("--threads", type=int, default=1, help="engine threads per instance")
     s.add_argument("--no-dynamic-batching", action="store_true")

@@ -17,9 +17,10 @@ accept a model (:mod:`hepinfer.models.checks`).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,18 +41,81 @@ def check_model_name(name) -> str:
     return name
 
 
-# numpy dtype name -> (Triton config enum, Triton wire datatype)
-_TRITON_TYPES = {
-    "bool": ("TYPE_BOOL", "BOOL"),
-    "uint8": ("TYPE_UINT8", "UINT8"),
-    "int8": ("TYPE_INT8", "INT8"),
-    "int32": ("TYPE_INT32", "INT32"),
-    "int64": ("TYPE_INT64", "INT64"),
-    "float16": ("TYPE_FP16", "FP16"),
-    "float32": ("TYPE_FP32", "FP32"),
-    "float64": ("TYPE_FP64", "FP64"),
-}
-WIRE_TO_NUMPY = {wire: np.dtype(name) for name, (_, wire) in _TRITON_TYPES.items()}
+@functools.cache
+def triton_types() -> dict[str, tuple[str, str, np.dtype]]:
+    """numpy dtype name -> (model config type, wire datatype, numpy dtype) for every data type a
+    Triton model config may declare: the DataType enum of tritonclient's model_config protobuf
+    (``TYPE_STRING`` is ``BYTES`` on the wire), each mapped to numpy by tritonclient itself
+    (``tritonclient.utils.triton_to_np_dtype``: ``BYTES`` -> object, ``BF16`` -> ml_dtypes'
+    bfloat16).  Read on first use: importing hepinfer imports no tritonclient."""
+    from tritonclient.grpc import model_config_pb2
+    from tritonclient.utils import triton_to_np_dtype
+
+    out = {}
+    for config_type in model_config_pb2.DataType.keys():
+        wire = "BYTES" if config_type == "TYPE_STRING" else config_type.removeprefix("TYPE_")
+        np_type = triton_to_np_dtype(wire)  # None for TYPE_INVALID (and a type this tritonclient lacks)
+        if np_type is not None:
+            dtype = np.dtype(np_type)
+            out[dtype.name] = (config_type, wire, dtype)
+    return out
+
+
+def triton_type(dtype: str, tensor: str = "") -> tuple[str, str, np.dtype]:
+    """(model config type, wire datatype, numpy dtype) of the numpy dtype name ``dtype``; ConfigError
+    naming ``tensor`` for a dtype Triton has no data type for."""
+    try:
+        return triton_types()[dtype]
+    except KeyError:
+        raise ConfigError(
+            f"tensor {tensor!r}: dtype {dtype!r} has no Triton data type (Triton's: {', '.join(triton_types())})"
+        ) from None
+
+
+class _DtypeNames(Sequence):
+    """The numpy dtype names Triton carries, in the order of its DataType enum (read on first use)."""
+
+    def __getitem__(self, index):
+        return tuple(triton_types())[index]
+
+    def __len__(self) -> int:
+        return len(triton_types())
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
+class _WireToNumpy(Mapping):
+    """Wire datatype ("FP32", "BYTES", ...) -> numpy dtype (read on first use)."""
+
+    @staticmethod
+    @functools.cache
+    def _table() -> dict:
+        return {wire: dtype for _, wire, dtype in triton_types().values()}
+
+    def __getitem__(self, wire):
+        return self._table()[wire]
+
+    def __iter__(self):
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(triton_types())
+
+
+DTYPES = _DtypeNames()
+WIRE_TO_NUMPY = _WireToNumpy()
+
+
+def _numpy_name(dtype) -> bool:
+    """True for a numpy dtype's own name ("float32", "bool", "object"; "bfloat16", which numpy
+    learns from ml_dtypes), checked without tritonclient."""
+    if dtype == "bfloat16":
+        return True
+    try:
+        return isinstance(dtype, str) and np.dtype(dtype).name == dtype
+    except TypeError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -62,20 +126,21 @@ class TensorSpec:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if self.dtype not in _TRITON_TYPES:
-            raise ValueError(f"tensor {self.name!r}: unsupported dtype {self.dtype!r}")
+        # a numpy dtype name; whether Triton carries it is tritonclient's answer, asked on first use
+        if not _numpy_name(self.dtype):
+            raise ValueError(f"tensor {self.name!r}: unsupported dtype {self.dtype!r} (not a numpy dtype name)")
 
     @property
     def numpy_dtype(self) -> np.dtype:
-        return np.dtype(self.dtype)
+        return triton_type(self.dtype, self.name)[2] if self.dtype == "bfloat16" else np.dtype(self.dtype)
 
     @property
     def triton_config_type(self) -> str:
-        return _TRITON_TYPES[self.dtype][0]
+        return triton_type(self.dtype, self.name)[0]
 
     @property
     def wire_dtype(self) -> str:
-        return _TRITON_TYPES[self.dtype][1]
+        return triton_type(self.dtype, self.name)[1]
 
     @property
     def row_bytes(self) -> int:
@@ -88,7 +153,6 @@ class TensorSpec:
 LOCAL_ENGINES = ("onnxruntime", "xgboost")
 REMOTE = "remote"
 ENGINE_NAMES = (*LOCAL_ENGINES, REMOTE)
-DTYPES = tuple(_TRITON_TYPES)
 
 
 def default_artefact_name(engine: str, artefact_file: str) -> str:

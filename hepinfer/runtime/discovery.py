@@ -3,7 +3,8 @@
 :func:`spec_from_server` builds a :class:`~hepinfer.models.spec.ModelSpec` from the server's model
 metadata and model config (tritonclient's ``get_model_metadata`` / ``get_model_config``, through
 :class:`~hepinfer.runtime.triton.TritonRuntime`, so errors are converted as for any remote call):
-input and output names, dtypes and per-row shapes, ``max_batch_size``, and the class names when the
+input and output names, dtypes (every Triton data type, mapped to numpy by tritonclient:
+:func:`hepinfer.models.spec.triton_types`) and per-row shapes, ``max_batch_size``, and the class names when the
 first output has a ``label_filename`` (Triton's classification extension returns each column's
 label).  The spec's engine is ``remote``: it has no artefact, so it is scored with
 ``mode="remote"`` only, and it declares no input builder (add one in the TOML file that
@@ -43,7 +44,10 @@ def _tensors(where: str, kind: str, items) -> tuple[TensorSpec, ...]:
     for t in items:
         dtype = WIRE_TO_NUMPY.get(t["datatype"])
         if dtype is None:
-            raise ConfigError(f"{where}: {kind} {t['name']!r} has datatype {t['datatype']}, which hepinfer cannot send")
+            raise ConfigError(
+                f"{where}: {kind} {t['name']!r} has datatype {t['datatype']}, which is none of Triton's data types "
+                f"({', '.join(WIRE_TO_NUMPY)})"
+            )
         shape = tuple(int(d) for d in t["shape"])[1:]  # the batch axis comes first
         out.append(TensorSpec(t["name"], dtype.name, shape))
     return tuple(out)

@@ -8,17 +8,25 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..models import SPECS
+from .foreign import check_repository
 from .repository import check_engine_choice, served_models
 
 
 @dataclass(frozen=True)
 class ServerOptions:
-    models: tuple[str, ...] = field(default_factory=lambda: SPECS.servable())  # every model with an artefact
+    """What an embedded server serves and how.  ``models``: names or ModelSpecs; None (the default)
+    is every declared model with an artefact, or with ``repository`` every model of that Triton
+    model repository (served as it is: :mod:`hepinfer.serving.foreign`).  ``skip_unservable``
+    (``repository`` only): a model of it that cannot be served or fails to load is skipped with a
+    warning instead of failing the start; None (the default) is on when ``models`` is None."""
+
+    models: tuple[str, ...] | None = None
     host: str = "127.0.0.1"
     grpc_port: int = 0  # 0: a free port chosen at start
     http_port: int = 0
     metrics_port: int = 0
     repository: Path | None = None  # None: written fresh into the run directory
+    skip_unservable: bool | None = None
     instances: int = 1
     threads: int = 1
     dynamic_batching: bool = True
@@ -40,8 +48,15 @@ class ServerOptions:
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        # names or ModelSpecs (registered when new); each declaration checked before anything is served
-        object.__setattr__(self, "models", served_models(self.models))
+        named = self.models is not None
+        if self.repository is None:
+            # names or ModelSpecs (registered when new); each declaration checked before anything is served
+            object.__setattr__(self, "models", served_models(self.models if named else SPECS.servable()))
+        else:
+            object.__setattr__(self, "repository", Path(self.repository))
+            object.__setattr__(self, "models", check_repository(self.repository, self.models))
+        if self.skip_unservable is None:
+            object.__setattr__(self, "skip_unservable", self.repository is not None and not named)
         if not self.models:
             raise ConfigError("the server needs at least one model")
         check_engine_choice(self.engine, self.device, self.precision, self.compiled)

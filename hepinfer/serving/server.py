@@ -12,7 +12,10 @@
   it keeps out other machines;
 * free ports are chosen by the OS (ports linger for a few seconds after a stop); on a lost race the
   start is retried with new ports;
-* ``--model-control-mode=explicit`` with ``--load-model`` for each model;
+* ``--model-control-mode=explicit`` with ``--load-model`` for each model; a repository of the user's
+  (``repository=``) is served through a derived one in the run directory (:mod:`.foreign`), its
+  models loaded one by one once the server is up (:mod:`.loading`), and with
+  ``skip_unservable`` the server's readiness does not wait for a model that failed to load;
 * the model-repository, shared-memory, trace and logging protocols are restricted to requests that
   carry the header ``hepinfer-admin-token: <random token>``, which only this launcher knows
   (:attr:`EmbeddedServer.admin_token`): clients can infer but not load or unload models;
@@ -41,7 +44,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import paths
-from ..errors import ConfigError, ServerError
+from ..errors import ServerError
 from ..models.spec import ModelSpec
 from ..urls import TritonUrl
 from .environment import ServerEnvironment, ensure_server_env
@@ -77,6 +80,7 @@ class EmbeddedServer:
         self.ports: dict[str, int] = {}
         self.startup_seconds: float | None = None
         self.environment: ServerEnvironment | None = None
+        self.repository_models: list | None = None  # repository=: each ForeignModel, as served or skipped
 
     # -- addresses -------------------------------------------------------------------------------
     @property
@@ -123,12 +127,13 @@ class EmbeddedServer:
     def _command(self, env: ServerEnvironment) -> list[str]:
         o = self.options
         restricted = f"{RESTRICTED}:{ADMIN_HEADER}={self.admin_token}"
+        foreign = o.repository is not None  # its models are loaded once the server is up
         cmd = [
             str(env.tritonserver),
             f"--model-repository={self.repository}",
             f"--backend-directory={env.backend_dir}",
             "--model-control-mode=explicit",
-            *[f"--load-model={m}" for m in o.models],
+            *([] if foreign else [f"--load-model={m}" for m in o.models]),
             f"--grpc-address={o.host}",
             f"--grpc-port={self.ports['grpc']}",
             f"--http-address={o.host}",
@@ -136,7 +141,7 @@ class EmbeddedServer:
             f"--metrics-address={o.host}",
             f"--metrics-port={self.ports['metrics']}",
             "--allow-gpu-metrics=false",
-            "--strict-readiness=true",
+            f"--strict-readiness={'false' if foreign and o.skip_unservable else 'true'}",
             "--exit-on-error=true",
             f"--exit-timeout-secs={o.exit_timeout_s}",
             "--disable-auto-complete-config",
@@ -191,13 +196,18 @@ class EmbeddedServer:
                 "inference is open to anyone who can reach it",
                 stacklevel=2,
             )
-        self.environment = ensure_server_env(torch=o.engine == "torch", gpu=o.device != "cpu")
         self.run_dir = paths.new_run_dir("serve-")
+        torch = o.engine == "torch"
         if o.repository is not None:
-            self.repository = Path(o.repository)
-            if not self.repository.is_dir():
-                raise ConfigError(f"model repository {self.repository} does not exist")
-        else:
+            from .foreign import derive_repository
+            from .loading import check_servable
+
+            self.repository = self.run_dir / "repository"
+            found = derive_repository(o.repository, self.repository, o.models, o.threads)
+            self.repository_models = found
+            torch = torch or any(m.torch for m in check_servable(found, o.repository, o.skip_unservable))
+        self.environment = ensure_server_env(torch=torch, gpu=o.device != "cpu")
+        if o.repository is None:
             self.repository = write_repository(self.run_dir / "repository", self.repository_options())
         fixed = {"grpc": o.grpc_port, "http": o.http_port, "metrics": o.metrics_port}
         for attempt in range(3):
@@ -205,13 +215,25 @@ class EmbeddedServer:
             self.ports = {k: (v or next(free)) for k, v in fixed.items()}
             try:
                 self._launch()
-                return self
             except ServerError:
                 lost_race = self._log_tail().lower().count("address already in use")
                 self.stop()
                 if not lost_race or attempt == 2 or all(fixed.values()):
                     raise
+                continue
+            if self.repository_models is not None:
+                from .loading import load_repository
+
+                load_repository(self)
+            return self
         return self  # pragma: no cover
+
+    @property
+    def served_models(self) -> tuple[str, ...]:
+        """The models this server serves (a repository's: those that loaded)."""
+        if self.repository_models is None:
+            return tuple(self.options.models)
+        return tuple(m.name for m in self.repository_models if m.servable)
 
     def _launch(self) -> None:
         env = self.environment
@@ -332,7 +354,7 @@ class EmbeddedServer:
 
     def __repr__(self) -> str:
         state = f"running pid={self.pid} url={self.url}" if self.is_running() else "stopped"
-        return f"<EmbeddedServer {state} models={list(self.options.models)}>"
+        return f"<EmbeddedServer {state} models={list(self.served_models)}>"
 
     def _repr_html_(self) -> str:
         state = "running" if self.is_running() else "stopped"
@@ -342,7 +364,7 @@ class EmbeddedServer:
                 ("state", state),
                 ("gRPC", self.url if self.ports else "-"),
                 ("HTTP", self.http_url if self.ports else "-"),
-                ("models", ", ".join(self.options.models)),
+                ("models", ", ".join(self.served_models)),
                 ("log", self.log_path or "-"),
             )
         )
@@ -354,7 +376,9 @@ def serve(models=None, **kwargs) -> EmbeddedServer:
 
     ``serve()`` serves every declared model with an artefact (the built-ins and the user's models,
     :mod:`hepinfer.models.registry`) on free loopback ports; ``models`` names some of them (names or
-    ModelSpecs); keyword arguments are :class:`ServerOptions` fields.
+    ModelSpecs); keyword arguments are :class:`ServerOptions` fields.  ``serve(repository=DIR)``
+    serves the Triton model repository ``DIR`` as it is, every model of it or those ``models``
+    names (:mod:`hepinfer.serving.foreign`).
     """
     if models is not None:
         kwargs["models"] = (models,) if isinstance(models, str | ModelSpec) else tuple(models)
