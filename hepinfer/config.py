@@ -27,6 +27,15 @@ from dataclasses import dataclass, field, fields, replace
 
 from .errors import ConfigError
 from .retry import Backoff
+from .runtime.servers import (
+    ModelServer,
+    check_name,
+    check_version,
+    env_key,
+    model_servers,
+    server_of,
+    split_urls,
+)
 from .tokens import find_token
 from .urls import TritonUrl
 
@@ -35,6 +44,8 @@ _RETRY = Backoff()  # the retry defaults live in one place: hepinfer.retry.Backo
 MODES = ("local", "remote", "auto")
 DEFAULT_URL = "grpc://127.0.0.1:8001"
 ENV_PREFIX = "HEPINFER_"
+MODEL_PREFIX = "HEPINFER_MODEL_"  # HEPINFER_MODEL_<NAME>_URL / _NAME / _VERSION: model_servers
+MODEL_SUFFIXES = {"_URL": "urls", "_NAME": "name", "_VERSION": "version"}
 
 
 @dataclass(frozen=True)
@@ -43,12 +54,22 @@ class InferenceConfig:
 
     * mode: ``local`` (onnxruntime / xgboost in this process), ``remote`` (Triton at ``url``; never
       falls back), ``auto`` (Triton when it answers, the local runtime otherwise).
-    * url: Triton address, see :class:`hepinfer.urls.TritonUrl` for the accepted forms.
+    * url: Triton address, see :class:`hepinfer.urls.TritonUrl` for the accepted forms; several,
+      separated by commas (or given as a list), are the servers tried in that order (failover,
+      :mod:`hepinfer.runtime.failover`).
+    * model_servers: per model, a :class:`~hepinfer.runtime.servers.ModelServer` (or a mapping with
+      ``urls``, ``name``, ``version``): its own servers and its name and version on them
+      (:mod:`hepinfer.runtime.servers`); environment: ``HEPINFER_MODEL_<NAME>_URL`` / ``_NAME`` /
+      ``_VERSION``.
+    * session_timeout_s: before its first inference on a server, the client opens a session there
+      (the repository index call) and waits up to this long for an answer, for a deployment that
+      scales from zero; mode ``auto`` waits ``probe_timeout_s`` instead, ``retries=0`` not at all.
     * ssl: force TLS on (True) or off (False); None = as the URL scheme says (off for grpc://).
     * root_certificates / private_key / certificate_chain: PEM files for TLS (client certs optional).
     * headers: extra request headers (e.g. an auth token for a proxy in front of the server).
     * timeout_s: client-side timeout of one request.
-    * probe_timeout_s: how long ``auto`` waits for the server to answer the readiness probe.
+    * probe_timeout_s: how long ``auto`` waits for a server's session, and any mode for a set-aside
+      server asked again; the deadline of a readiness call.
     * threads: intra-op threads of the local runtime (0 = the engine's default, all cores).
     * max_request_bytes: a remote batch is split so that one request stays below this size
       (gRPC's customary 4 MiB message limit, which proxies in front of shared servers enforce).
@@ -58,9 +79,9 @@ class InferenceConfig:
       unreachable, timing out, or without a model it had earlier, is retried up to ``retries``
       times with capped exponential backoff and jitter (:mod:`hepinfer.retry`); no attempt starts
       after ``retry_total_s``.  ``retries=0`` turns retrying off.
-    * reprobe_interval_s: ``auto`` mode on the local runtime (after a fallback, or because the server
-      was down at the start) asks the server again at most this often and returns to it when
-      the model is ready.
+    * reprobe_interval_s: a server that failed (its session, or a call after its retries) is set
+      aside for this long, then asked again; ``auto`` mode on the local runtime returns to a server
+      once it answers.
     * token_env / token_file / token_discovery: where the process that makes a request finds the
       bearer token it sends as ``authorization: Bearer <token>`` (a proxy in front of a shared
       server, SuperSONIC-style): the variable named by ``token_env``, else the file ``token_file``,
@@ -91,15 +112,20 @@ class InferenceConfig:
     token_env: str | None = "HEPINFER_TOKEN"
     token_file: str | None = None
     token_discovery: bool = True
+    model_servers: Mapping[str, ModelServer] = field(default_factory=dict)
+    session_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
-        TritonUrl.parse(self.url)  # raises ConfigError on garbage
+        object.__setattr__(self, "url", ",".join(split_urls(self.url, "url")))  # ConfigError on garbage
+        object.__setattr__(self, "model_servers", model_servers(self.model_servers))
         if not (self.timeout_s > 0 and self.probe_timeout_s > 0):
             raise ConfigError(
                 f"timeouts must be > 0 s, got timeout_s={self.timeout_s}, probe_timeout_s={self.probe_timeout_s}"
             )
+        if not self.session_timeout_s > 0:
+            raise ConfigError(f"session_timeout_s must be > 0 s, got {self.session_timeout_s}")
         if not isinstance(self.threads, int) or self.threads < 0:
             raise ConfigError(f"threads must be an integer >= 0, got {self.threads!r}")
         if not isinstance(self.max_in_flight, int) or self.max_in_flight < 1:
@@ -169,8 +195,18 @@ class InferenceConfig:
         return f"looked for in {', '.join(p for p in places if p)}; {sent}"
 
     @property
+    def urls(self) -> tuple[TritonUrl, ...]:
+        """The servers of ``url``, in order."""
+        return tuple(TritonUrl.parse(u) for u in split_urls(self.url, "url"))
+
+    @property
     def triton_url(self) -> TritonUrl:
-        return TritonUrl.parse(self.url)
+        """The first server of ``url``."""
+        return self.urls[0]
+
+    def model_server(self, model: str) -> ModelServer | None:
+        """The ``model_servers`` entry of ``model`` (by name, or by its variables' ``<NAME>``)."""
+        return server_of(self.model_servers, model)
 
     @property
     def use_ssl(self) -> bool:
@@ -191,7 +227,7 @@ class InferenceConfig:
         try:
             return cls(**{**(defaults or {}), **from_environment, **overrides})
         except ConfigError as err:
-            used = [env_var(name) for name in from_environment if name not in overrides]
+            used = [env_var(name) for name in from_environment if name not in overrides and name != "model_servers"]
             if not used:
                 raise
             raise ConfigError(f"{err} (settings read from the environment: {', '.join(used)})") from None
@@ -204,13 +240,14 @@ def env_var(name: str) -> str:
 
 def environment_settings(environ: Mapping[str, str] | None = None) -> dict[str, object]:
     """The InferenceConfig fields that ``HEPINFER_<FIELD>`` variables set, parsed to the field's type
-    (booleans: 1/true/yes/on); ``headers`` has none (header values may be secrets).  The one reader
-    of those variables."""
+    (booleans: 1/true/yes/on); ``headers`` has none (header values may be secrets); ``model_servers``
+    comes from ``HEPINFER_MODEL_<NAME>_URL`` (URLs separated by commas), ``_NAME`` and ``_VERSION``
+    (:func:`model_variables`).  The one reader of those variables."""
     environ = os.environ if environ is None else environ
     values: dict[str, object] = {}
     for f in fields(InferenceConfig):
         raw = environ.get(env_var(f.name))
-        if raw is None or f.name == "headers":
+        if raw is None or f.name in ("headers", "model_servers"):
             continue
         kind = str(f.type).split("|")[0].strip()  # the annotation, e.g. "float", "bool | None"
         try:
@@ -222,4 +259,47 @@ def environment_settings(environ: Mapping[str, str] | None = None) -> dict[str, 
                 values[f.name] = raw
         except ValueError as err:
             raise ConfigError(f"{env_var(f.name)}={raw!r}: {err}") from err
+    per_model = model_variables(environ)
+    if per_model:
+        values["model_servers"] = per_model
     return values
+
+
+def environment_of(config: InferenceConfig) -> dict[str, str]:
+    """The ``HEPINFER_*`` variables that give ``config`` back through :func:`environment_settings`
+    (a batch job's environment); ``headers`` left out (they may hold tokens), unset fields too."""
+    env = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.name in ("headers", "model_servers") or value is None:
+            continue
+        env[env_var(f.name)] = str(value)
+    for model, server in config.model_servers.items():
+        prefix = f"{MODEL_PREFIX}{env_key(model)}"
+        for suffix, key in MODEL_SUFFIXES.items():
+            value = getattr(server, key)
+            if value:
+                env[prefix + suffix] = ",".join(value) if key == "urls" else value
+    return env
+
+
+def model_variables(environ: Mapping[str, str]) -> dict[str, ModelServer]:
+    """``model_servers`` from ``HEPINFER_MODEL_<NAME>_URL`` / ``_NAME`` / ``_VERSION``, keyed by
+    ``<name>`` in small letters (it matches the model whose name gives ``<NAME>``,
+    :func:`hepinfer.runtime.servers.env_key`); an error names the variable at fault."""
+    tables: dict[str, dict[str, object]] = {}
+    for variable, raw in sorted(environ.items()):
+        if not variable.startswith(MODEL_PREFIX):
+            continue
+        suffix = next((s for s in MODEL_SUFFIXES if variable.endswith(s)), "")
+        key = variable[len(MODEL_PREFIX) : -len(suffix)] if suffix else ""
+        if not key or env_key(key) != key:
+            raise ConfigError(
+                f"{variable}: not a model's variable (HEPINFER_MODEL_<NAME>_URL, _NAME or _VERSION, <NAME> the "
+                "model's name in capitals with '_' for any other character)"
+            )
+        where, value = f"{variable}={raw!r}", raw.strip()
+        field_name = MODEL_SUFFIXES[suffix]
+        check = {"urls": split_urls, "name": check_name, "version": check_version}[field_name]
+        tables.setdefault(key.lower(), {})[field_name] = check(value, where)
+    return {key: ModelServer(**table) for key, table in tables.items()}

@@ -1,21 +1,25 @@
 """Scorer: the one scoring API.  ``Scorer(model, mode=..., url=...)(inputs) -> outputs``.
 
 Both paths run the same engine code (hepinfer/runtime/engines.py) on the same artefact, so local
-and remote scores agree to float precision.  Remote calls are retried (``InferenceConfig.retries``
-and the other retry settings, :mod:`hepinfer.retry`) when the server is unreachable, does not
-answer in time, or lost a model it had served earlier in this process (it is restarting); a fresh
-connection is made before each retry after a refused one.
+and remote scores agree to float precision.  A model may have several servers (``url`` with URLs
+separated by commas, or ``model_servers``), tried in CMSSW SONIC's order
+(:mod:`hepinfer.runtime.failover`): a session is opened on a server before its first inference
+(:mod:`hepinfer.runtime.sessions`); a call is retried on the same server
+(``InferenceConfig.retries`` and the other retry settings, :mod:`hepinfer.retry`) when the server is
+unreachable, does not answer in time, or lost a model it had served earlier in this process (it is
+restarting), with a fresh connection before each retry; then the whole call goes to the next
+server, and the failed one is set aside for ``reprobe_interval_s``.
 
-* ``mode="remote"`` never falls back: when the retries are spent it raises ServerUnavailable /
-  InferenceTimeout / ModelNotFound, whose message names the URL, the model and the attempts.
-* ``mode="auto"`` probes the server (readiness of the model, ``probe_timeout_s``) and uses it when it
-  answers, the local runtime when it does not.  A call whose retries are spent is computed locally
-  (a *fallback*, with a warning), so no row is lost or scored twice.  While on the local runtime,
-  the server is probed again at most every ``reprobe_interval_s`` and used again once ready.
+* ``mode="remote"`` never falls back: when every server failed it raises ServerUnavailable /
+  InferenceTimeout / ModelNotFound, whose message names the model and, per server, what failed.
+* ``mode="auto"`` waits at most ``probe_timeout_s`` for a session and uses the servers while they
+  answer, the local runtime when none does.  A call that failed on every server is computed
+  locally (a *fallback*, with a warning), so no row is lost or scored twice.  A set-aside server is
+  asked again after ``reprobe_interval_s`` and used again once it answers.
 
-``stats`` counts calls, retries, fallbacks and returns to the server; :meth:`Scorer.score_report`
-tells the caller what happened to one call; :meth:`Scorer.scores` names the first output's columns
-by the model's classes.
+``stats`` counts calls, retries, fallbacks, failovers, returns to a server, and rows per server and
+local; :meth:`Scorer.score_report` tells the caller what happened to one call;
+:meth:`Scorer.scores` names the first output's columns by the model's classes.
 
 A model name the registry does not know (:mod:`hepinfer.models.registry`) is looked up on the server
 with ``mode="remote"``: its spec is read from the server's metadata and registered in this process
@@ -26,7 +30,6 @@ with ``mode="remote"``: its spec is read from the server's metadata and register
 from __future__ import annotations
 
 import threading
-import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,11 +41,12 @@ from .config import InferenceConfig
 from .errors import ConfigError, InferenceTimeout, ModelNotFound, ServerUnavailable
 from .models import get_spec
 from .models.spec import ModelSpec
-from .retry import Attempts, call_with_retries
+from .retry import Attempts
 from .runtime import get_runtime_class
 from .session import Session, resolve_config
 
 _FALLBACK_ERRORS = (ServerUnavailable, InferenceTimeout, ModelNotFound)
+LOCAL = "local"  # the key of local rows in Scorer.stats["rows"]
 
 
 def resolve_spec(model, config: InferenceConfig) -> ModelSpec:
@@ -72,12 +76,24 @@ class CallReport:
     """What happened to one scoring call."""
 
     where: str  # "local" | "remote": where the returned outputs were computed
-    attempts: int = 0  # remote attempts made (0: the server was not asked)
-    fallback: bool = False  # the server was asked, failed every attempt, and the call ran locally
+    attempts: int = 0  # remote inference attempts made, on every server (0: no server was asked)
+    fallback: bool = False  # a server was asked, failed every attempt, and the call ran locally
+    server: str | None = None  # the URL of the server that computed the outputs (None: local)
+    rows: int = 0  # rows scored by the call
+    failovers: int = 0  # servers given up on during the call (no session, or retries spent)
 
     @property
     def retries(self) -> int:
         return max(0, self.attempts - 1)
+
+
+def rows_by_server(reports) -> dict[str, int]:
+    """Rows scored per server (URL) by the calls of ``reports`` (CallReports); local calls aside."""
+    out: dict[str, int] = {}
+    for report in reports:
+        if report.server is not None:
+            out[report.server] = out.get(report.server, 0) + report.rows
+    return out
 
 
 class Scorer:
@@ -107,9 +123,11 @@ class Scorer:
         self._init_local_state()
 
     def _init_local_state(self) -> None:
+        from .runtime.failover import Servers
+
         self._runtimes: ProcessCache = ProcessCache()
-        self._use_remote: bool | None = None
-        self._next_probe = 0.0
+        self.servers = Servers(self.spec, self.config)  # the model's servers, in order (runtimes per process)
+        self._where: str | None = None
         self._stats_lock = threading.Lock()
         self.stats = {
             "local_calls": 0,
@@ -117,7 +135,10 @@ class Scorer:
             "retried_calls": 0,
             "retries": 0,
             "fallbacks": 0,
+            "failovers": 0,
             "returns": 0,
+            "rows": {LOCAL: 0}
+            | ({ep.server: 0 for ep in self.servers.endpoints} if self.config.mode != "local" else {}),
         }
 
     def __getstate__(self):
@@ -138,27 +159,21 @@ class Scorer:
 
     @property
     def remote(self):
-        """This process' Triton runtime of the model (created on first use)."""
-        return self._runtimes.get("remote", lambda: get_runtime_class("triton")(self.spec, config=self.config))
+        """This process' Triton runtime of the model on its first server (created on first use)."""
+        get_runtime_class("triton")  # says which extra to install when tritonclient is missing
+        return self.servers.runtime(self.servers.endpoints[0])
 
     @property
     def mode_used(self) -> str | None:
-        """ "local" or "remote" once decided (always at once for mode local/remote; after the first call for auto)."""
-        if self.config.mode != "auto":
-            return self.config.mode
-        return None if self._use_remote is None else ("remote" if self._use_remote else "local")
+        """ "local" or "remote": always for mode local/remote; for auto, where the last call ran (None before)."""
+        return self.config.mode if self.config.mode != "auto" else self._where
 
-    def _probe(self) -> bool:
-        try:
-            return self.remote.is_ready()
-        except _FALLBACK_ERRORS:
-            self.remote.reconnect()  # the next probe gets a fresh channel, not one in gRPC's backoff
-            return False
-
-    def _count(self, **deltas) -> None:
+    def _count(self, where: str | None = None, rows: int = 0, **deltas) -> None:
         with self._stats_lock:
             for k, v in deltas.items():
                 self.stats[k] += v
+            if where is not None:
+                self.stats["rows"][where] = self.stats["rows"].get(where, 0) + rows
 
     # -- scoring ---------------------------------------------------------------------------------
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -180,72 +195,75 @@ class Scorer:
         return outputs, report.where
 
     def score_report(self, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], CallReport]:
-        """Outputs and a :class:`CallReport` (where, remote attempts, fallback)."""
-        # Both runtimes validate the inputs against the ModelSpec first thing (names the tensor at
-        # fault) before anything is loaded or sent, so the Scorer does not do it a second time.
+        """Outputs and a :class:`CallReport` (where, server, remote attempts, fallback, rows)."""
+        # The inputs are checked against the ModelSpec (naming the tensor at fault) before anything is
+        # loaded or sent: by the local runtime, and here before any server is asked.
         mode = self.config.mode
         if mode == "local":
-            return self._call_local(inputs), CallReport("local")
-        if mode == "remote":
-            attempts = Attempts()
-            return self._call_remote(inputs, attempts), CallReport("remote", attempts.count)
-        if not self._use_remote and time.monotonic() >= self._next_probe:
-            was = self._use_remote
-            self._use_remote = self._probe()
-            if not self._use_remote:
-                self._next_probe = time.monotonic() + self.config.reprobe_interval_s
-            elif was is False:
-                self._count(returns=1)
+            return self._call_local(inputs)
+        was = self._where
+        wait_s = self.config.session_timeout_s if mode == "remote" else self.config.probe_timeout_s
+        outputs, report, outcome = self._call_remote(inputs, wait_s)
+        if outputs is not None:
+            if was == "local" and outcome.returned:
                 warnings.warn(
-                    f"hepinfer: {self.spec.name}: the server at {self.config.url} is back; using it again", stacklevel=2
+                    f"hepinfer: {self.spec.name}: the server at {report.server} is back; using it again", stacklevel=2
                 )
-        if self._use_remote:
-            attempts = Attempts()
-            try:
-                return self._call_remote(inputs, attempts), CallReport("remote", attempts.count)
-            except _FALLBACK_ERRORS as err:
-                self._use_remote = False
-                self._next_probe = time.monotonic() + self.config.reprobe_interval_s
-                self._count(fallbacks=1)
-                warnings.warn(f"hepinfer: {self.spec.name}: falling back to local inference: {err}", stacklevel=2)
-                return self._call_local(inputs), CallReport("local", attempts.count, fallback=True)
-        return self._call_local(inputs), CallReport("local")
+            return outputs, report
+        failure = self._failure(outcome)
+        if mode == "remote":
+            error = outcome.error or ServerUnavailable("")
+            # raised outside an except block: no __context__ to pickle (Dask)
+            raise type(error)(failure) from error.__cause__
+        outputs, local = self._call_local(inputs)
+        if report.attempts:  # a server was asked to score this call and failed: a fallback
+            self._count(fallbacks=1)
+            warnings.warn(f"hepinfer: {self.spec.name}: falling back to local inference: {failure}", stacklevel=2)
+        return outputs, CallReport("local", report.attempts, bool(report.attempts), None, local.rows, report.failovers)
+
+    def _failure(self, outcome) -> str:
+        where = "; ".join(outcome.notes) or "every server is set aside"
+        return (
+            f"{outcome.error} [model {self.spec.name!r}, {where}]"
+            if outcome.error
+            else f"model {self.spec.name!r}: {where}"
+        )
 
     def _call_local(self, inputs):
         out = self.local.infer(inputs)
-        self._count(local_calls=1)
-        return out
+        rows = len(next(iter(out.values())))
+        self._where = "local"
+        self._count(LOCAL, rows, local_calls=1)
+        return out, CallReport("local", rows=rows)
 
-    def _call_remote(self, inputs, attempts: Attempts):
-        remote = self.remote
-        failed = None
-        try:
-            # A model this process has seen ready and now misses is a restarting server: retried.
-            # A model never seen (a typo, not deployed) fails at once.
-            out = call_with_retries(
-                lambda: remote.infer(inputs),
-                self.config.backoff,
-                _FALLBACK_ERRORS,
-                retry_if=lambda e: remote.seen_ready or not isinstance(e, ModelNotFound),
-                before_retry=lambda e: remote.reconnect(),
-                attempts=attempts,
-            )
-        except _FALLBACK_ERRORS as err:
-            failed = err
-        finally:
-            if attempts.count > 1:
-                self._count(retried_calls=1, retries=attempts.count - 1)
-        if failed is not None:  # raised here, outside the except block: no __context__ to pickle (Dask)
-            raise type(failed)(
-                f"{failed} [model {self.spec.name!r}, server {self.config.url}: gave up after {attempts.count} "
-                f"attempt{'s' if attempts.count > 1 else ''} in {attempts.elapsed_s:.1f} s]"
-            ) from failed.__cause__
-        self._count(remote_calls=1)
-        return out
+    def _call_remote(self, inputs, session_wait_s: float):
+        """The call on the model's servers (:mod:`hepinfer.runtime.failover`): (outputs, report, outcome);
+        outputs None when every server failed."""
+        from .runtime import empty_outputs
+        from .runtime.failover import Outcome
+
+        if self.spec.validate(inputs) == 0:  # before any server is asked; an empty batch asks none
+            self._count(remote_calls=1)
+            return empty_outputs(self.spec), CallReport("remote"), Outcome()
+        get_runtime_class("triton")  # says which extra to install when tritonclient is missing
+        attempts = Attempts()
+        outcome = self.servers.call(
+            inputs, attempts, session_wait_s=session_wait_s, every_if_none=self.config.mode == "remote"
+        )
+        if attempts.count > 1:
+            self._count(retried_calls=1, retries=attempts.count - 1)
+        if outcome.outputs is None:
+            return None, CallReport("local", attempts.count, failovers=outcome.failovers), outcome
+        rows = len(next(iter(outcome.outputs.values())))
+        server = outcome.endpoint.server
+        self._where = "remote"
+        self._count(server, rows, remote_calls=1, returns=int(outcome.returned), failovers=int(outcome.failovers > 0))
+        return outcome.outputs, CallReport("remote", attempts.count, False, server, rows, outcome.failovers), outcome
 
     def close(self) -> None:
         for runtime in self._runtimes.values():
             runtime.close()
+        self.servers.close()
 
     def __enter__(self):
         return self
@@ -254,20 +272,23 @@ class Scorer:
         self.close()
 
     def __repr__(self) -> str:
-        where = f", url={self.config.url!r}" if self.config.mode != "local" else ""
+        servers = ",".join(ep.server for ep in self.servers.endpoints)
+        where = f", url={servers!r}" if self.config.mode != "local" else ""
         return f"Scorer({self.spec.name!r}, mode={self.config.mode!r}{where})"
 
     def _repr_html_(self) -> str:
         rows = [("model", self.spec.name), ("mode", self.config.mode), ("in use", self.mode_used or "not decided yet")]
         if self.config.mode != "local":
-            rows.append(("server", self.config.url))
+            rows.append(("servers", ", ".join(str(ep) for ep in self.servers.endpoints)))
         rows += [
             ("inputs", ", ".join(f"{t.name} {t.dtype}(N,{','.join(map(str, t.shape))})" for t in self.spec.inputs)),
             (
                 "calls",
                 f"{self.stats['local_calls']} local, {self.stats['remote_calls']} remote, "
-                f"{self.stats['retries']} retries, {self.stats['fallbacks']} fallbacks",
+                f"{self.stats['retries']} retries, {self.stats['fallbacks']} fallbacks, "
+                f"{self.stats['failovers']} failovers",
             ),
+            ("rows", ", ".join(f"{where} {n}" for where, n in self.stats["rows"].items())),
         ]
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>" for k, v in rows)
         return f"<table><caption>hepinfer.Scorer</caption>{body}</table>"

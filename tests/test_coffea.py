@@ -109,7 +109,7 @@ def test_dask_graph_is_built_without_the_server(server, generated, open_events, 
     import dask
 
     port = free_port
-    closed = InferenceConfig(mode="remote", url=f"grpc://127.0.0.1:{port}", timeout_s=5)
+    closed = InferenceConfig(mode="remote", url=f"grpc://127.0.0.1:{port}", timeout_s=5, session_timeout_s=1)
     events = open_events(generated["ttbar"], mode="dask", steps=[[0, 75], [75, 150]])
     graph = TopTagProcessor(models=MODELS, config=closed).process(events)  # no server: must not raise
     with pytest.raises(hepinfer.ServerUnavailable, match=str(port)):

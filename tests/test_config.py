@@ -147,3 +147,30 @@ def test_hepinfer_run_takes_the_same_order(monkeypatch, tmp_path, env, argv, mod
         return
     with contextlib.ExitStack() as stack:
         assert job._inference_server(settings, stack) == (url, None)  # a URL given: no embedded server
+
+
+def test_a_batch_jobs_environment_gives_the_config_back(tmp_path, monkeypatch):
+    """What ``hepinfer run`` exports to a batch job (HTCondor) is read back to the same settings:
+    several URLs, per-model servers (HEPINFER_MODEL_<NAME>_URL / _NAME / _VERSION), the session wait."""
+    from hepinfer.app.clusters import worker_environment
+    from hepinfer.config import environment_of
+
+    monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
+    cfg = InferenceConfig(
+        mode="remote",
+        url="grpc://a.site:8001,grpcs://b.site:443",
+        model_servers={"bdt_nanoaod": {"urls": ["grpc://c.site:8001"], "name": "nano", "version": 2}},
+        session_timeout_s=90,
+        token_discovery=False,
+    )
+    env = worker_environment(cfg)
+    assert env["HEPINFER_URL"] == "grpc://a.site:8001,grpcs://b.site:443"
+    assert (env["HEPINFER_MODEL_BDT_NANOAOD_URL"], env["HEPINFER_MODEL_BDT_NANOAOD_VERSION"]) == (
+        "grpc://c.site:8001",
+        "2",
+    )
+    assert "HEPINFER_MODEL_SERVERS" not in env and env == {
+        "HEPINFER_HOME": str(tmp_path.resolve()),
+        **environment_of(cfg),
+    }
+    assert InferenceConfig.from_env(env) == cfg

@@ -257,7 +257,8 @@ def test_saturated_front_refuses_new_sessions_only(fleet, inputs):
     """SuperSONIC's session rule at the real HAProxy: with the saturation flag raised (through the
     runtime API, as the autoscaler raises it; its own guard is off here, so the flag stays), a
     RepositoryIndex call gets UNAVAILABLE with the fleet's sentence, and inferences pass: on a
-    connection opened before, and on a new one that starts with an inference."""
+    connection opened before, and on a new one that starts with an inference.  hepinfer's Scorer
+    opens its session (RepositoryIndex) before its first inference: a new one is refused."""
     _configure(fleet, paused=True)  # admission_ratio=None: the autoscaler leaves the flag alone
     expected = hepinfer.Scorer(MODEL, mode="local")(inputs)["output__0"]
     session = hepinfer.Scorer(MODEL, mode="remote", url=fleet.url, retries=0)
@@ -272,9 +273,15 @@ def test_saturated_front_refuses_new_sessions_only(fleet, inputs):
         assert _intercepted(fleet) == before + 1
         for _ in range(3):
             np.testing.assert_array_equal(session(inputs)["output__0"], expected)
-        fresh = hepinfer.Scorer(MODEL, mode="remote", url=fleet.url, retries=0)
-        np.testing.assert_array_equal(fresh(inputs)["output__0"], expected)
+        from hepinfer.runtime.triton import TritonRuntime
+
+        with TritonRuntime(MODEL, url=fleet.url) as fresh:  # a new connection that starts with an inference
+            np.testing.assert_array_equal(fresh.infer(inputs)["output__0"], expected)
         assert _intercepted(fleet) == before + 1  # no inference, metadata or readiness call was refused
+        newcomer = hepinfer.Scorer(MODEL, mode="remote", url=fleet.url, retries=0)  # opens its session first
+        with pytest.raises(ServerUnavailable, match=REFUSAL):
+            newcomer(inputs)
+        assert _intercepted(fleet) == before + 2
     finally:
         fleet.haproxy.set_saturated(False)
     assert REFUSAL not in _repository_index(fleet.url)[1]

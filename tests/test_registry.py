@@ -217,7 +217,7 @@ def test_toml_errors_name_the_file_the_model_and_the_key(folder):
     )
     assert _error(folder, declaration(extra="colour = 3")) == (
         f"{p}: model 'tiny': colour: unknown key (known: description, engine, artefact, sha256, max_batch_size, "
-        "version, classes, builder, builder_params, domain, inputs, outputs)"
+        "version, classes, builder, builder_params, domain, server, inputs, outputs)"
     )
     assert _error(folder, declaration().replace('artefact = "tiny.onnx"\n', "")) == (
         f"{p}: model 'tiny': artefact: missing "

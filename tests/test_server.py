@@ -97,7 +97,7 @@ def test_auto_falls_back_when_the_server_goes_away(artefacts):
         got = scorer(x)["output__0"]
     assert np.array_equal(got, want)
     assert scorer.mode_used == "local" and scorer.stats["fallbacks"] == 1
-    remote = Scorer("bdt", mode="remote", url=server.url, timeout_s=5)
+    remote = Scorer("bdt", mode="remote", url=server.url, timeout_s=5, session_timeout_s=1)
     with pytest.raises(hepinfer.ServerUnavailable, match=server.url.split("//")[1]):
         remote(x)
 

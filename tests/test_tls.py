@@ -20,6 +20,6 @@ def test_grpc_over_tls(tmp_path, self_signed, artefacts):
         assert np.abs(got - want).max() <= 1e-5
         plain = server.url.replace("grpcs://", "grpc://")
         with pytest.raises(ServerUnavailable, match="cannot reach"):  # plaintext client, TLS server
-            Scorer("bdt", mode="remote", url=plain, timeout_s=5)(x)
+            Scorer("bdt", mode="remote", url=plain, timeout_s=5, session_timeout_s=1)(x)
         with pytest.raises(ServerUnavailable):  # TLS without the right CA: the handshake fails
             Scorer("bdt", mode="remote", url=server.url, timeout_s=5)(x)

@@ -117,15 +117,14 @@ def test_unreachable_server_is_named(free_port):
     port = free_port
     url = f"grpc://127.0.0.1:{port}"
     with pytest.raises(ServerUnavailable) as info:
-        Scorer("bdt", mode="remote", url=url, timeout_s=5)(toy_inputs("bdt", 3))
+        Scorer("bdt", mode="remote", url=url, timeout_s=5, session_timeout_s=1)(toy_inputs("bdt", 3))
     assert url in str(info.value) and "hepinfer serve" in str(info.value)
     # Dask pickles the whole cause/context chain to send a worker's error back: it must pickle
     err = info.value
     assert err.__context__ is None and "InferenceServerException" in str(err.__cause__)
     assert pickle.loads(pickle.dumps(err.__cause__)).args == err.__cause__.args
     with pytest.raises(ServerUnavailable):
-        Scorer("bdt", mode="remote", url=f"http://127.0.0.1:{port}")(toy_inputs("bdt", 3))
-
+        Scorer("bdt", mode="remote", url=f"http://127.0.0.1:{port}", session_timeout_s=1)(toy_inputs("bdt", 3))
 
 
 def _own_address() -> str | None:
@@ -150,6 +149,7 @@ def test_an_unreachable_shared_server_is_not_told_to_start_one(free_port):
         Scorer("bdt", mode="remote", url=url, timeout_s=5, retries=0)(toy_inputs("bdt", 3))
     text = str(info.value)
     assert address in text and "hepinfer serve" not in text and "firewall" in text
+
 
 @pytest.mark.triton
 def test_model_not_on_server(server):

@@ -49,6 +49,7 @@ def test_panel_toggle_runs_identical_with_progress(server, generated):
         assert [h.chunks_done for h in p.history] == [2, 4, 6] and p.progress.value == p.progress.max == 6
         assert p.plot.value[:4] == b"\x89PNG" and "300/300 events" in p.progress_text.value
         assert "hepinfer-mode-used'>remote<" in p.results.value
+        assert f"jets by server: particlenet: {server.url} " in p.results.value  # counted per server and local
         session.set(mode="local")  # ... and code that edits the session moves the toggle
         assert p.mode.value == "local"
         local = p.run()

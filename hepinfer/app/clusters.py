@@ -21,10 +21,10 @@ import os
 import shlex
 import sys
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from .. import paths
-from ..config import InferenceConfig
+from ..config import InferenceConfig, environment_of
 from ..errors import ConfigError, HepinferError
 
 CLUSTERS = ("local", "htcondor")
@@ -47,13 +47,7 @@ def worker_environment(config: InferenceConfig | None = None) -> dict[str, str]:
     """The ``HEPINFER_*`` variables a batch job needs: HEPINFER_HOME and the config's settings
     (headers left out: they may hold tokens)."""
     env = {"HEPINFER_HOME": str(paths.home().resolve())}
-    if config is not None:
-        for f in fields(config):
-            value = getattr(config, f.name)
-            if f.name == "headers" or value is None:
-                continue
-            env[f"HEPINFER_{f.name.upper()}"] = str(value)
-    return env
+    return env if config is None else {**env, **environment_of(config)}
 
 
 def local_cluster(workers: int = 2, threads_per_worker: int = 1, memory_limit: str = "auto", dashboard: bool = False):

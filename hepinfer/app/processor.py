@@ -19,6 +19,7 @@ from ..coffea import JetTagger, constituents_of
 from ..config import InferenceConfig
 from ..features.common import plain
 from ..models import get_spec
+from ..scorer import rows_by_server
 from ..session import Session, resolve_config
 from .cms_compare import pairs_of
 from .selection import PT_STATUS, pt_axis, selection_for
@@ -70,7 +71,8 @@ class TopTagProcessor(_processor_base()):
     (events, events with a selected fat jet, selected jets, tagged and outside-domain jets per
     model); ``inference`` (per model, jets scored on the server and locally: the mode actually used,
     which in ``auto`` mode can differ from chunk to chunk); ``pairs`` ({model: {CMS tagger: (model
-    score, CMS score) of every jet both scored}}, for :func:`hepinfer.app.cms_compare.rank_correlations`).
+    score, CMS score) of every jet both scored}}, for :func:`hepinfer.app.cms_compare.rank_correlations`);
+    ``jets_by_server`` ({model: {server URL: jets scored there}}, eager events only).
     A jet is tagged when its score > ``threshold``, or with ``working_point`` (``"top@1%"``) > that
     working point's threshold for each model (:func:`working_point_cut`, from the model cards).
     Works on eager / virtual events (processor.Runner)
@@ -162,7 +164,7 @@ class TopTagProcessor(_processor_base()):
             cutflow[f"outside_domain_{model}"] = ak.sum(ak.num(outside, axis=1)) if outside is not None else 0
             if outside is not None:
                 hists["pt"].fill(model=model, status="outside_domain", pt=ak.flatten(outside.pt))
-        inference, pairs = {}, {}
+        inference, pairs, by_server = {}, {}, {}
         tagged_all = self._tag_all({m: (j, c) for m, (j, c, _) in subsets.items()}, is_dask)
         for model, (tags, reports) in tagged_all.items():
             scored = subsets[model][0]
@@ -190,7 +192,8 @@ class TopTagProcessor(_processor_base()):
                     retries=sum(r.retries for r in reports),
                     fallback_calls=sum(r.fallback for r in reports),
                 )
-        return {"hists": hists, "cutflow": cutflow, "inference": inference, "pairs": pairs}
+                by_server[model] = rows_by_server(reports)
+        return {"hists": hists, "cutflow": cutflow, "inference": inference, "pairs": pairs, "jets_by_server": by_server}
 
     def _in_domains(self, jets, cons) -> dict:
         """Per model: (the selected jets inside its domain, their constituents, the selected jets

@@ -22,6 +22,11 @@ One file declares one or more models, each in a ``[model.<name>]`` table::
     detector = "Delphes CMS card"          # optional: the detector response of its training sample
     not_for = ["no pile-up in training"]   # optional: what it must not be taken for
 
+    [model.mytagger.server]                # optional: where it is served (hepinfer.runtime.servers)
+    urls = ["grpc://triton-a.site:8001", "grpc://triton-b.site:8001"]  # tried in this order
+    name = "mytagger_v2"                   # optional: its name on those servers (default: the model's)
+    version = 3                            # optional: its version there (default: the latest)
+
     [[model.mytagger.inputs]]              # one table per input tensor, in order
     name = "points"
     dtype = "float32"                      # bool, uint8, int8, int32, int64, float16, float32, float64
@@ -35,7 +40,9 @@ One file declares one or more models, each in a ``[model.<name>]`` table::
 
 Engine ``remote`` declares a model that only a server has (what ``hepinfer models pull`` writes): it
 is scored with ``mode="remote"`` only, and the declaration lets a Dask graph be built without asking
-the server.  A mistake is a :class:`~hepinfer.errors.ConfigError` naming the file, the model and the
+the server.  The ``server`` table is the default of the model's servers: the settings'
+``model_servers`` (``HEPINFER_MODEL_<NAME>_URL``, ...) come before it, the settings' ``url`` after
+it.  A mistake is a :class:`~hepinfer.errors.ConfigError` naming the file, the model and the
 key, e.g. ``mytagger.toml: model 'mytagger': inputs[1].dtype 'float31' is not one of ...``; the
 declaration then passes :func:`~hepinfer.models.checks.check_declaration` (the artefact, its
 checksum and shapes, the builder, the classes).
@@ -52,6 +59,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..runtime.servers import ModelServer, declared_server
 from .checks import check_declaration
 from .spec import DTYPES, LOCAL_ENGINES, Domain, ModelSpec, TensorSpec
 
@@ -66,6 +74,7 @@ MODEL_KEYS = (
     "builder",
     "builder_params",
     "domain",
+    "server",
     "inputs",
     "outputs",
 )
@@ -151,6 +160,15 @@ class _Fields:
         except ConfigError as err:
             raise self.error(str(err)) from None
 
+    def server(self) -> ModelServer | None:
+        table = self.get("server", Mapping, "a [model.<name>.server] table")
+        if table is None:
+            return None
+        try:
+            return ModelServer.of(table, "server")
+        except ConfigError as err:
+            raise self.error(str(err)) from None
+
 
 def _spec(path: Path, name: str, table) -> ModelSpec:
     where = f"{path}: model {name!r}"
@@ -188,6 +206,9 @@ def _spec(path: Path, name: str, table) -> ModelSpec:
         domain=f.domain(),
         source=str(path),
     )
+    server = f.server()
+    if server is not None:
+        fields["extra"] = {"server": server}
     try:
         spec = ModelSpec(**fields)
     except ConfigError as err:
@@ -275,6 +296,9 @@ def to_toml(spec: ModelSpec, relative_to: str | os.PathLike | None = None) -> st
         lines += [f"{k} = {_string(v)}" for k, v in (("sample", d.sample), ("detector", d.detector)) if v]
         if d.not_for:
             lines.append(f"not_for = {_value(list(d.not_for))}")
+    server = declared_server(spec)
+    if server is not None:
+        lines += ["", f"[{table}.server]"] + [f"{k} = {_value(v)}" for k, v in server.as_dict().items()]
     for kind in ("inputs", "outputs"):
         for t in getattr(spec, kind):
             lines += ["", f"[[{table}.{kind}]]", f"name = {_string(t.name)}", f"dtype = {_string(t.dtype)}"]
@@ -286,7 +310,7 @@ def to_toml(spec: ModelSpec, relative_to: str | os.PathLike | None = None) -> st
 
 def write_toml(spec: ModelSpec | list[ModelSpec], path: str | os.PathLike) -> Path:
     """Write the declaration of ``spec`` (or of several) to ``path``; :func:`load_toml` reads it back
-    to equal specs (``extra``, which the format does not hold, aside)."""
+    to equal specs (``extra``, which the format does not hold, aside: its ``server`` table it holds)."""
     path = Path(path)
     specs = [spec] if isinstance(spec, ModelSpec) else list(spec)
     header = "# hepinfer model declarations (see hepinfer.models.declare)\n\n"

@@ -192,13 +192,21 @@ class TritonRuntime:
         """Call tritonclient; convert its errors to hepinfer's.  The converted error is raised outside
         the ``except`` block, from a plain copy of the original: tritonclient's exceptions hold gRPC
         objects that cannot be pickled, and Dask pickles an error's whole cause/context chain to send
-        it back from a worker."""
+        it back from a worker.  Neither error stays in a reference cycle with the frames that raised
+        it (tritonclient's keeps its own frame, that frame its callers): the callers' objects and
+        clients are freed at once, not at the next garbage collection."""
         try:
             return fn(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 - converted at the boundary
             error = self._convert(err, action)
             cause = RuntimeError(f"{type(err).__module__}.{type(err).__name__}: {err}")
-        raise error from cause
+            for e in (err, err.__context__, err.__cause__):  # tritonclient raises inside its except blocks
+                if e is not None:
+                    e.__traceback__ = None
+        try:
+            raise error from cause
+        finally:
+            del error, cause
 
     def _convert(self, err: BaseException, action: str) -> HepinferError:
         return converted(err, action, self.url, self.model_name, self.config)

@@ -156,26 +156,40 @@ def token_in_environment(access: ServerAccess | None):
 
 
 def reach_problem(config: InferenceConfig, specs) -> tuple[str, str] | None:
-    """None when the server at ``config.url`` answers this process and has every model of ``specs``
-    ready; else (why in a few words, the error's full text)."""
+    """None when, for every model of ``specs``, one of its servers (``config.url``, or its own:
+    :func:`hepinfer.runtime.servers.endpoints`) answers this process with the model ready; else (why
+    in a few words, the error's full text) of the first server of the first model without one."""
+    from ...runtime.servers import endpoints
+
+    for spec in specs:
+        problems = []
+        for ep in endpoints(spec, config):
+            problems.append(_server_problem(config, spec, ep))
+            if problems[-1] is None:
+                break
+        else:
+            return problems[0]
+    return None
+
+
+def _server_problem(config: InferenceConfig, spec, ep) -> tuple[str, str] | None:
     from ...runtime.triton import TritonRuntime
 
-    url = config.url
-    for spec in specs:
-        runtime = TritonRuntime(spec, config=config)
-        try:
-            if not runtime.is_ready():
-                return f"finds model {spec.name} not ready at {url}", f"model {spec.name!r} is not ready on {url}"
-        except ServerError as err:
-            if "lacks a header" in str(err):
-                return f"is refused by {url} (its token is missing or wrong)", str(err)
-            return f"gets an error from {url}", str(err)
-        except ModelNotFound as err:
-            return f"finds no model {spec.name} at {url}", str(err)
-        except HepinferError as err:  # the server is running: the client's advice to start one is cut
-            return f"cannot reach {url}", str(err).split(". Start one with")[0].split(". Check the URL")[0]
-        finally:
-            runtime.close()
+    url = ep.server
+    runtime = TritonRuntime(spec, url=ep.url, config=config, model_name=ep.model_name, model_version=ep.model_version)
+    try:
+        if not runtime.is_ready():
+            return f"finds model {ep.model_name} not ready at {url}", f"model {ep.model_name!r} is not ready on {url}"
+    except ServerError as err:
+        if "lacks a header" in str(err):
+            return f"is refused by {url} (its token is missing or wrong)", str(err)
+        return f"gets an error from {url}", str(err)
+    except ModelNotFound as err:
+        return f"finds no model {ep.model_name} at {url}", str(err)
+    except HepinferError as err:  # the server is running: the client's advice to start one is cut
+        return f"cannot reach {url}", str(err).split(". Start one with")[0].split(". Check the URL")[0]
+    finally:
+        runtime.close()
     return None
 
 

@@ -32,6 +32,26 @@ def same_result(a: dict, b: dict) -> bool:
     return all(np.array_equal(a["hists"][k].values(flow=True), b["hists"][k].values(flow=True)) for k in a["hists"])
 
 
+def jets_by_server(inference: dict, by_server: dict | None) -> dict[str, dict[str, int]]:
+    """Per model, the jets scored on each server (URL) and ``local`` (local mode, fallbacks, auto
+    without a server); {} when the run's calls gave no reports (dask-awkward graphs)."""
+    if not by_server:
+        return {}
+    return {
+        m: {**{u: int(n) for u, n in by_server.get(m, {}).items()}, "local": int(c["local_jets"])}
+        for m, c in inference.items()
+    }
+
+
+def servers_line(summary: dict) -> str | None:
+    """Jets per server and local, per model: ``jets by server: particlenet: grpc://a:8001 60, local 0; ...``."""
+    by_server = summary.get("jets_by_server")
+    if summary["mode_requested"] == "local" or not by_server:
+        return None
+    per_model = [f"{m}: " + ", ".join(f"{u} {n}" for u, n in counts.items()) for m, counts in by_server.items()]
+    return "jets by server: " + "; ".join(per_model)
+
+
 def mode_used(inference: dict) -> dict[str, str]:
     used = {}
     for model, counts in inference.items():
@@ -68,7 +88,8 @@ def make_summary(
     model's ``domain``, the jets ``outside_domain`` per model and ``by_pt_bin``; ``rank_correlation``:
     per model and CMS tagger the files carry, Spearman's rank correlation over the jets both scored.
     ``server``: the embedded server's ``host``, ``token`` and ``tls`` (hepinfer.app.job.access), and
-    ``unreachable`` {worker host: {reason, detail}}: the workers that could not use the server."""
+    ``unreachable`` {worker host: {reason, detail}}: the workers that could not use the server.
+    ``jets_by_server``: per model, the jets scored on each server (URL) and ``local``."""
     from ... import __version__
     from ...models import get_spec
     from ...models.catalogue import weights_note
@@ -111,6 +132,7 @@ def make_summary(
         "by_pt_bin": pt_bin_rows(hists["pt_selected"], hists["pt"], selection, models) if "pt" in hists else [],
         "rank_correlation": rank_correlations(out.get("pairs")),
         "inference": inference,
+        "jets_by_server": jets_by_server(inference, out.get("jets_by_server")),
         "wall_s": round(wall_s, 3),
         "events_per_s": round(cutflow["events"] / wall_s, 2),
         "setup_s": round(setup_s, 3),
@@ -162,9 +184,11 @@ class RunResult:
             f"<tbody>{rows}</tbody></table>"
         )
         where = where_scored_line(s)
-        serving = (f"<p class='hepinfer-where-scored'>{html.escape(where)}</p>" if where else "") + "".join(
-            f"<p class='hepinfer-serving'>{html.escape(line)}</p>" for line in serving_lines(s.get("serving"))
-        )
+        servers = servers_line(s)
+        serving = (
+            (f"<p class='hepinfer-where-scored'>{html.escape(where)}</p>" if where else "")
+            + (f"<p class='hepinfer-servers'>{html.escape(servers)}</p>" if servers else "")
+        ) + "".join(f"<p class='hepinfer-serving'>{html.escape(line)}</p>" for line in serving_lines(s.get("serving")))
         check = "".join(
             f"<p class='hepinfer-local-check'>{html.escape(line)}</p>"
             for line in check_lines(s.get("local_check"), s.get("serving"), s["mode_requested"])
@@ -216,6 +240,8 @@ def format_summary(summary: dict) -> str:
         )
     if where := where_scored_line(summary):
         lines.append(where)
+    if servers := servers_line(summary):
+        lines.append(servers)
     for model, reason in summary.get("skipped_models", {}).items():
         lines.append(f"SKIPPED model {model}: {reason}")
     if summary.get("cms_taggers"):
