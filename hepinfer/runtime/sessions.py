@@ -5,11 +5,13 @@ a client opens a session there with a repository index call (gRPC ``RepositoryIn
 A proxy in front of the servers admits or refuses new sessions at that call: SuperSONIC's Envoy
 refuses it (UNAVAILABLE) while the servers are saturated and never refuses an inference in flight,
 and a deployment that scales from zero starts a server when it sees the call.  So the client waits
-for an answer for a bounded time (:func:`open_session`): UNAVAILABLE, a refused connection or no
-answer in time is asked again, with the retry backoff's delays, until the wait is over.  The index
-that comes back must list the model READY (LOADING: asked again); a server that keeps its index to
-its administrator (hepinfer's embedded server restricts the repository protocol) has answered, and
-its readiness call says whether it has the model.
+for an answer for a bounded time (:func:`open_session`): UNAVAILABLE or no answer in time is asked
+again, with the retry backoff's delays, until the wait is over.  A refused connection (nothing
+listens at the address: no proxy is there to start a server) is asked again only as often as
+``retries`` says, like any call.  The index that comes back must list the model READY (LOADING:
+asked again); a server that keeps its index to its administrator (hepinfer's embedded server
+restricts the repository protocol) has answered, and its readiness call says whether it has the
+model.
 """
 
 from __future__ import annotations
@@ -70,6 +72,13 @@ def _ask(runtime, deadline: float) -> None:
     )
 
 
+def _refused(err: BaseException) -> bool:
+    """Nothing listens at the address (the connection was refused): no proxy is there to start a
+    server, unlike a deployment scaled to zero, whose proxy answers UNAVAILABLE while it starts one."""
+    text = str(err).lower()
+    return "connection refused" in text or "errno 111" in text
+
+
 def open_session(runtime, wait_s: float, backoff: Backoff, *, wait: bool = True) -> Attempts:
     """Open a session on the runtime's server for its model: the repository index call, asked again
     with ``backoff``'s delays for up to ``wait_s`` while the server is unavailable or does not answer
@@ -81,14 +90,18 @@ def open_session(runtime, wait_s: float, backoff: Backoff, *, wait: bool = True)
 
     def again(err: BaseException) -> None:
         if attempts.count == 1:
-            log.warning("%s: no session yet (%s); asking again for up to %g s", runtime.url, err, wait_s)
+            more = f"up to {backoff.retries} times" if _refused(err) else f"for up to {wait_s:g} s"
+            log.warning("%s: no session yet (%s); asking again %s", runtime.url, err, more)
         runtime.reconnect()  # a fresh channel, not one in gRPC's reconnect backoff
 
     call_with_retries(
         lambda: _ask(runtime, deadline),
         bounded,
         (ServerUnavailable, InferenceTimeout),
-        retry_if=lambda err: "TLS handshake" not in str(err),  # a wrong certificate does not heal
+        # a wrong certificate does not heal; nothing listening is retried like any call, not waited for
+        retry_if=lambda err: (
+            "TLS handshake" not in str(err) and not (_refused(err) and attempts.count > backoff.retries)
+        ),
         before_retry=again,
         attempts=attempts,
     )
