@@ -117,7 +117,7 @@ def test_unreachable_server_is_named(free_port):
     port = free_port
     url = f"grpc://127.0.0.1:{port}"
     with pytest.raises(ServerUnavailable) as info:
-        Scorer("bdt", mode="remote", url=url, timeout_s=5, session_timeout_s=1)(toy_inputs("bdt", 3))
+        Scorer("bdt", mode="remote", url=url, timeout_s=5)(toy_inputs("bdt", 3))
     assert url in str(info.value) and "hepinfer serve" in str(info.value)
     # Dask pickles the whole cause/context chain to send a worker's error back: it must pickle
     err = info.value
