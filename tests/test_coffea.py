@@ -44,8 +44,8 @@ def test_nanoaod_and_pfnano_schemas_agree(artefacts, generated, open_events):
     assert int(a["cutflow"]["selected_fatjets"]) > 20
 
 
-@pytest.fixture(scope="module")
-def dask_client():
+@pytest.fixture
+def dask_client():  # closed after its test: a client left open makes dask warn on every later compute
     from hepinfer.app.clusters import dask_client as open_client
 
     with open_client("local", workers=2) as client:
