@@ -10,6 +10,7 @@ from hepinfer.app.bench import STUDIES, run
 from hepinfer.app.bench.study import Option, Point, Study
 from hepinfer.app.plotting import bar_chart
 from hepinfer.cli import main
+from hepinfer.models import SPECS
 
 
 def files_in(path):
@@ -98,32 +99,32 @@ def test_unknown_parameter_is_refused():
 @pytest.mark.triton
 @pytest.mark.slow
 def test_peer_quick(generated, tmp_path):
-    (row,) = run(
-        "peer",
-        model="particlenet",
-        files=[generated["ttbar"], generated["qcd"]],
-        events_per_chunk=50,
-        instances=1,
-        repeats=1,
-        max_chunks=2,
-        out_dir=tmp_path,
-    )
-    assert row["chunks"] == 2 and row["jets"] > 0 and row["events"] == 100
-    assert row["max_abs_diff"] <= 1e-5  # the same scores through both clients
-    assert row["hepinfer_s"] > 0 and row["coffea_s"] > 0
+    """The quick preset: chunks of 60 jets of the model's domain, coffea at its default batch (the max
+    batch size: the embedded server declares no preferred one) and at the batches swept (16)."""
+    files = [generated["ttbar"], generated["qcd"]]
+    (row,) = run("peer", quick=True, model="particlenet", files=files, instances=1, out_dir=tmp_path)
+    assert row["chunks"] == 2 and row["jets"] >= 2 * 60 and row["jets_per_chunk"] >= 60 and row["events"] > 0
+    assert row["max_abs_diff"] <= 1e-5  # the same scores through both clients, at every batch
+    assert row["coffea_default_batch"] == SPECS["particlenet"].max_batch_size and row["coffea_best_batch"] == 16
+    assert row["coffea_sweep"].startswith("16: ") and row["hepinfer_requests_per_chunk"] >= 1
+    assert row["hepinfer_s"] > 0 and row["ratio_default"] > 0 and row["ratio_best"] > 0
     with open(tmp_path / "peer.csv") as f:
         written = next(csv.DictReader(f))
-    assert int(written["jets"]) == row["jets"] and float(written["ratio"]) == pytest.approx(row["ratio"], rel=1e-3)
-    assert "coffea.ml_tools events/s" in (tmp_path / "peer.md").read_text()
+    assert int(written["jets"]) == row["jets"]
+    assert float(written["ratio_best"]) == pytest.approx(row["ratio_best"], rel=1e-3)
+    md = (tmp_path / "peer.md").read_text()
+    assert "coffea.ml_tools events/s (default)" in md and "coffea.ml_tools events/s (best)" in md
     assert (tmp_path / "peer.png").read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.triton
 @pytest.mark.slow
 def test_bench_command(generated, tmp_path, capsys):
-    argv = ["bench", "peer", "--quick", "--input", str(generated["ttbar"]), "--events-per-chunk", "50"]
-    assert main([*argv, "--server-instances", "1", "--out", str(tmp_path)]) == 0
-    assert "hepinfer / coffea.ml_tools =" in capsys.readouterr().out
+    argv = ["bench", "peer", "--quick", "--input", str(generated["ttbar"]), "--jets-per-chunk", "50"]
+    assert main([*argv, "--coffea-batches", "32", "--server-instances", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    default = SPECS["particlenet"].max_batch_size  # what coffea reads: the server declares no preferred size
+    assert f"at its default batch ({default}) =" in out and "at its best batch (32) =" in out and "goal >= 1.5" in out
     assert (tmp_path / "peer.csv").is_file()
 
 

@@ -51,6 +51,8 @@ def empty_outputs(spec) -> dict[str, np.ndarray]:
 
 
 def split_rows(n: int, step: int):
-    """Row slices of at most ``step`` rows covering ``range(n)``; a short tail is never padded."""
-    for start in range(0, n, step):
-        yield slice(start, min(start + step, n))
+    """Row slices covering ``range(n)``: the fewest pieces of at most ``step`` rows, their sizes equal
+    to one row (:func:`hepinfer.runtime.pieces.balanced_slices`); never padded."""
+    from .pieces import balanced_slices
+
+    yield from balanced_slices(n, step)

@@ -5,8 +5,9 @@
   runtime by its settings.
 * Inputs are validated against the ModelSpec and against the server's own model metadata before
   anything is sent; errors name the tensor and both shapes / dtypes.
-* A batch is split at the server's ``max_batch_size`` and so that one request stays under
-  ``max_request_bytes``; the last piece is sent as it is (never padded by repeating rows).
+* A batch is cut into equal pieces sized for the server (:mod:`hepinfer.runtime.pieces`): under its
+  ``max_batch_size``, ``max_request_bytes`` and preferred batch size, spread over the model's
+  instances; never padded by repeating rows.
 * tritonclient / gRPC errors are converted at this boundary: refused connection ->
   ServerUnavailable, deadline -> InferenceTimeout, unknown or unready model -> ModelNotFound.
 * The bearer token goes as ``authorization`` (what proxies in front of a server check) and, over
@@ -35,6 +36,7 @@ from ..models import get_spec
 from ..models.spec import WIRE_TO_NUMPY
 from ..urls import TritonUrl
 from . import empty_outputs, split_rows
+from .pieces import model_instances, piece_rows, preferred_batch_sizes
 from .triton_errors import converted
 
 
@@ -266,6 +268,8 @@ class TritonRuntime:
             "inputs": tensors(meta.get("inputs", [])),
             "outputs": tensors(meta.get("outputs", [])),
             "max_batch_size": int(config.get("max_batch_size", 0) or 0),
+            "instances": model_instances(config),
+            "preferred_batch_sizes": preferred_batch_sizes(config),
         }
 
     def validate_against_server(self, inputs: Mapping[str, np.ndarray]) -> None:
@@ -291,10 +295,16 @@ class TritonRuntime:
                 )
 
     def rows_per_request(self, inputs: Mapping[str, np.ndarray]) -> int:
-        row_bytes = max(1, sum(int(a[:1].nbytes) for a in inputs.values()))
-        by_size = max(1, self.config.max_request_bytes // row_bytes)
-        max_batch = self.metadata()["max_batch_size"]
-        return min(by_size, max_batch) if max_batch > 0 else by_size
+        """Rows of the largest request ``inputs`` are cut into (:mod:`hepinfer.runtime.pieces`)."""
+        meta = self.metadata()
+        return piece_rows(
+            len(next(iter(inputs.values()))),
+            sum(int(a[:1].nbytes) for a in inputs.values()),
+            max_batch_size=meta["max_batch_size"],
+            max_request_bytes=self.config.max_request_bytes,
+            instances=meta["instances"],
+            preferred=meta["preferred_batch_sizes"],
+        )
 
     # -- inference -------------------------------------------------------------------------------
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
