@@ -325,11 +325,10 @@ def test_hepinfer_serve_serves_a_handwritten_repository_as_it_is(handwritten):
         for name, inputs in _inputs().items():
             want = _direct(handwritten, name, inputs, version=2 if name == "onnx_mlp" else 1)
             _assert_close(_tritonclient(url, name, inputs), want, f"{name} (tritonclient)")
-            if name == "ts_nobatch":  # hepinfer's Scorer scores batched models only: it says so, naming the model
-                with pytest.raises(ConfigError, match="'ts_nobatch'.*max_batch_size 0"):
-                    Scorer(name, mode="remote", url=url)
-                continue
-            _assert_close(Scorer(name, mode="remote", url=url)(inputs), want, f"{name} (Scorer)")
+            scorer = Scorer(name, mode="remote", url=url)  # discovered from the server
+            _assert_close(scorer(inputs), want, f"{name} (Scorer)")
+            if name == "ts_nobatch":  # max_batch_size 0: its first axis is the rows', sent whole in one request
+                assert scorer.spec.max_batch_size == 0 and scorer.stats["rows"][url] == len(inputs["x"])
         # every version the policy names is served; a variable length is variable
         x = _inputs(seed=4)
         _assert_close(

@@ -274,8 +274,14 @@ def check_declaration(spec: ModelSpec) -> ModelSpec:
         names = [t.name for t in tensors]
         if len(set(names)) != len(names):
             raise declaration_error(spec, f"{kind}: tensor names repeat ({', '.join(names)})")
-    if not isinstance(spec.max_batch_size, int) or spec.max_batch_size < 1:
-        raise declaration_error(spec, f"max_batch_size: expected an integer >= 1, got {spec.max_batch_size!r}")
+    # 0: a server's model that does not batch (engine remote): its tensors' first axis is the rows', sent whole
+    least = 0 if spec.engine == REMOTE else 1
+    if not isinstance(spec.max_batch_size, int) or spec.max_batch_size < least:
+        raise declaration_error(
+            spec,
+            f"max_batch_size: expected an integer >= {least}, got {spec.max_batch_size!r}"
+            + (" (0, a model that does not batch, is for engine 'remote')" if spec.max_batch_size == 0 else ""),
+        )
     if not isinstance(spec.version, int) or spec.version < 1:
         raise declaration_error(spec, f"version: expected an integer >= 1, got {spec.version!r}")
     if spec.classes:

@@ -4,9 +4,10 @@
 metadata and model config (tritonclient's ``get_model_metadata`` / ``get_model_config``, through
 :class:`~hepinfer.runtime.triton.TritonRuntime`, so errors are converted as for any remote call):
 input and output names, dtypes (every Triton data type, mapped to numpy by tritonclient:
-:func:`hepinfer.models.spec.triton_types`) and per-row shapes, ``max_batch_size``, and the class names when the
-first output has a ``label_filename`` (Triton's classification extension returns each column's
-label).  The spec's engine is ``remote``: it has no artefact, so it is scored with
+:func:`hepinfer.models.spec.triton_types`) and per-row shapes (a model with ``max_batch_size: 0``
+whose tensors all start with a variable dimension takes it as the rows' axis), ``max_batch_size``,
+and the class names when the first output has a ``label_filename`` (Triton's classification
+extension returns each column's label).  The spec's engine is ``remote``: it has no artefact, so it is scored with
 ``mode="remote"`` only, and it declares no input builder (add one in the TOML file that
 ``hepinfer models pull`` writes, to tag jets with it).  :func:`discover` registers it in this
 process (source ``server <url>``); ``Scorer(name, mode="remote", url=...)`` calls it for a name the
@@ -53,6 +54,21 @@ def _tensors(where: str, kind: str, items) -> tuple[TensorSpec, ...]:
     return tuple(out)
 
 
+def _check_unbatched(where: str, meta: dict) -> None:
+    """A model with ``max_batch_size: 0`` is scored when every tensor's first dimension is variable
+    (-1): it is the rows' axis, and each call goes to the server whole, in one request."""
+    fixed = [
+        t["name"]
+        for t in (*meta.get("inputs", []), *meta.get("outputs", []))
+        if not t["shape"] or int(t["shape"][0]) != -1
+    ]
+    if fixed:
+        raise ConfigError(
+            f"{where}: max_batch_size 0 and tensors {', '.join(map(repr, fixed))} without a variable first "
+            "dimension: hepinfer scores models whose tensors have a rows axis first (batched, or -1 first)"
+        )
+
+
 def _labels(rt: TritonRuntime, spec: ModelSpec) -> tuple[str, ...]:
     """The labels of the first output's columns, from one classification request on a row of zeros."""
     mod = _modules(rt.url.protocol)
@@ -97,7 +113,7 @@ def spec_from_server(url, name: str, config: InferenceConfig | None = None) -> M
         where = f"model {name!r} on {rt.url}"
         max_batch_size = int(server_config.get("max_batch_size", 0) or 0)
         if max_batch_size < 1:
-            raise ConfigError(f"{where}: max_batch_size 0 (the model does not batch); hepinfer scores batched models")
+            _check_unbatched(where, meta)
         platform = meta.get("platform") or server_config.get("backend") or "unknown platform"
         spec = ModelSpec(
             name=name,
