@@ -193,7 +193,7 @@ def test_eager_outputs_are_identical_and_unpadded(ml_server, events):
     assert np.array_equal(ak.to_numpy(got), ak.to_numpy(want))
     assert 0 < float(ak.min(got)) and float(ak.max(got)) < 1 and np.allclose(ak.sum(got, axis=1), 1)
     assert _statistics_reaching(ml_server, MODEL, rows + jets) == (rows + jets, requests + 1)  # no padding
-    pieces = HepinferTagger(url, client_args, batch_size=50)(events)  # 50 + 50 + 16 rows, in flight
+    pieces = HepinferTagger(url, client_args, batch_size=50)(events)  # 39 + 39 + 38 rows, in flight
     assert np.array_equal(ak.to_numpy(pieces), ak.to_numpy(want))
     assert _statistics_reaching(ml_server, MODEL, rows + 2 * jets) == (rows + 2 * jets, requests + 4)
     http = f"triton+http://{ml_server.http_url.split('://', 1)[1]}/{MODEL}/1"

@@ -2,6 +2,7 @@
 
 import pickle
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,12 +16,23 @@ from hepinfer.runtime.triton import TritonRuntime
 # the tests on the server are marked triton; the two without one are quick
 
 
-def _stats(server, model):
+def _stats(server, model, rows: int = 0):
+    """(rows, requests) the server counted for ``model``, once it counts at least ``rows`` rows: the
+    python backend reports a request just after answering it, so the count may lag the answer."""
     import tritonclient.grpc as grpcclient
 
     client = grpcclient.InferenceServerClient(server.url.split("://")[1])
-    stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
-    return int(stats.get("inference_count", 0)), int(stats["inference_stats"]["success"].get("count", 0))
+
+    def read():
+        stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
+        return int(stats.get("inference_count", 0)), int(stats["inference_stats"]["success"].get("count", 0))
+
+    for _ in range(200):
+        if read()[0] >= rows:
+            break
+        time.sleep(0.05)
+    time.sleep(0.2)  # what a request still on its way (this test's or an earlier one's) would add shows
+    return read()
 
 
 @pytest.mark.triton
@@ -67,7 +79,7 @@ def test_batches_split_at_max_batch_size_without_padding(server):
     x = toy_inputs("bdt", n, seed=4)
     count0, requests0 = _stats(server, "bdt")
     out = Scorer("bdt", mode="remote", url=server.url)(x)
-    count1, requests1 = _stats(server, "bdt")
+    count1, requests1 = _stats(server, "bdt", count0 + n)
     assert out["output__0"].shape == (n, 2)
     assert requests1 - requests0 == 3
     assert count1 - count0 == n  # every row sent exactly once: no padding, no repeats
@@ -78,10 +90,10 @@ def test_batches_split_at_max_batch_size_without_padding(server):
 def test_batches_split_at_request_size(server):
     x = toy_inputs("resnet50", 10, seed=5)  # 48 KiB per image
     cfg = InferenceConfig(mode="remote", url=server.url, max_request_bytes=3 * 49152)
-    _, before = _stats(server, "resnet50")
+    rows, before = _stats(server, "resnet50")
     out = Scorer("resnet50", config=cfg)(x)
-    _, after = _stats(server, "resnet50")
-    assert after - before == 4  # 3 + 3 + 3 + 1
+    _, after = _stats(server, "resnet50", rows + 10)
+    assert after - before == 4  # 4 equal pieces of at most 3 images: 3 + 3 + 2 + 2
     assert np.abs(out["softmax"] - Scorer("resnet50")(x)["softmax"]).max() <= 1e-5
 
 
@@ -92,7 +104,7 @@ def test_many_pieces_in_flight_come_back_in_order(server, in_flight):
     cfg = InferenceConfig(mode="remote", url=server.url, max_request_bytes=1024, max_in_flight=in_flight)
     count0, before = _stats(server, "bdt")
     out = Scorer("bdt", config=cfg)(x)
-    count1, after = _stats(server, "bdt")
+    count1, after = _stats(server, "bdt", count0 + 500)
     assert after - before == 42 and count1 - count0 == 500
     assert np.array_equal(out["output__0"], Scorer("bdt")(x)["output__0"])
 

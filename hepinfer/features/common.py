@@ -14,16 +14,6 @@ import numpy as np
 from ..errors import InputMismatch
 
 CONSTITUENT_FIELDS = ("pt", "eta", "phi", "mass", "charge", "pdgId", "d0", "dz")
-# a fixed window of fat jets (the top-tagging landscape convention) for the comparison with
-# coffea.ml_tools (hepinfer bench peer), whose published chunks hold these jets; training, the
-# example processor and `hepinfer run` select from the models' validity domains (hepinfer.app.selection)
-PT_WINDOW_GEV = (550.0, 650.0)
-ETA_MAX = 2.0
-
-
-def in_window(jets, pt_window=PT_WINDOW_GEV, eta_max: float = ETA_MAX):
-    """Mask of the jets with pT in ``pt_window`` (GeV, both ends included) and ``|eta| < eta_max``."""
-    return (jets.pt >= pt_window[0]) & (jets.pt <= pt_window[1]) & (abs(jets.eta) < eta_max)
 
 
 def plain(array) -> ak.Array:
