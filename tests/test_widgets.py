@@ -82,6 +82,23 @@ def test_panel_starts_and_stops_the_embedded_server(artefacts):
 
 @pytest.mark.triton
 @pytest.mark.slow
+def test_the_panel_serves_a_repository_as_it_is(artefacts, tmp_path):
+    from hepinfer.serving.repository import RepositoryOptions, write_repository
+
+    repository = write_repository(tmp_path / "site", RepositoryOptions(models=("bdt", "bdt_nanoaod")))
+    session = Session(InferenceConfig(mode="remote", url="grpc://127.0.0.1:1"))
+    p = panel(session, models=("bdt",), refresh_s=0, serve_options={"repository": str(repository)})
+    try:
+        srv = p.start_server(wait=True)
+        assert set(srv.served_models) == {"bdt", "bdt_nanoaod"}  # the whole repository, not the choice
+        assert "bdt_nanoaod" in p.message.value and session.config.url == srv.url
+        assert p.refresh()["models"] == {"bdt": True}
+    finally:
+        p.close()
+
+
+@pytest.mark.triton
+@pytest.mark.slow
 def test_a_toggle_reaches_dask_workers(server, generated, coffea_quiet):
     """Runs submitted to Dask after a toggle carry the new mode to the workers."""
     from coffea import processor

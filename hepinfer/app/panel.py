@@ -12,7 +12,9 @@ replicas and recent decisions (:mod:`.panel_fleet`); a server started with
 ``engine="torch", precision="bf16"`` (``serve_options``) gives other scores, and a run with
 "compare with local" (``check_local``) shows by how much: the largest score difference and the
 fraction of tags flipped, per model.  The fat-jet selection (pT min / max, ``|eta|`` max) left empty
-comes from the chosen models' validity domains (:mod:`.selection`).
+comes from the chosen models' validity domains (:mod:`.selection`).  ``serve_options={"repository":
+DIR}`` makes "Start server" serve that Triton repository as it is, every model of it
+(:mod:`hepinfer.serving.foreign`), instead of the chosen models.
 
 Nothing here blocks the kernel: server start / stop and runs happen in background threads, and the
 server status is refreshed by a daemon thread every ``refresh_s`` seconds (``refresh_s=0``: only
@@ -248,9 +250,12 @@ class Panel:
             self.start_button.disabled = True
             self.message.value = "starting the embedded Triton server ..."
             try:
-                self.server = serve(self.models.value, **self.serve_options)
+                # a repository of the serve options is served whole; else the models chosen here
+                chosen = None if self.serve_options.get("repository") else self.models.value
+                self.server = serve(chosen, **self.serve_options)
                 self.session.set(url=self.server.url)
-                self.message.value = f"server ready in {self.server.startup_seconds:.2f} s"
+                served = ", ".join(self.server.served_models)
+                self.message.value = f"server ready in {self.server.startup_seconds:.2f} s ({html.escape(served)})"
                 self.stop_button.disabled = False
             except Exception as err:  # noqa: BLE001 - shown in the panel
                 self.error = err
