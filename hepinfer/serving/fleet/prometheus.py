@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ...errors import ServerError, ServerUnavailable
 from ..ports import free_ports
+from .chart import yaml_module
 from .processes import GuardedProcess, find_binary
 
 TRITON_JOB = "triton"
@@ -36,32 +37,37 @@ def duration(seconds: float) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
+HEADER = """\
+# Prometheus configuration of a hepinfer fleet, written by hepinfer.serving.fleet each time it
+# starts Prometheus (edits are lost).  Run directory: {run_dir}
+# Job 'triton': one target per replica (tritonserver's metrics port), labelled replica=rN, read from
+# the file_sd targets file that the fleet rewrites when a replica joins or leaves (no restart).
+# Job 'haproxy': HAProxy's Prometheus exporter.  Job 'hepinfer-fleet': the autoscaler's own metrics.
+"""
+
+
+def config(*, scrape_interval_s: float, targets_file: Path, haproxy: str, fleet: str | None) -> dict:
+    """Prometheus' configuration as a mapping (what :func:`render_config` writes)."""
+    every = duration(scrape_interval_s)
+    jobs = [
+        {"job_name": TRITON_JOB, "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "5s"}]},
+        {"job_name": "haproxy", "static_configs": [{"targets": [haproxy]}]},
+    ]
+    if fleet:
+        jobs.append({"job_name": "hepinfer-fleet", "static_configs": [{"targets": [fleet]}]})
+    return {
+        "global": {"scrape_interval": every, "scrape_timeout": every, "evaluation_interval": every},
+        "scrape_configs": jobs,
+    }
+
+
 def render_config(
     *, run_dir: Path, scrape_interval_s: float, targets_file: Path, haproxy: str, fleet: str | None
 ) -> str:
-    every = duration(scrape_interval_s)
-    lines = [
-        "# Prometheus configuration of a hepinfer fleet, written by hepinfer.serving.fleet each time it",
-        f"# starts Prometheus (edits are lost).  Run directory: {run_dir}",
-        "# Job 'triton': one target per replica (tritonserver's metrics port), labelled replica=rN, read from",
-        "# the file_sd targets file that the fleet rewrites when a replica joins or leaves (no restart).",
-        "# Job 'haproxy': HAProxy's Prometheus exporter.  Job 'hepinfer-fleet': the autoscaler's own metrics.",
-        "global:",
-        f"  scrape_interval: {every}",
-        f"  scrape_timeout: {every}",
-        f"  evaluation_interval: {every}",
-        "scrape_configs:",
-        f"  - job_name: {TRITON_JOB}",
-        "    file_sd_configs:",
-        f"      - files: ['{targets_file}']",
-        "        refresh_interval: 5s",
-        "  - job_name: haproxy",
-        "    static_configs:",
-        f"      - targets: ['{haproxy}']",
-    ]
-    if fleet:
-        lines += ["  - job_name: hepinfer-fleet", "    static_configs:", f"      - targets: ['{fleet}']"]
-    return "\n".join(lines) + "\n"
+    """``prometheus.yml``: :func:`config` as YAML (``yaml.safe_dump``, so any path is quoted as it must be)."""
+    body = config(scrape_interval_s=scrape_interval_s, targets_file=targets_file, haproxy=haproxy, fleet=fleet)
+    text = yaml_module().safe_dump(body, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return HEADER.format(run_dir=json.dumps(str(run_dir), ensure_ascii=False)) + text
 
 
 def write_targets(path: Path, replicas: dict[str, int]) -> None:
