@@ -175,17 +175,24 @@ def test_workers_study_quick(generated, tmp_path):
 
 @pytest.mark.triton
 @pytest.mark.slow
-def test_perf_analyzer_study_quick(tmp_path, artefacts):
+def test_perf_analyzer_study_quick(tmp_path, artefacts, monkeypatch):
     """Triton's own perf_analyzer (from the tritonclient 2.51.0 wheel, libraries from the server
-    environment) measures the same server as hepinfer's harness."""
-    from hepinfer.app.bench.perf_analyzer import agreement, ensure_perf_analyzer
+    environment) measures the same server as hepinfer's harness; the quick study's fixed count of
+    requests reports on a busy machine, and a point that never settles is reported as unstable."""
+    from hepinfer.app.bench import perf_analyzer as pa
 
-    assert ensure_perf_analyzer().is_file()
-    rows = run("perf-analyzer", models=("bdt",), batches=(16,), concurrency=(1,), duration_s=0.5, out_dir=tmp_path)
-    assert [r["tool"] for r in rows] == ["perf_analyzer", "hepinfer"]
+    assert pa.ensure_perf_analyzer().is_file()
+    rows = run("perf-analyzer", quick=True, batches=(16,), duration_s=0.5, out_dir=tmp_path)
+    assert [(r["tool"], r.get("measurement")) for r in rows] == [("perf_analyzer", "fixed count"), ("hepinfer", None)]
     assert all(r["rows_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0 for r in rows)
-    assert set(agreement(rows)) == {("bdt", 16, 1)}
+    assert set(pa.agreement(rows)) == {("bdt", 16, 1)}
     assert files_in(tmp_path) == {"perf_analyzer.csv", "perf_analyzer.md", "perf_analyzer.png"}
+    # a tolerance of 0 % is never met: the windows do not settle, the point is measured on a fixed
+    # count and marked unstable (a real perf_analyzer run; only the tolerance is changed)
+    monkeypatch.setattr(pa, "STABILITY_PERCENT", 0)
+    rows = run("perf-analyzer", models=("bdt",), batches=(16,), concurrency=(1,), duration_s=0.2)
+    assert rows[0]["measurement"] == "unstable" and rows[0]["rows_per_s"] > 0 and rows[0]["stability_pct"] is None
+    assert "did not settle on bdt b16 c1" in pa.STUDY.summary(rows, None)[-1]
 
 
 @pytest.mark.triton

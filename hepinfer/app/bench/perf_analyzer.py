@@ -12,6 +12,12 @@ The study runs perf_analyzer against the embedded server (its own random inputs,
 instance count as ``hepinfer bench models``) and then hepinfer's closed loop at the same batch size
 and concurrency, and prints both inferences/s side by side: when they agree, the harness measures
 the server and not itself.
+
+perf_analyzer repeats its measurement window until two figures in a row agree; on a busy machine
+they may never do.  ``requests`` > 0 (the ``--quick`` study) measures one fixed count of requests
+instead, which always reports; a point whose windows do not settle is measured that way too.  The
+``measurement`` column says which: ``stable`` (within ``stability_pct``), ``fixed count`` or
+``unstable`` (did not settle: the figures of one fixed count, read with care).
 """
 
 from __future__ import annotations
@@ -35,10 +41,12 @@ from .study import Point, Study, cores
 log = get_logger(__name__)
 
 TRITONCLIENT_VERSION = "2.51.0"
-COLUMNS = ("model", "tool", "batch", "concurrency", "rows_per_s", "p50_ms", "p99_ms", "stability_pct")
+COLUMNS = ("model", "tool", "batch", "concurrency", "rows_per_s", "p50_ms", "p99_ms", "measurement", "stability_pct")
 # perf_analyzer repeats its window until throughput and p99 vary by less than this (default 10 %):
 # on a 2-core machine shared with the server, 10 % is rarely reached for ParticleNet.
 STABILITY_PERCENT = 25
+# the requests of the one measurement of a point that did not settle
+FALLBACK_REQUESTS = 200
 _LIBS = {"libb64.so.0d": "libb64-", "libcudart.so.12": "libcudart-"}
 
 
@@ -98,11 +106,19 @@ def ensure_perf_analyzer() -> Path:
 
 
 def perf_analyzer(
-    binary: Path, grpc_address: str, model: str, batch: int, concurrency: int, measurement_ms: int = 2000
+    binary: Path,
+    grpc_address: str,
+    model: str,
+    batch: int,
+    concurrency: int,
+    measurement_ms: int = 2000,
+    requests: int = 0,
 ) -> dict:
-    """One perf_analyzer measurement: rows/s (inferences/s), p50 / p99 latency in ms, and the
-    stability perf_analyzer reached (it is asked for STABILITY_PERCENT first; a point that does
-    not settle there is measured again with twice the tolerance, and the row says so)."""
+    """One perf_analyzer measurement: rows/s (inferences/s), p50 / p99 latency in ms, and how it was
+    measured.  With ``requests`` > 0: one count of that many requests (``fixed count``).  Else
+    windows of ``measurement_ms`` until they agree within STABILITY_PERCENT, then twice that
+    (``stable``, ``stability_pct``); a point that settles at neither is measured on
+    FALLBACK_REQUESTS requests (``unstable``) rather than failing."""
     env = dict(
         os.environ,
         LD_LIBRARY_PATH=os.pathsep.join(
@@ -111,7 +127,13 @@ def perf_analyzer(
         ),
     )
     output = ""
-    for stability in (STABILITY_PERCENT, 2 * STABILITY_PERCENT):
+    tries = [("stable", STABILITY_PERCENT), ("stable", 2 * STABILITY_PERCENT)] if requests <= 0 else []
+    for measurement, stability in tries + [("fixed count" if requests > 0 else "unstable", None)]:
+        if stability is None:
+            window = ["--request-count", str(requests if requests > 0 else FALLBACK_REQUESTS)]
+        else:
+            window = ["--measurement-interval", str(measurement_ms), "--max-trials", "8"]
+            window += ["--stability-percentage", str(stability)]
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / "report.csv"
             cmd = [
@@ -126,14 +148,9 @@ def perf_analyzer(
                 str(batch),
                 "--concurrency-range",
                 f"{concurrency}:{concurrency}",
-                "--measurement-interval",
-                str(measurement_ms),
+                *window,
                 "--percentile",
                 "99",
-                "--max-trials",
-                "8",
-                "--stability-percentage",
-                str(stability),
                 "-f",
                 str(report),
             ]
@@ -141,10 +158,13 @@ def perf_analyzer(
             output = (done.stdout + done.stderr).strip()
             if done.returncode == 0 and report.exists():
                 row = next(csv.DictReader(io.StringIO(report.read_text())))
+                if measurement == "unstable":
+                    log.warning(f"perf_analyzer: {model} batch {batch} concurrency {concurrency} did not settle")
                 return {
                     "rows_per_s": float(row["Inferences/Second"]),
                     "p50_ms": float(row["p50 latency"]) / 1e3,
                     "p99_ms": float(row["p99 latency"]) / 1e3,
+                    "measurement": measurement,
                     "stability_pct": stability,
                 }
             if "stable measurement" not in output:
@@ -170,7 +190,9 @@ def measure(run, point):
     m, b, c = point.row["model"], point.row["batch"], point.row["concurrency"]
     if point.row["tool"] == "perf_analyzer":
         address = run.server.url.split("://", 1)[1]
-        return perf_analyzer(run.params.binary, address, m, b, c, int(run.params.duration_s * 1000))
+        return perf_analyzer(
+            run.params.binary, address, m, b, c, int(run.params.duration_s * 1000), run.params.requests
+        )
     return run.loop(run.scorer(m), run.inputs(m, b, seed=b), c)
 
 
@@ -190,8 +212,11 @@ STUDY = Study(
     name="perf-analyzer",
     help="Triton's perf_analyzer vs hepinfer's harness, same server",
     columns=COLUMNS,
-    params=dict(models=("particlenet", "resnet50", "bdt"), batches=(1, 64), concurrency=(1, 2), duration_s=2.0),
-    quick=dict(models=("bdt",), batches=(64,), concurrency=(1,), duration_s=1.0),
+    # requests: perf_analyzer's fixed count of requests per point (0: windows of duration_s until stable)
+    params=dict(
+        models=("particlenet", "resnet50", "bdt"), batches=(1, 64), concurrency=(1, 2), duration_s=2.0, requests=0
+    ),
+    quick=dict(models=("bdt",), batches=(64,), concurrency=(1,), duration_s=1.0, requests=200),
     prepare=prepare,
     points=points,
     measure=measure,
@@ -200,8 +225,16 @@ STUDY = Study(
     plot=lambda rows, path, p: bar_chart(
         rows, path, lambda r: f"{r['model']} b{r['batch']} c{r['concurrency']}: {r['tool']}"
     ),
-    summary=lambda rows, p: [
-        "hepinfer / perf_analyzer rows/s: "
-        + ", ".join(f"{m} b{b} c{c} {v:.2f}" for (m, b, c), v in agreement(rows).items())
-    ],
+    summary=lambda rows, p: (
+        [
+            "hepinfer / perf_analyzer rows/s: "
+            + ", ".join(f"{m} b{b} c{c} {v:.2f}" for (m, b, c), v in agreement(rows).items())
+        ]
+        + [
+            f"perf_analyzer did not settle on {r['model']} b{r['batch']} c{r['concurrency']}: "
+            f"its figures come from one count of {FALLBACK_REQUESTS} requests (unstable)"
+            for r in rows
+            if r.get("measurement") == "unstable"
+        ]
+    ),
 )
