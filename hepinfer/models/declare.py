@@ -50,13 +50,12 @@ checksum and shapes, the builder, the classes).
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+
+import tomli_w
 
 from ..errors import ConfigError
 from ..runtime.servers import ModelServer, declared_server
@@ -80,7 +79,6 @@ MODEL_KEYS = (
 )
 TENSOR_KEYS = ("name", "dtype", "shape", "description")
 DOMAIN_KEYS = ("pt", "eta_max", "sample", "detector", "not_for")
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class _Fields:
@@ -238,74 +236,72 @@ def load_toml(path: str | os.PathLike) -> list[ModelSpec]:
 # -- writing ---------------------------------------------------------------------------------------
 
 
-def _key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else _string(key)
-
-
-def _string(text: str) -> str:
-    # JSON's string escapes are TOML's; TOML also wants DEL escaped
-    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
-def _value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return repr(value)
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, str):
-        return _string(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
+def _plain(value):
+    """``value`` with its mappings as dicts and its tuples as lists, as tomli-w writes them."""
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{_key(str(k))} = {_value(v)}" for k, v in value.items()) + "}"
-    raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) to TOML")
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
-def to_toml(spec: ModelSpec, relative_to: str | os.PathLike | None = None) -> str:
-    """The TOML declaration of ``spec`` (its artefact path relative to ``relative_to`` when the file is
-    in that folder or below it)."""
-    table = f"model.{_key(spec.name)}"
-    lines = [f"[{table}]"]
-    if spec.description:
-        lines.append(f"description = {_string(spec.description)}")
-    lines.append(f"engine = {_string(spec.engine)}")
+def _table(spec: ModelSpec, relative_to: str | os.PathLike | None) -> dict:
+    """The ``[model.<name>]`` table of ``spec`` (the keys that are set)."""
+    table: dict = {"description": spec.description} if spec.description else {}
+    table["engine"] = spec.engine
     if spec.artefact_file is not None:
         artefact = Path(spec.artefact_file)
         if relative_to is not None and Path(relative_to).resolve() in artefact.parents:
             artefact = artefact.relative_to(Path(relative_to).resolve())
-        lines.append(f"artefact = {_string(artefact.as_posix())}")
+        table["artefact"] = artefact.as_posix()
     if spec.sha256:
-        lines.append(f"sha256 = {_string(spec.sha256)}")
-    lines.append(f"max_batch_size = {spec.max_batch_size}")
+        table["sha256"] = spec.sha256
+    table["max_batch_size"] = spec.max_batch_size
     if spec.version != 1:
-        lines.append(f"version = {spec.version}")
+        table["version"] = spec.version
     if spec.classes:
-        lines.append(f"classes = {_value(list(spec.classes))}")
+        table["classes"] = list(spec.classes)
     if spec.builder:
-        lines.append(f"builder = {_string(spec.builder)}")
+        table["builder"] = spec.builder
     if spec.builder_params:
-        lines += ["", f"[{table}.builder_params]"]
-        lines += [f"{_key(str(k))} = {_value(v)}" for k, v in spec.builder_params.items()]
+        table["builder_params"] = _plain(spec.builder_params)
     if spec.domain is not None:
         d = spec.domain
-        lines += ["", f"[{table}.domain]", f"pt = {_value(list(d.pt))}", f"eta_max = {_value(d.eta_max)}"]
-        lines += [f"{k} = {_string(v)}" for k, v in (("sample", d.sample), ("detector", d.detector)) if v]
+        table["domain"] = {"pt": list(d.pt), "eta_max": d.eta_max}
+        table["domain"] |= {k: v for k, v in (("sample", d.sample), ("detector", d.detector)) if v}
         if d.not_for:
-            lines.append(f"not_for = {_value(list(d.not_for))}")
+            table["domain"]["not_for"] = list(d.not_for)
     server = declared_server(spec)
     if server is not None:
-        lines += ["", f"[{table}.server]"] + [f"{k} = {_value(v)}" for k, v in server.as_dict().items()]
+        table["server"] = server.as_dict()
     for kind in ("inputs", "outputs"):
-        for t in getattr(spec, kind):
-            lines += ["", f"[[{table}.{kind}]]", f"name = {_string(t.name)}", f"dtype = {_string(t.dtype)}"]
-            lines.append(f"shape = {_value(list(t.shape))}")
-            if t.description:
-                lines.append(f"description = {_string(t.description)}")
-    return "\n".join(lines) + "\n"
+        tensors = [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in getattr(spec, kind)]
+        for row, t in zip(tensors, getattr(spec, kind)):
+            row |= {"description": t.description} if t.description else {}
+        if tensors:
+            table[kind] = tensors
+    return table
+
+
+def _dumps(specs: list[ModelSpec], relative_to: str | os.PathLike | None) -> str:
+    names = [s.name for s in specs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"cannot write model {twice[0]!r} twice in one declaration file")
+    models = {}
+    for spec in specs:
+        models[spec.name] = table = _table(spec, relative_to)
+        try:
+            tomli_w.dumps(table)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model {spec.name!r}: cannot be written to TOML: {err}") from None
+    return tomli_w.dumps({"model": models})
+
+
+def to_toml(spec: ModelSpec, relative_to: str | os.PathLike | None = None) -> str:
+    """The TOML declaration of ``spec`` (written by tomli-w; its artefact path relative to
+    ``relative_to`` when the file is in that folder or below it)."""
+    return _dumps([spec], relative_to)
 
 
 def write_toml(spec: ModelSpec | list[ModelSpec], path: str | os.PathLike) -> Path:
@@ -314,5 +310,5 @@ def write_toml(spec: ModelSpec | list[ModelSpec], path: str | os.PathLike) -> Pa
     path = Path(path)
     specs = [spec] if isinstance(spec, ModelSpec) else list(spec)
     header = "# hepinfer model declarations (see hepinfer.models.declare)\n\n"
-    path.write_text(header + "\n".join(to_toml(s, path.parent) for s in specs), encoding="utf-8")
+    path.write_text(header + _dumps(specs, path.parent), encoding="utf-8")
     return path
