@@ -182,6 +182,34 @@ def test_cpu_hardware_and_resident_memory():
     assert os.getpid() in devices.process_tree(os.getppid())
 
 
+def test_a_process_tree_and_its_resident_memory():
+    """A real tree (this process, a child, a grandchild holding 64 MiB): the tree holds both, its
+    memory counts the grandchild's bytes; once the tree has gone it is its root alone, counting 0."""
+    import subprocess
+    import sys
+
+    grandchild = "import sys; data = b'x' * (64 << 20); print('ready', flush=True); sys.stdin.read()"
+    child = (
+        "import subprocess, sys; "
+        f"p = subprocess.Popen([sys.executable, '-c', {grandchild!r}], stdin=sys.stdin, stdout=subprocess.PIPE); "
+        "print(p.pid, p.stdout.readline().decode().strip(), flush=True); p.wait()"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        pid, state = proc.stdout.readline().split()
+        assert state == "ready"
+        assert {proc.pid, int(pid)} <= devices.process_tree(proc.pid)
+        below = devices.tree_rss_bytes(proc.pid)
+        assert below >= 64 << 20
+        assert devices.tree_rss_bytes(proc.pid, include_root=True) > below
+    finally:
+        proc.stdin.close()  # both read stdin: they end
+        proc.wait(timeout=60)
+        proc.stdout.close()
+    assert devices.process_tree(proc.pid) == {proc.pid}
+    assert devices.rss_bytes([proc.pid, int(pid)]) == 0
+
+
 # -- real servers ------------------------------------------------------------------------------
 @pytest.mark.triton
 @pytest.mark.slow

@@ -1,13 +1,13 @@
 """The machine a profile is measured on, and what a measurement reads from it besides the load.
 
-* :func:`detect_hardware`: the CPU (model name from ``/proc/cpuinfo``, cores, host memory) or the GPU
+* :func:`detect_hardware`: the CPU (model name from ``/proc/cpuinfo``, cores, host memory from psutil) or the GPU
   of ``cuda:N`` (name and memory through NVML when ``pynvml`` / ``nvidia-ml-py`` is importable, else
   ``nvidia-smi``, else torch), with its MIG slice when ``nvidia-smi -L`` lists one for it.
 * :class:`GpuProbe`: memory used by the server's processes on the GPU and the GPU's utilisation,
   through NVML or ``nvidia-smi``; None where neither answers (a MIG slice reports no utilisation).
   When the process list does not name the server's pids (a container with its own pid namespace),
   the memory is the device's used memory above what it was before the server started.
-* :func:`tree_rss_bytes`: resident memory of a process tree from ``/proc`` (the embedded server:
+* :func:`tree_rss_bytes`: resident memory of a process tree, through psutil (the embedded server:
   tritonserver and its python-backend stubs, below the guard).
 
 ``cuda:N`` is CUDA's numbering: with ``CUDA_VISIBLE_DEVICES`` set, entry N of it names the device
@@ -24,11 +24,21 @@ import socket
 import subprocess
 from pathlib import Path
 
+from ...errors import ConfigError
 from ...logs import get_logger
 from .schema import Hardware
 
 log = get_logger(__name__)
 MIB = 2**20
+
+
+def _psutil():
+    """The psutil module (the ``serve`` extra), or a ConfigError naming the extra."""
+    try:
+        import psutil
+    except ImportError as err:
+        raise ConfigError("reading processes' memory needs psutil: pip install 'hepinfer[serve]'") from err
+    return psutil
 
 
 def _run(cmd: list[str], timeout_s: float = 10.0) -> str | None:
@@ -74,16 +84,7 @@ def cpu_name() -> str:
 
 
 def host_memory_bytes() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return 0
+    return int(_psutil().virtual_memory().total)
 
 
 def mig_slices() -> dict[str, tuple[str, str]]:
@@ -267,32 +268,22 @@ class GpuProbe:
 
 
 def process_tree(root: int) -> set[int]:
-    """``root`` and every process below it (from ``/proc``)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    found, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo += children.get(pid, [])
-    return found
+    """``root`` and every process below it (``root`` alone when it has gone)."""
+    psutil = _psutil()
+    try:
+        return {root} | {child.pid for child in psutil.Process(root).children(recursive=True)}
+    except psutil.Error:
+        return {root}
 
 
 def rss_bytes(pids) -> int:
-    """Summed resident memory (VmRSS) of ``pids``; a process that has gone counts 0."""
+    """Summed resident memory of ``pids``; a process that has gone (or may not be read) counts 0."""
+    psutil = _psutil()
     total = 0
     for pid in pids:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
+            total += psutil.Process(pid).memory_info().rss
+        except psutil.Error:
             continue
     return total
 
