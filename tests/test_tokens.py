@@ -150,7 +150,13 @@ def test_the_header_reaches_the_triton_client(places):
     runtime = TritonRuntime("bdt", config=config.replace(mode="remote", retries=0))
     client = runtime._clients.get("client", Recorder)
     assert runtime.is_ready()
-    runtime._meta = {"inputs": {"input__0": (np.float32, "FP32", (-1, 20))}, "outputs": {}, "max_batch_size": 64}
+    runtime._meta = {
+        "inputs": {"input__0": (np.float32, "FP32", (-1, 20))},
+        "outputs": {},
+        "max_batch_size": 64,
+        "instances": 1,
+        "preferred_batch_sizes": (),
+    }
     with pytest.raises(ServerError, match="recorded"):
         runtime.infer(toy_inputs("bdt", 2))
     assert [h["authorization"] for h in client.headers] == ["Bearer tok-env", "Bearer tok-env"]
