@@ -173,19 +173,21 @@ def reach_problem(config: InferenceConfig, specs) -> tuple[str, str] | None:
 
 
 def _server_problem(config: InferenceConfig, spec, ep) -> tuple[str, str] | None:
+    from ...runtime.sessions import open_session
     from ...runtime.triton import TritonRuntime
 
     url = ep.server
     runtime = TritonRuntime(spec, url=ep.url, config=config, model_name=ep.model_name, model_version=ep.model_version)
+    # the session a scoring call opens first, with its wait (a deployment scaling from zero starts on it)
+    wait_s = config.session_timeout_s if config.mode == "remote" else config.probe_timeout_s
     try:
-        if not runtime.is_ready():
-            return f"finds model {ep.model_name} not ready at {url}", f"model {ep.model_name!r} is not ready on {url}"
+        open_session(runtime, wait_s, config.backoff, wait=config.retries > 0)
     except ServerError as err:
         if "lacks a header" in str(err):
             return f"is refused by {url} (its token is missing or wrong)", str(err)
         return f"gets an error from {url}", str(err)
-    except ModelNotFound as err:
-        return f"finds no model {ep.model_name} at {url}", str(err)
+    except ModelNotFound as err:  # not loaded, or not ready: the detail says which
+        return f"finds model {ep.model_name} not ready at {url}", str(err)
     except HepinferError as err:  # the server is running: the client's advice to start one is cut
         return f"cannot reach {url}", str(err).split(". Start one with")[0].split(". Check the URL")[0]
     finally:
