@@ -46,7 +46,7 @@ from .coffea import _pool, _scorer_for
 from .config import InferenceConfig
 from .errors import ConfigError, InputMismatch, ModelNotFound, ServerUnavailable
 from .models import get_spec
-from .models.spec import REMOTE, ModelSpec, TensorSpec
+from .models.spec import ModelSpec
 from .runtime import split_rows
 from .session import Session, resolve_config
 from .urls import TritonUrl
@@ -97,33 +97,11 @@ def _wrapper_config(model_url: str, config, settings: dict) -> InferenceConfig:
 
 
 def served_spec(model: str, config: InferenceConfig) -> ModelSpec:
-    """The spec of ``model`` from the server's model metadata and config (names, dtypes, per-row
-    shapes, max_batch_size; engine ``remote``): two reads, no inference request, nothing registered."""
-    from .runtime.triton import TritonRuntime
+    """The spec of ``model`` from the server's model metadata and config (no inference request,
+    nothing registered): :func:`hepinfer.runtime.discovery.spec_from_server` without class names."""
+    from .runtime.discovery import spec_from_server
 
-    placeholder = ModelSpec(name=model, inputs=(), outputs=(), max_batch_size=0, engine=REMOTE)
-    with TritonRuntime(placeholder, config=config) as rt:
-        meta = rt.metadata()
-        where = f"model {rt.model_name!r} on {rt.url}"
-
-        def tensors(kind: str) -> tuple[TensorSpec, ...]:
-            out = []
-            for name, (dtype, wire, shape) in meta[kind].items():
-                if dtype is None:
-                    raise ConfigError(f"{where}: {kind[:-1]} {name!r} has datatype {wire}, which hepinfer cannot send")
-                out.append(TensorSpec(name, dtype.name, shape[1:]))
-            return tuple(out)
-
-        if meta["max_batch_size"] < 1:
-            raise ConfigError(f"{where}: max_batch_size 0 (the model does not batch); hepinfer scores batched models")
-        return ModelSpec(
-            name=model,
-            inputs=tensors("inputs"),
-            outputs=tensors("outputs"),
-            max_batch_size=meta["max_batch_size"],
-            engine=REMOTE,
-            source=f"server {rt.url}",
-        )
+    return spec_from_server(config.triton_url, model, config, labels=False)
 
 
 class triton_wrapper(numpy_call_wrapper):  # noqa: N801 - coffea's name, so that one import changes

@@ -99,12 +99,13 @@ def _labels(rt: TritonRuntime, spec: ModelSpec) -> tuple[str, ...]:
     return tuple(labels[i] for i in range(columns)) if len(labels) == columns else ()
 
 
-def spec_from_server(url, name: str, config: InferenceConfig | None = None) -> ModelSpec:
+def spec_from_server(url, name: str, config: InferenceConfig | None = None, *, labels: bool = True) -> ModelSpec:
     """The ModelSpec of model ``name`` as the Triton server at ``url`` serves it (not registered).
 
     ``config`` gives the connection settings (TLS, headers, timeouts); its URL is replaced by ``url``.
     ServerUnavailable / ModelNotFound / ServerError as for any remote call; ConfigError for a model
-    hepinfer cannot score (no batching, a tensor of strings).
+    hepinfer cannot score (no batching, a tensor of strings).  ``labels=False`` reads no class names
+    (they take one inference request): metadata and config only.
     """
     config = (config or InferenceConfig(mode="remote")).replace(url=str(url))
     placeholder = ModelSpec(name=name, inputs=(), outputs=(), max_batch_size=0, engine=REMOTE)
@@ -127,7 +128,7 @@ def spec_from_server(url, name: str, config: InferenceConfig | None = None) -> M
         if not spec.inputs or not spec.outputs:
             raise ConfigError(f"{where}: the server declares no inputs or no outputs")
         first = next((o for o in server_config.get("output", []) if o.get("name") == spec.outputs[0].name), {})
-        if first.get("label_filename"):
+        if labels and first.get("label_filename"):
             try:
                 spec = dataclasses.replace(spec, classes=_labels(rt, spec))
             except HepinferError as err:
