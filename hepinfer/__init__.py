@@ -5,8 +5,8 @@ Heavy dependencies (onnxruntime, tritonclient, torch) are imported on first use,
 
 from __future__ import annotations
 
-from .config import InferenceConfig
-from .errors import (
+from hepinfer.config import InferenceConfig
+from hepinfer.errors import (
     ArtefactMissing,
     ConfigError,
     HepinferError,
@@ -16,10 +16,10 @@ from .errors import (
     ServerError,
     ServerUnavailable,
 )
-from .models import SPECS, ModelSpec, TensorSpec, get_spec
-from .scorer import Scorer
-from .session import Session
-from .urls import TritonUrl
+from hepinfer.models import SPECS, ModelSpec, TensorSpec, get_spec
+from hepinfer.scorer import Scorer
+from hepinfer.session import Session
+from hepinfer.urls import TritonUrl
 
 
 def _version() -> str:
@@ -36,14 +36,14 @@ __version__ = _version()
 
 def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
     """Register a user model in ``SPECS`` (checked first; see :mod:`hepinfer.models.registry`)."""
-    from .models.registry import register
+    from hepinfer.models.registry import register
 
     return register(spec, replace=replace)
 
 
 def serve(models=None, **kwargs):
     """Start the embedded Triton server (see :func:`hepinfer.serving.server.serve`)."""
-    from .serving.server import serve as _serve
+    from hepinfer.serving.server import serve as _serve
 
     return _serve(models, **kwargs)
 

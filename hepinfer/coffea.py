@@ -20,7 +20,7 @@ them through a :class:`hepinfer.Scorer` in the configured mode.
 * :meth:`JetTagger.submit` builds the inputs in the caller's thread and hands the request to a
   small per-process thread pool (``max_in_flight`` threads), so a processor can build the next
   model's inputs while the server computes (the example processor,
-  :class:`hepinfer.app.processor.TopTagProcessor`, does).
+  :class:`hepinfer.analysis.processor.TopTagProcessor`, does).
 
 ``triton_wrapper`` is coffea.ml_tools' wrapper on the Scorer (:mod:`hepinfer.ml_tools`): code written
 for ``coffea.ml_tools.triton_wrapper`` switches with its import.
@@ -42,15 +42,15 @@ except ImportError as err:  # the base install is the Scorer alone
         name=err.name,
     ) from err
 
-from .caching import ProcessCache
-from .config import InferenceConfig
-from .errors import ConfigError
-from .features import build_inputs, link_constituents
-from .features.common import finite_inputs, is_typetracer, plain
-from .models.checks import resolve_builder
-from .models.spec import ModelSpec
-from .scorer import Scorer, resolve_spec
-from .session import Session, resolve_config
+from hepinfer.caching import ProcessCache
+from hepinfer.config import InferenceConfig
+from hepinfer.errors import ConfigError
+from hepinfer.features import build_inputs, link_constituents
+from hepinfer.features.common import finite_inputs, is_typetracer, plain
+from hepinfer.models.checks import resolve_builder
+from hepinfer.models.spec import ModelSpec
+from hepinfer.scorer import Scorer, resolve_spec
+from hepinfer.session import Session, resolve_config
 
 ALL = "all"  # JetTagger(score=ALL): every class of the model
 _SCORERS: ProcessCache[Scorer] = ProcessCache()
@@ -89,7 +89,7 @@ def constituents_of(events_or_jets, jets=None):
     * ``None`` when the events hold no PF candidates (standard NanoAOD): only models that read the
       FatJet branches alone (``bdt_nanoaod``) can score such jets.
     """
-    from .features.common import has_link_table
+    from hepinfer.features.common import has_link_table
 
     jets = events_or_jets.FatJet if jets is None else jets
     if "pFCandsIdxG" in getattr(jets, "fields", ()):  # the schema linked them through nConstituents
@@ -242,7 +242,7 @@ def _counts(jets):
 def __getattr__(name: str):
     """``triton_wrapper`` (:mod:`hepinfer.ml_tools`), imported on first use: it needs coffea itself."""
     if name == "triton_wrapper":
-        from .ml_tools import triton_wrapper
+        from hepinfer.ml_tools import triton_wrapper
 
         return triton_wrapper
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,9 +25,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 
-from .errors import ConfigError
-from .retry import Backoff
-from .runtime.servers import (
+from hepinfer.errors import ConfigError
+from hepinfer.retry import Backoff
+from hepinfer.runtime.servers import (
     ModelServer,
     check_name,
     check_version,
@@ -36,8 +36,8 @@ from .runtime.servers import (
     server_of,
     split_urls,
 )
-from .tokens import find_token
-from .urls import TritonUrl
+from hepinfer.tokens import find_token
+from hepinfer.urls import TritonUrl
 
 _RETRY = Backoff()  # the retry defaults live in one place: hepinfer.retry.Backoff
 

@@ -42,14 +42,14 @@ except ImportError as err:  # the base install is the Scorer alone
         f"hepinfer.coffea.triton_wrapper needs {err.name}: pip install 'hepinfer[coffea]'", name=err.name
     ) from err
 
-from .coffea import _pool, _scorer_for
-from .config import InferenceConfig
-from .errors import ConfigError, InputMismatch, ModelNotFound, ServerUnavailable
-from .models import get_spec
-from .models.spec import ModelSpec
-from .runtime import split_rows
-from .session import Session, resolve_config
-from .urls import TritonUrl
+from hepinfer.coffea import _pool, _scorer_for
+from hepinfer.config import InferenceConfig
+from hepinfer.errors import ConfigError, InputMismatch, ModelNotFound, ServerUnavailable
+from hepinfer.models import get_spec
+from hepinfer.models.spec import ModelSpec
+from hepinfer.runtime import split_rows
+from hepinfer.session import Session, resolve_config
+from hepinfer.urls import TritonUrl
 
 # coffea's client_args -> InferenceConfig fields (ssl_options: tritonclient.http's dict of file names)
 _CLIENT_ARGS = {
@@ -99,7 +99,7 @@ def _wrapper_config(model_url: str, config, settings: dict) -> InferenceConfig:
 def served_spec(model: str, config: InferenceConfig) -> ModelSpec:
     """The spec of ``model`` from the server's model metadata and config (no inference request,
     nothing registered): :func:`hepinfer.runtime.discovery.spec_from_server` without class names."""
-    from .runtime.discovery import spec_from_server
+    from hepinfer.runtime.discovery import spec_from_server
 
     return spec_from_server(config.triton_url, model, config, labels=False)
 

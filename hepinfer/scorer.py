@@ -36,14 +36,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .caching import ProcessCache
-from .config import InferenceConfig
-from .errors import ConfigError, InferenceTimeout, ModelNotFound, ServerUnavailable
-from .models import get_spec
-from .models.spec import ModelSpec
-from .retry import Attempts
-from .runtime import get_runtime_class
-from .session import Session, resolve_config
+from hepinfer.caching import ProcessCache
+from hepinfer.config import InferenceConfig
+from hepinfer.errors import ConfigError, InferenceTimeout, ModelNotFound, ServerUnavailable
+from hepinfer.models import get_spec
+from hepinfer.models.spec import ModelSpec
+from hepinfer.retry import Attempts
+from hepinfer.runtime import get_runtime_class
+from hepinfer.session import Session, resolve_config
 
 _FALLBACK_ERRORS = (ServerUnavailable, InferenceTimeout, ModelNotFound)
 LOCAL = "local"  # the key of local rows in Scorer.stats["rows"]
@@ -60,7 +60,7 @@ def resolve_spec(model, config: InferenceConfig) -> ModelSpec:
                 f"{err}; a model that only a server has is scored with mode='remote' (mode {config.mode!r} "
                 "needs its artefact declared here)"
             ) from None
-        from .runtime.discovery import discover
+        from hepinfer.runtime.discovery import discover
 
         spec = discover(model, config)
     if spec.remote_only and config.mode != "remote":
@@ -123,7 +123,7 @@ class Scorer:
         self._init_local_state()
 
     def _init_local_state(self) -> None:
-        from .runtime.failover import Servers
+        from hepinfer.runtime.failover import Servers
 
         self._runtimes: ProcessCache = ProcessCache()
         self.servers = Servers(self.spec, self.config)  # the model's servers, in order (runtimes per process)
@@ -239,8 +239,8 @@ class Scorer:
     def _call_remote(self, inputs, session_wait_s: float):
         """The call on the model's servers (:mod:`hepinfer.runtime.failover`): (outputs, report, outcome);
         outputs None when every server failed."""
-        from .runtime import empty_outputs
-        from .runtime.failover import Outcome
+        from hepinfer.runtime import empty_outputs
+        from hepinfer.runtime.failover import Outcome
 
         if self.spec.validate(inputs) == 0:  # before any server is asked; an empty batch asks none
             self._count(remote_calls=1)

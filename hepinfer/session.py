@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from .config import InferenceConfig
+from hepinfer.config import InferenceConfig
 
 
 class Session:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from .errors import ConfigError
+from hepinfer.errors import ConfigError
 
 TMP_DIR = "/tmp"  # noqa: S108 - the place WLCG Bearer Token Discovery names, read-only here
 

@@ -20,7 +20,7 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+from hepinfer.errors import ConfigError
 
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
 

@@ -115,8 +115,8 @@ def _quick_tier_guard(request, monkeypatch):
         return
     from hepinfer.serving.server import EmbeddedServer
 
-    generate = importlib.import_module("hepinfer.app.data.generate")  # the module, not the function
-    build = importlib.import_module("hepinfer.models.build")
+    generate = importlib.import_module("hepinfer.ml.generation.generate")  # the module, not the function
+    build = importlib.import_module("hepinfer.models.architectures")
 
     seen = []
 
@@ -166,7 +166,7 @@ def _no_inference_settings_from_the_shell(monkeypatch):
 
 @pytest.fixture(scope="session")
 def artefacts():
-    from hepinfer.models.build import build_all
+    from hepinfer.models.architectures import build_all
 
     return build_all(list(SPECS))
 
@@ -175,7 +175,7 @@ def artefacts():
 def shipped_artefacts():
     """The trained artefacts that ship with the package (ParticleNet, the BDT), installed into the
     cache when missing: no torch, so quick tests may score with them locally."""
-    from hepinfer.models.build import build
+    from hepinfer.models.architectures import build
     from hepinfer.models.catalogue import shipped
 
     return {name: build(name) for name in SPECS if shipped(name) is not None}
@@ -191,7 +191,7 @@ def server(artefacts):
 def generated(tmp_path_factory):
     """A small fresh sample from the real generator (seeds never used for the shipped training):
     {"ttbar": path, "qcd": path}."""
-    from hepinfer.app.data.generate import generate
+    from hepinfer.ml.generation.generate import generate
 
     out = tmp_path_factory.mktemp("generated")
     return {
@@ -249,7 +249,7 @@ def pfnano_events(generated):
 def job_settings(generated_files):
     """``job_settings(**fields)``: JobSettings for the generated (ttbar, qcd) files and the two
     trained taggers; the keywords set the other fields or replace those."""
-    from hepinfer.app.job import JobSettings
+    from hepinfer.analysis.job import JobSettings
 
     def make(**fields):
         return JobSettings(**{"inputs": generated_files, "models": TAGGERS, **fields})
@@ -291,7 +291,7 @@ def _rewrite(src, dst, drop=(), cast=None):
     import awkward as ak
     import uproot
 
-    from hepinfer.app.data.nanoaod import write_events
+    from hepinfer.ml.generation.nanoaod import write_events
 
     with uproot.open(src) as f:
         tree = f["Events"]

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hepinfer
-from hepinfer.app.job import check_inputs, inspect_inputs, run_job
+from hepinfer.analysis.job import check_inputs, inspect_inputs, run_job
 from hepinfer.errors import InputMismatch
 from hepinfer.features.common import finite_inputs
 

@@ -6,11 +6,11 @@ import csv
 
 import pytest
 
-from hepinfer.app.bench import STUDIES, run
-from hepinfer.app.bench.study import Option, Point, Study
-from hepinfer.app.plotting import bar_chart
 from hepinfer.cli import main
+from hepinfer.figures import bar_chart
 from hepinfer.models import SPECS
+from hepinfer.operations.bench import STUDIES, run
+from hepinfer.operations.bench.study import Option, Point, Study
 
 
 def files_in(path):
@@ -131,7 +131,7 @@ def test_bench_command(generated, tmp_path, capsys):
 @pytest.mark.triton
 @pytest.mark.slow
 def test_models_study_quick(tmp_path, artefacts):
-    from hepinfer.app.bench.models import ceiling
+    from hepinfer.operations.bench.models import ceiling
 
     rows = run("models", models=("bdt",), batches=(1, 8), concurrency=(1, 2), duration_s=0.2, out_dir=tmp_path)
     paths = {(r["path"].split()[0], r["batch"], r["concurrency"]) for r in rows}
@@ -153,7 +153,7 @@ def test_models_study_quick(tmp_path, artefacts):
 @pytest.mark.triton
 @pytest.mark.slow
 def test_configs_study_quick(tmp_path, artefacts):
-    from hepinfer.app.bench.configs import CONFIGS, batching_gain
+    from hepinfer.operations.bench.configs import CONFIGS, batching_gain
 
     rows = run("configs", models=("bdt",), batch=2, concurrency=4, duration_s=0.3, out_dir=tmp_path)
     assert [r["config"] for r in rows] == list(CONFIGS) and all(r["calls"] > 0 for r in rows)
@@ -179,7 +179,7 @@ def test_perf_analyzer_study_quick(tmp_path, artefacts, monkeypatch):
     """Triton's own perf_analyzer (from the tritonclient 2.51.0 wheel, libraries from the server
     environment) measures the same server as hepinfer's harness; the quick study's fixed count of
     requests reports on a busy machine, and a point that never settles is reported as unstable."""
-    from hepinfer.app.bench import perf_analyzer as pa
+    from hepinfer.operations.bench import perf_analyzer as pa
 
     assert pa.ensure_perf_analyzer().is_file()
     rows = run("perf-analyzer", quick=True, batches=(16,), duration_s=0.5, out_dir=tmp_path)
@@ -201,7 +201,7 @@ def test_shm_study_quick(tmp_path, artefacts):
     """System shared memory gives the same outputs as gRPC (checked inside) and leaves no region."""
     import os
 
-    from hepinfer.app.bench.shm import gains
+    from hepinfer.operations.bench.shm import gains
 
     rows = run("shm", models=("bdt",), duration_s=0.3, out_dir=tmp_path)
     assert [r["transport"] for r in rows] == ["grpc", "system shm"] and set(gains(rows)) == {"bdt"}

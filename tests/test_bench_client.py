@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from hepinfer import ConfigError
-from hepinfer.app.bench.client import STEPS, WORKER, fit
 from hepinfer.cli import main
+from hepinfer.operations.bench.client import STEPS, WORKER, fit
 from hepinfer.runtime.engines import load_engine
 from hepinfer.serving.repository import RepositoryOptions, read_config, write_repository
 

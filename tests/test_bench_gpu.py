@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from hepinfer.app.bench import STUDIES
-from hepinfer.app.bench.gpu import COLUMNS, CPU_NOTE, STUDY, ratios, summary, yes_no
 from hepinfer.cli import main
+from hepinfer.operations.bench import STUDIES
+from hepinfer.operations.bench.gpu import COLUMNS, CPU_NOTE, STUDY, ratios, summary, yes_no
 
 FLAGS = (
     "--models",

@@ -257,7 +257,7 @@ def test_toml_model_with_the_particles_builder(tmp_path):
     assert got["features"].shape[1:] == (8, 50) and got["mask"].shape[1:] == (1, 50)
     assert all(np.array_equal(got[k], want[k]) for k in want)
     # the columns come from the builder and its parameters
-    from hepinfer.app.job.inputs import required_branches
+    from hepinfer.analysis.job.inputs import required_branches
     from hepinfer.features import required_fields
 
     assert required_fields(spec) == (

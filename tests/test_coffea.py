@@ -8,7 +8,7 @@ import pytest
 
 import hepinfer
 from hepinfer import InferenceConfig
-from hepinfer.app.processor import TopTagProcessor
+from hepinfer.analysis.processor import TopTagProcessor
 from hepinfer.coffea import _SCORERS, JetTagger
 
 MODELS = ("particlenet", "bdt")
@@ -46,7 +46,7 @@ def test_nanoaod_and_pfnano_schemas_agree(artefacts, generated, open_events):
 
 @pytest.fixture
 def dask_client():  # closed after its test: a client left open makes dask warn on every later compute
-    from hepinfer.app.clusters import dask_client as open_client
+    from hepinfer.analysis.clusters import dask_client as open_client
 
     with open_client("local", workers=2) as client:
         yield client
@@ -146,7 +146,7 @@ def test_pieces_cover_every_event_once():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from hepinfer.app.processor import _pieces
+    from hepinfer.analysis.processor import _pieces
 
     @settings(max_examples=200, deadline=None)
     @given(st.lists(st.integers(0, 9), max_size=60), st.integers(1, 20))

@@ -66,7 +66,7 @@ def test_bad_input_is_named_before_any_connection():
 
 def test_environment_steers_every_entry_point_and_explicit_arguments_win(monkeypatch):
     from hepinfer import Session
-    from hepinfer.app.processor import TopTagProcessor
+    from hepinfer.analysis.processor import TopTagProcessor
     from hepinfer.coffea import JetTagger
 
     monkeypatch.setenv("HEPINFER_MODE", "remote")
@@ -121,7 +121,7 @@ def test_a_bad_setting_from_the_environment_is_named_by_its_variable(monkeypatch
 def test_hepinfer_run_takes_the_same_order(monkeypatch, tmp_path, env, argv, mode, url):
     import contextlib
 
-    import hepinfer.app.job as job
+    import hepinfer.analysis.job as job
     from hepinfer.cli import main
     from hepinfer.config import environment_settings
 
@@ -152,7 +152,7 @@ def test_hepinfer_run_takes_the_same_order(monkeypatch, tmp_path, env, argv, mod
 def test_a_batch_jobs_environment_gives_the_config_back(tmp_path, monkeypatch):
     """What ``hepinfer run`` exports to a batch job (HTCondor) is read back to the same settings:
     several URLs, per-model servers (HEPINFER_MODEL_<NAME>_URL / _NAME / _VERSION), the session wait."""
-    from hepinfer.app.clusters import worker_environment
+    from hepinfer.analysis.clusters import worker_environment
     from hepinfer.config import environment_of
 
     monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))

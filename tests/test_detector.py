@@ -1,4 +1,4 @@
-"""The detector response of the generator (hepinfer.app.data.detector) and the pT-hat option: real
+"""The detector response of the generator (hepinfer.ml.generation.detector) and the pT-hat option: real
 Pythia events with and without it, and the response's parametrisation on particles built here."""
 
 import awkward as ak
@@ -7,8 +7,8 @@ import pytest
 import uproot
 
 from hepinfer import ConfigError
-from hepinfer.app.data import detector
-from hepinfer.app.data.generate import generate
+from hepinfer.ml.generation import detector
+from hepinfer.ml.generation.generate import generate
 
 
 def _particles(n, pid, charge, pt=50.0, eta=0.3):

@@ -52,8 +52,8 @@ def test_api_reference_is_generated_from_the_docstrings(site):
     assert 'id="hepinfer.config.InferenceConfig"' in core
     assert 'id="hepinfer.caching.ProcessCache"' in core
     app = page(site, "reference/api-app.html")
-    assert 'id="hepinfer.app.processor.TopTagProcessor"' in app
-    assert 'id="hepinfer.app.job.run_job"' in app
+    assert 'id="hepinfer.analysis.processor.TopTagProcessor"' in app
+    assert 'id="hepinfer.analysis.job.run_job"' in app
 
 
 def test_notebooks_are_rendered(site):

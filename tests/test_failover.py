@@ -19,7 +19,7 @@ import pytest
 
 import hepinfer
 from hepinfer import ConfigError, InferenceConfig, ModelNotFound, Scorer, ServerUnavailable
-from hepinfer.app.job.access import reach_problem
+from hepinfer.analysis.job.access import reach_problem
 from hepinfer.models import get_spec
 from hepinfer.models.declare import load_toml, write_toml
 from hepinfer.models.toy import toy_inputs
@@ -232,7 +232,7 @@ def test_first_server_killed_mid_run_the_next_scores_every_row_once(artefacts):
 
 @pytest.fixture(scope="module")
 def local_run(job_settings, artefacts):
-    from hepinfer.app.job import run_job
+    from hepinfer.analysis.job import run_job
 
     return run_job(job_settings(mode="local", executor="iterative", chunksize=25))
 
@@ -243,8 +243,8 @@ def test_hepinfer_run_counts_jets_per_server_when_the_first_dies(job_settings, l
     """``hepinfer run`` (the job) in remote mode with two servers; the first killed after the first
     round of chunks.  Histograms and cut flow equal a local run (every jet scored once, with the local
     numbers); the summary and its printout count the jets of each server, as the Scorers do."""
-    from hepinfer.app.job import run_job
-    from hepinfer.app.job.summary import format_summary
+    from hepinfer.analysis.job import run_job
+    from hepinfer.analysis.job.summary import format_summary
     from hepinfer.coffea import _SCORERS
 
     first, second = hepinfer.serve(["particlenet", "bdt"]), hepinfer.serve(["particlenet", "bdt"])
@@ -281,7 +281,7 @@ def test_hepinfer_run_counts_jets_per_server_when_the_first_dies(job_settings, l
 
 
 def _fleet(missing):
-    from hepinfer.serving.fleet import AutoscalerSettings, Fleet
+    from hepinfer.operations.fleet import AutoscalerSettings, Fleet
 
     if missing:
         pytest.skip(f"{' and '.join(missing)} not installed (apt-get install haproxy prometheus)")
@@ -295,7 +295,7 @@ def test_a_fleet_refusing_new_sessions_sends_the_client_to_the_next_server(artef
     """The fleet's real HAProxy with its saturation flag raised answers the session call
     (RepositoryIndex) with UNAVAILABLE: after its bounded wait the client scores on the next server,
     sets the fleet aside, and uses it again once it admits sessions (after reprobe_interval_s)."""
-    from hepinfer.serving.fleet.processes import missing_binaries
+    from hepinfer.operations.fleet.processes import missing_binaries
 
     x = toy_inputs("bdt", 500, seed=21)
     want = Scorer("bdt", mode="local")(x)["output__0"]

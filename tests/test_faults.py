@@ -16,7 +16,7 @@ import pytest
 
 import hepinfer
 from hepinfer import InferenceConfig
-from hepinfer.app.job import run_job
+from hepinfer.analysis.job import run_job
 from hepinfer.serving.server import serve
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -136,7 +136,7 @@ def test_server_restarted_mid_run_client_reconnects(dask_job, artefacts, local_r
 def test_dask_worker_killed_mid_run_the_run_completes(dask_job, server, local_reference):
     from distributed import Client
 
-    from hepinfer.app.clusters import local_cluster
+    from hepinfer.analysis.clusters import local_cluster
 
     with local_cluster(workers=2) as cluster, Client(cluster) as client:
         pids = list(client.run(os.getpid).values())

@@ -27,7 +27,7 @@ from hepinfer.errors import ConfigError, HepinferError, ServerError, ServerUnava
 
 
 def _missing() -> list[str]:
-    from hepinfer.serving.fleet.processes import missing_binaries
+    from hepinfer.operations.fleet.processes import missing_binaries
 
     return missing_binaries()
 
@@ -44,7 +44,7 @@ MODEL = "bdt"
 
 
 def _settings(**changes):
-    from hepinfer.serving.fleet import AutoscalerSettings
+    from hepinfer.operations.fleet import AutoscalerSettings
 
     fast = dict(
         metric="in_flight",
@@ -61,7 +61,7 @@ def _settings(**changes):
 
 @pytest.fixture(scope="module")
 def fleet(artefacts):
-    from hepinfer.serving.fleet import Fleet
+    from hepinfer.operations.fleet import Fleet
 
     with Fleet([MODEL], replicas=2, min_replicas=1, max_replicas=3, autoscaler=_settings(), drain_timeout_s=20) as f:
         f.autoscaler.paused = True  # each test says whether it scales
@@ -139,7 +139,7 @@ def test_two_replicas_serve_the_local_scores(fleet, inputs):
     assert len(served) == 2 and all(n > 0 for n in served.values()), served  # both replicas had requests
     # Prometheus found both replicas through the file_sd targets file
     _wait(lambda: len(fleet.prometheus.query('up{job="triton"} == 1')) == 2, 15, "Prometheus scraping both replicas")
-    from hepinfer.serving.fleet import read_status
+    from hepinfer.operations.fleet import read_status
 
     doc = read_status(url=fleet.status_url)
     assert doc["url"] == fleet.url and [r["state"] for r in doc["replicas"]] == ["serving", "serving"]
@@ -148,7 +148,7 @@ def test_two_replicas_serve_the_local_scores(fleet, inputs):
 def test_hepinfer_run_through_the_fleet_equals_local(fleet, job_settings):
     """The main job against the fleet's one URL (requests spread over both replicas), checked against
     local inference: every jet's score exactly the local one, histograms and cut flow identical."""
-    from hepinfer.app.job import run_job
+    from hepinfer.analysis.job import run_job
 
     settings = job_settings(models=(MODEL,), mode="remote", url=fleet.url, executor="iterative", check_local=True)
     summary = run_job(settings).summary
@@ -307,7 +307,7 @@ def test_saturation_guard_follows_the_load_and_never_refuses_inferences(fleet, i
 
 
 def test_prometheus_down_holds_the_size_and_says_why(fleet, inputs):
-    from hepinfer.serving.fleet import read_status
+    from hepinfer.operations.fleet import read_status
 
     _configure(fleet, paused=False)
     since = time.time()
@@ -338,7 +338,7 @@ def test_haproxy_killed_is_restarted_on_the_same_port(fleet, inputs):
 
 FLEET_CHILD = """
 import sys, time
-from hepinfer.serving.fleet import AutoscalerSettings, Fleet
+from hepinfer.operations.fleet import AutoscalerSettings, Fleet
 fleet = Fleet(["bdt"], replicas=1, autoscaler=AutoscalerSettings(scale=False)).start()
 groups = [fleet.haproxy.process.pid, fleet.prometheus.process.pid] + [r.server.pid for r in fleet.serving()]
 print(*groups, flush=True)
@@ -370,7 +370,7 @@ def test_nothing_outlives_a_killed_fleet_process(artefacts):
 
 
 def test_front_door_token_rate_limit_and_tls(artefacts, inputs, self_signed, tmp_path, monkeypatch):
-    from hepinfer.serving.fleet import AdmissionOptions, Fleet
+    from hepinfer.operations.fleet import AdmissionOptions, Fleet
 
     cert, key = self_signed(tmp_path)
     admission = AdmissionOptions(token="s3cret-token", rate_limit=3)
@@ -421,9 +421,9 @@ def test_cli_fleet_up_and_status(artefacts):
 
 
 def test_settings_are_checked_and_missing_binaries_say_how_to_install(monkeypatch):
-    from hepinfer.serving.fleet import AutoscalerSettings, FleetOptions
-    from hepinfer.serving.fleet.autoscaler import decide
-    from hepinfer.serving.fleet.processes import find_binary
+    from hepinfer.operations.fleet import AutoscalerSettings, FleetOptions
+    from hepinfer.operations.fleet.autoscaler import decide
+    from hepinfer.operations.fleet.processes import find_binary
 
     with pytest.raises(ConfigError, match="min_replicas <= replicas"):
         FleetOptions.build(MODEL, replicas=5, max_replicas=4)
@@ -436,7 +436,7 @@ def test_settings_are_checked_and_missing_binaries_say_how_to_install(monkeypatc
     assert decide(s, 7.0, 2, (1, 4), 10, 999)[2] == "cooling down after a scale-up"
     assert decide(s, 0.5, 3, (1, 4), 999, 999)[:2] == ("down", 2)
     monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setattr("hepinfer.serving.fleet.processes._SBIN", ())
+    monkeypatch.setattr("hepinfer.operations.fleet.processes._SBIN", ())
     with pytest.raises(ServerError, match="apt-get install haproxy"):
         find_binary("haproxy")
     monkeypatch.setenv("HEPINFER_PROMETHEUS", "/nonexistent/prometheus")
@@ -445,7 +445,7 @@ def test_settings_are_checked_and_missing_binaries_say_how_to_install(monkeypatc
 
 
 def test_settings_replace_keeps_defaults_per_metric():
-    from hepinfer.serving.fleet import AutoscalerSettings
+    from hepinfer.operations.fleet import AutoscalerSettings
 
     s = dataclasses.replace(AutoscalerSettings(metric="queue_time"), poll_s=5.0)
     assert (s.threshold, s.window_s, s.ceiling) == (100.0, 15.0, 150.0)

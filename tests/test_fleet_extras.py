@@ -50,7 +50,7 @@ def _decision(t, action, target):
 
 def _record(run_dir, t0=1_000.0):
     """A fleet's run written as the fleet writes it: status.json and its history, through write_status."""
-    from hepinfer.serving.fleet.status import write_status
+    from hepinfer.operations.fleet.status import write_status
 
     run_dir.mkdir(parents=True, exist_ok=True)
     up, down = _decision(t0 + 2.1, "up", 2), _decision(t0 + 6.1, "down", 1)
@@ -64,8 +64,8 @@ def _record(run_dir, t0=1_000.0):
 
 
 def test_history_is_recorded_and_the_timeline_renders(tmp_path):
-    from hepinfer.app.plotting import timeline_png
-    from hepinfer.serving.fleet.timeline import read_history, timeline_html
+    from hepinfer.figures import timeline_png
+    from hepinfer.operations.fleet.timeline import read_history, timeline_html
 
     _record(tmp_path / "run")
     with open(tmp_path / "run" / "history.jsonl", "a") as f:
@@ -93,7 +93,7 @@ def test_fleet_status_timeline_command(tmp_path, monkeypatch, capsys):
 
 # -- the panel's fleet section ---------------------------------------------------------------------
 def test_panel_fleet_section_renders_from_a_status_document():
-    from hepinfer.app.panel_fleet import fleet_html
+    from hepinfer.panel.fleet_view import fleet_html
 
     doc = _doc(time.time(), 2, 3, [_decision(time.time(), "up", 3)], saturated=True)
     page = fleet_html(doc)
@@ -104,8 +104,8 @@ def test_panel_fleet_section_renders_from_a_status_document():
 
 def test_panel_shows_the_fleet_its_url_belongs_to(tmp_path, monkeypatch):
     from hepinfer import InferenceConfig, Session
-    from hepinfer.app.panel import panel
-    from hepinfer.app.panel_fleet import find_fleet
+    from hepinfer.panel import panel
+    from hepinfer.panel.fleet_view import find_fleet
 
     monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
     _record(tmp_path / "runs" / "fleet-20260101-000000-test")
@@ -128,7 +128,7 @@ def test_panel_shows_the_fleet_its_url_belongs_to(tmp_path, monkeypatch):
 
 # -- the bench study against real fleets -----------------------------------------------------------
 def _missing() -> list[str]:
-    from hepinfer.serving.fleet.processes import missing_binaries
+    from hepinfer.operations.fleet.processes import missing_binaries
 
     return missing_binaries()
 
@@ -137,7 +137,7 @@ def _missing() -> list[str]:
 @pytest.mark.slow
 @pytest.mark.skipif(bool(_missing()), reason="haproxy or prometheus not installed (apt-get install haproxy prometheus)")
 def test_bench_fleet_quick_runs_and_writes_its_files(tmp_path, artefacts):
-    from hepinfer.app.bench import run
+    from hepinfer.operations.bench import run
 
     rows = run("fleet", quick=True, workers=(1,), duration_s=6.0, out_dir=tmp_path)
     assert [(r["setup"], r["workers"]) for r in rows] == [("fixed", 1), ("autoscaled", 1)]
@@ -204,7 +204,7 @@ def test_fleet_up_writes_its_timeline_at_stop(tmp_path, artefacts):
             proc.kill()
             proc.wait()
         proc.stdout.close()
-    from hepinfer.serving.fleet.timeline import read_history
+    from hepinfer.operations.fleet.timeline import read_history
 
     run_dir = next(line.split()[-1] for line in lines if line.startswith("run dir"))
     timeline = read_history(run_dir)

@@ -510,7 +510,7 @@ def test_every_triton_data_type_is_tritonclients_mapping():
 def test_server_options_for_a_repository_name_its_models(tmp_path):
     from dataclasses import replace
 
-    from hepinfer.serving.options import ServerOptions
+    from hepinfer.serving.server_options import ServerOptions
 
     for name in ("b_model", "a_model"):
         _write(tmp_path, name, 'backend: "python"\n')

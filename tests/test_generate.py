@@ -9,7 +9,7 @@ import pytest
 import uproot
 
 from hepinfer import ConfigError
-from hepinfer.app.data.generate import generate
+from hepinfer.ml.generation.generate import generate
 
 # every test but test_bad_settings_are_named (refused before Pythia starts) runs the generator: slow
 

@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from hepinfer.app.clusters import HTCondorSettings
-from hepinfer.app.job import run_job, same_result
+from hepinfer.analysis.clusters import HTCondorSettings
+from hepinfer.analysis.job import run_job, same_result
 
 pytestmark = [pytest.mark.htcondor, pytest.mark.triton, pytest.mark.slow]
 

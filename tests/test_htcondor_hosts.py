@@ -6,8 +6,8 @@ import re
 import pytest
 
 import hepinfer
-from hepinfer.app.clusters import HTCondorSettings
-from hepinfer.app.job import run_job
+from hepinfer.analysis.clusters import HTCondorSettings
+from hepinfer.analysis.job import run_job
 
 pytestmark = [pytest.mark.htcondor, pytest.mark.hosts, pytest.mark.triton, pytest.mark.slow]
 

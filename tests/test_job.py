@@ -8,8 +8,8 @@ import pytest
 import uproot
 
 import hepinfer
-from hepinfer.app.clusters import dask_client, worker_environment
-from hepinfer.app.job import JobSettings, check_inputs, expand_inputs, run_job, same_result
+from hepinfer.analysis.clusters import dask_client, worker_environment
+from hepinfer.analysis.job import JobSettings, check_inputs, expand_inputs, run_job, same_result
 from hepinfer.cli import main
 from hepinfer.errors import ConfigError, InputMismatch
 from hepinfer.serving import server as server_mod
@@ -157,7 +157,7 @@ def test_failed_remote_run_writes_no_summary(job_settings, free_port, tmp_path):
 @pytest.mark.slow
 def test_dask_on_an_existing_scheduler(server, job_settings, tmp_path):
     """--cluster tcp://...: attach to a running scheduler (here a LocalCluster's) and leave it running."""
-    from hepinfer.app.clusters import local_cluster
+    from hepinfer.analysis.clusters import local_cluster
 
     with local_cluster(2) as cluster:
         settings = job_settings(

@@ -48,12 +48,12 @@ def test_imports_go_one_way():
     "module, line, broken",
     [
         # a lazy, relative import in a core module
-        ("retry.py", "def _later():\n    from .app import job\n", "hepinfer.retry -> hepinfer.app.job"),
+        ("retry.py", "def _later():\n    from .app import job\n", "hepinfer.retry -> hepinfer.analysis.job"),
         # a type-checking import in the application
         (
             "app/demo.py",
             "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import hepinfer.cli.serve\n",
-            "hepinfer.app.demo -> hepinfer.cli.serve",
+            "hepinfer.ml.demo -> hepinfer.cli.serve",
         ),
         # the package's __init__ (the layers' container) is core
         ("__init__.py", "def _later():\n    from .cli import common\n", "hepinfer -> hepinfer.cli.common"),
@@ -117,7 +117,7 @@ def test_the_dynamic_import_check_finds_forbidden_imports():
     source = "\n".join(
         [
             "import importlib",  # 1
-            "importlib.import_module('hepinfer.app.panel')",  # 2
+            "importlib.import_module('hepinfer.panel')",  # 2
             "importlib.import_module('.cli', package='hepinfer')",  # 3
             "__import__('hepinfer.cli')",  # 4
             "importlib.import_module('hepinfer.application')",  # 5: a different name, allowed

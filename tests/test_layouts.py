@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hepinfer import InferenceConfig, InputMismatch
-from hepinfer.app.job import JobSettings, check_inputs, inspect_inputs, required_branches, run_job, same_result
-from hepinfer.app.job.inputs import InputScan, select_models
+from hepinfer.analysis.job import JobSettings, check_inputs, inspect_inputs, required_branches, run_job, same_result
+from hepinfer.analysis.job.inputs import InputScan, select_models
 from hepinfer.features import build_inputs
 from hepinfer.features.nanoaod_bdt import nanoaod_bdt_inputs
 
@@ -32,7 +32,7 @@ IDS = [f"{layout}-{fmt}" for layout, fmt in VARIANTS]
 def layouts(tmp_path_factory):
     """60 ttbar + 60 QCD events (seeds 41 / 42, never used for training) in every variant: the same
     events in each, so every variant selects the same jets."""
-    from hepinfer.app.data.generate import generate
+    from hepinfer.ml.generation.generate import generate
 
     out = tmp_path_factory.mktemp("layouts")
     files = {}
@@ -185,9 +185,9 @@ def _with_cms_score(src, dst):
     """A copy of a PFNano file with a ``FatJet_particleNet_TvsQCD`` branch.  The generator has no
     CMS tagger, so the branch holds the shipped BDT's P(top) for each fat jet: a stand-in that lets
     the test compare the CMS-score histogram with hepinfer's own BDT histogram bin for bin."""
-    from hepinfer.app.data.nanoaod import write_events
     from hepinfer.coffea import JetTagger, constituents_of
     from hepinfer.features.common import link_constituents
+    from hepinfer.ml.generation.nanoaod import write_events
 
     tree = uproot.open(src)["Events"]
     arrays = tree.arrays()
@@ -221,7 +221,7 @@ def test_cms_tagger_scores_are_histogrammed(layouts, tmp_path, shipped_artefacts
     assert [ax.name for ax in cms.axes] == ["tagger", "score"]
     assert cms[{"tagger": "particleNetWithMass_TvsQCD"}].values().sum() == 0
     # the stand-in branch is the BDT's score, filled for the ttbar file's selected jets
-    from hepinfer.app.processor import TopTagProcessor
+    from hepinfer.analysis.processor import TopTagProcessor
 
     assert "cms_score" in TopTagProcessor(models=("bdt",))._hists(dask=False)
     only_ttbar = run_job(JobSettings(inputs=files[:1], models=("bdt",), mode="local", executor="iterative"))

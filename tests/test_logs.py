@@ -10,7 +10,7 @@ from hepinfer.logs import LOGGER, console, get_logger
 
 def test_module_loggers_are_children_of_hepinfer():
     top = logging.getLogger(LOGGER)
-    for name, full in (("hepinfer.app.job", "hepinfer.app.job"), ("elsewhere", "hepinfer.elsewhere")):
+    for name, full in (("hepinfer.analysis.job", "hepinfer.analysis.job"), ("elsewhere", "hepinfer.elsewhere")):
         logger = get_logger(name)
         assert logger.name == full
         while logger.parent is not None and logger is not top:

@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import mannwhitneyu
 
 from hepinfer import ConfigError, get_spec
-from hepinfer.app.training import metrics
+from hepinfer.ml.training import roc as metrics
 from hepinfer.models import TAGGER_DOMAIN, Domain
 from hepinfer.models.declare import load_toml, write_toml
 
@@ -86,7 +86,7 @@ class _Jets:
 
 
 def test_evaluate_records_figures_per_pt_bin_in_the_card(monkeypatch, tmp_path):
-    from hepinfer.app.training import evaluation, plots
+    from hepinfer.ml.training import evaluation, plots
 
     labels, scores, pt = _sample(2000)
     monkeypatch.setattr(evaluation, "load_jets", lambda *a, **k: _Jets(labels, pt))
@@ -106,7 +106,7 @@ def test_evaluate_records_figures_per_pt_bin_in_the_card(monkeypatch, tmp_path):
 
 
 def _card(tmp_path, spec, metrics_=None):
-    from hepinfer.app.training.cards import write_card
+    from hepinfer.ml.training.cards import write_card
 
     sample = {"files": ["a.root", "b.root"], "jets": {"top": 12, "qcd": 34}, "pt_range": [201.5, 2480.0]}
     manifest = {"sample": {**sample, "weights": "flat pT per class"}, "metrics": metrics_ or {}}

@@ -27,7 +27,7 @@ def test_manifests_record_onnx_agreement(artefacts):
 
 def test_particlenet_torch_vs_onnxruntime(artefacts):
     torch = pytest.importorskip("torch")
-    from hepinfer.models.build.particlenet import ParticleNet
+    from hepinfer.models.architectures.particlenet import ParticleNet
 
     net = ParticleNet(num_features=15).eval()
     for m in net.modules():
@@ -113,7 +113,7 @@ def test_missing_artefact_says_how_to_build(tmp_path):
 @pytest.mark.build  # torch, and the build-time network code
 def test_resnet50_architecture():
     torch = pytest.importorskip("torch")
-    from hepinfer.models.build.resnet import Bottleneck, resnet50
+    from hepinfer.models.architectures.resnet import Bottleneck, resnet50
 
     net = resnet50()
     assert [len(stage) for stage in net.stages] == [3, 4, 6, 3]

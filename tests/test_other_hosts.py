@@ -13,7 +13,7 @@ import pytest
 from distributed import WorkerPlugin
 
 import hepinfer
-from hepinfer.app.job import format_summary, run_job
+from hepinfer.analysis.job import format_summary, run_job
 
 pytestmark = [pytest.mark.hosts, pytest.mark.triton, pytest.mark.slow]
 DASK = Path(sys.executable).with_name("dask")

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hepinfer.app.profiling.plan import hardware_from_profiles, make_plan, parse_demand
-from hepinfer.app.profiling.plan_report import markdown, write_plan
-from hepinfer.app.profiling.schema import Hardware, Interference, Measurement, Profile, ServingConfig
 from hepinfer.errors import ConfigError
+from hepinfer.operations.planning.plan_report import markdown, write_plan
+from hepinfer.operations.planning.planner import hardware_from_profiles, make_plan, parse_demand
+from hepinfer.operations.planning.schema import Hardware, Interference, Measurement, Profile, ServingConfig
 
 PROFILES = Path(__file__).resolve().parent / "data" / "profiles"
 CPU = PROFILES / "cpu-synthetic.json"
@@ -286,7 +286,7 @@ def test_plan_on_a_quick_profile_of_this_machine(tmp_path, shipped_artefacts):
     rate, served.  No p99 limit (a small CPU may not meet one) and a lax interference threshold: on a
     2-core machine the client and the server share the cores, and models served together measure
     slowdowns anywhere around x1.1 to x1.5."""
-    from hepinfer.app.profiling.profile import ProfileSettings, profile
+    from hepinfer.operations.planning.profile import ProfileSettings, profile
 
     measured = profile(ProfileSettings(quick=True))
     path = measured.save(tmp_path / "profile.json")

@@ -8,10 +8,10 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 
 import hepinfer
-from hepinfer.app.job import compare_scores, local_check
-from hepinfer.app.panel import comparison_html, panel, status_html
+from hepinfer.analysis.job import compare_scores, local_check
 from hepinfer.errors import InputMismatch, ModelNotFound
 from hepinfer.models import get_spec
+from hepinfer.panel import comparison_html, panel, status_html
 from hepinfer.runtime.discovery import ServedEngine, engine_from_config, served_engine, served_engines
 from hepinfer.serving.repository import RepositoryOptions, model_config
 

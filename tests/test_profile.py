@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import pytest
 
-from hepinfer.app.profiling import devices
-from hepinfer.app.profiling.profile import ProfileSettings, default_path, plot, search_space, table
-from hepinfer.app.profiling.schema import Hardware, Interference, Measurement, Profile, ServingConfig
-from hepinfer.app.profiling.search import Search, SearchSpace, best, rank, server_side
 from hepinfer.cli import main
 from hepinfer.errors import ConfigError
+from hepinfer.operations.planning import devices
+from hepinfer.operations.planning.profile import ProfileSettings, default_path, plot, search_space, table
+from hepinfer.operations.planning.schema import Hardware, Interference, Measurement, Profile, ServingConfig
+from hepinfer.operations.planning.search import Search, SearchSpace, best, rank, server_side
 
 START = ServingConfig(model="particlenet", request_rows=64, concurrency=4)
 LIMIT = 100.0
@@ -235,7 +235,7 @@ def test_quick_profile_of_the_embedded_cpu_server(tmp_path, capsys):
 def test_quick_profile_of_a_running_server_varies_only_the_client(server, tmp_path):
     """A running server profiled as a remote one: its own configuration, read back from it, in every
     measurement; only request rows and concurrency vary."""
-    from hepinfer.app.profiling.profile import profile
+    from hepinfer.operations.planning.profile import profile
 
     settings = ProfileSettings(models=("bdt",), url=server.url, metrics_url=server.metrics_url, quick=True)
     p = profile(settings)

@@ -1,4 +1,4 @@
-"""The fleet's ``prometheus.yml`` (hepinfer.serving.fleet.prometheus): written with ``yaml.safe_dump``, so a
+"""The fleet's ``prometheus.yml`` (hepinfer.operations.fleet.prometheus): written with ``yaml.safe_dump``, so a
 run directory whose name holds a quote and a colon gives a file that Debian's promtool accepts and that
 the real Prometheus loads, scraping the replicas named in the targets file beside it."""
 
@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from hepinfer.serving.fleet.prometheus import Prometheus, config, render_config, write_targets
+from hepinfer.operations.fleet.prometheus import Prometheus, config, render_config, write_targets
 
 AWKWARD = 'it\'s a "run": dir #1'  # a quote of each kind, a colon and a comment sign
 

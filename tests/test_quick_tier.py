@@ -45,14 +45,14 @@ def test_swallows_the_server_error():
 
 
 def test_runs_the_generator(tmp_path):
-    from hepinfer.app.data.generate import generate
+    from hepinfer.ml.generation.generate import generate
 
     generate("qcd", 1, 1, tmp_path / "x.root", progress=False)
 
 
 def test_builds_a_network(tmp_path, monkeypatch):
     monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
-    from hepinfer.models.build import build
+    from hepinfer.models.architectures import build
 
     build("resnet50", force=True)
 

@@ -14,11 +14,11 @@ import pytest
 import uproot
 
 from hepinfer import InferenceConfig, Scorer
-from hepinfer.app.cms_compare import pair_array, rank_correlations, spearman
-from hepinfer.app.job import JobSettings, check_inputs, run_job, same_result
-from hepinfer.app.job.inputs import scan_inputs, select_models
-from hepinfer.app.job.settings import automatic_models
-from hepinfer.app.selection import selection_for
+from hepinfer.analysis.cms_compare import pair_array, rank_correlations, spearman
+from hepinfer.analysis.job import JobSettings, check_inputs, run_job, same_result
+from hepinfer.analysis.job.inputs import scan_inputs, select_models
+from hepinfer.analysis.job.settings import automatic_models
+from hepinfer.analysis.selection import selection_for
 from hepinfer.errors import ConfigError
 from hepinfer.features.nanoaod_bdt import JET_FIELDS, nanoaod_bdt_inputs
 from hepinfer.models import TAGGER_DOMAIN, Domain
@@ -146,7 +146,7 @@ def test_rntuple_gives_the_ttree_scores(local_runs, open_events):
         {"cutflow": tree.summary["cutflow"], "hists": tree.hists},
         {"cutflow": rntuple.summary["cutflow"], "hists": rntuple.hists},
     )
-    from hepinfer.app.processor import TopTagProcessor
+    from hepinfer.analysis.processor import TopTagProcessor
 
     proc = TopTagProcessor(models=(MODEL,))
     outs = [proc.process(open_events(_path(n), "NanoAODSchema", "virtual")) for n in EXPECTED if "dimuon" in n]
@@ -184,7 +184,7 @@ def test_dask_mode_gives_the_eager_counts_and_correlation(open_events):
     """coffea's dask mode (TTree: it does not open RNTuple files) against virtual events."""
     import dask
 
-    from hepinfer.app.processor import TopTagProcessor
+    from hepinfer.analysis.processor import TopTagProcessor
 
     proc = TopTagProcessor(models=(MODEL,), pt_min=150)
     path = _path("nano_tt_v12.root")

@@ -1,4 +1,4 @@
-"""Where a run's embedded server listens, its token and how it reaches the workers (hepinfer.app.job.access)."""
+"""Where a run's embedded server listens, its token and how it reaches the workers (hepinfer.analysis.job.access)."""
 
 import pickle
 from types import SimpleNamespace
@@ -6,14 +6,14 @@ from types import SimpleNamespace
 import pytest
 
 from hepinfer import ConfigError, InferenceConfig
-from hepinfer.app.job.access import (
+from hepinfer.analysis.job.access import (
     ServerAccess,
     address_towards,
     scheduler_host_port,
     server_access,
     stop_if_unreachable,
 )
-from hepinfer.app.job.summary import where_scored_line
+from hepinfer.analysis.job.summary import where_scored_line
 from hepinfer.errors import ServerUnavailable
 from hepinfer.runtime.triton import TritonRuntime
 
@@ -31,7 +31,7 @@ def test_workers_elsewhere_get_the_address_towards_them_and_a_token(job_settings
     assert access.token not in repr(access) and access.as_dict() == {"host": "127.0.0.1", "token": True, "tls": False}
     other = server_access(job_settings_light(executor="dask", cluster="tcp://127.0.0.1:8786"))
     assert other.token != access.token and other.token_env != access.token_env  # one per run
-    from hepinfer.app.clusters import HTCondorSettings
+    from hepinfer.analysis.clusters import HTCondorSettings
 
     one_machine_pool = HTCondorSettings(scheduler_host="127.0.0.1")
     condor = server_access(job_settings_light(cluster="htcondor", htcondor=one_machine_pool))
@@ -109,7 +109,7 @@ def test_server_tls_files_go_together(job_settings_light, tmp_path):
 @pytest.fixture()
 def job_settings_light(tmp_path):
     """JobSettings of an empty file (nothing is read here)."""
-    from hepinfer.app.job import JobSettings
+    from hepinfer.analysis.job import JobSettings
 
     path = tmp_path / "x.root"
     path.write_bytes(b"")

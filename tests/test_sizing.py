@@ -13,8 +13,7 @@ import pytest
 from hepinfer.errors import ConfigError
 from hepinfer.models import get_spec
 from hepinfer.models.toy import toy_inputs
-from hepinfer.serving.repository import RepositoryOptions, read_config, write_repository
-from hepinfer.serving.sizing import (
+from hepinfer.serving.memory_budget import (
     MemoryUse,
     batch_limit,
     budget_models,
@@ -26,6 +25,7 @@ from hepinfer.serving.sizing import (
     size_options,
     sized_options,
 )
+from hepinfer.serving.repository import RepositoryOptions, read_config, write_repository
 
 MB = 1_000_000
 TORCH_CPU = {"engine": "torch", "device": "cpu", "precision": "fp32"}

@@ -31,7 +31,7 @@ def _schema_errors(values: dict, directory: Path, merged: bool = True) -> list[s
     import jsonschema
     import yaml
 
-    from hepinfer.serving.fleet.chart import merge
+    from hepinfer.operations.fleet.chart import merge
 
     schema = json.loads((directory / "values.schema.json").read_text())
     defaults = yaml.safe_load((directory / "values.yaml").read_text())
@@ -42,7 +42,7 @@ def _schema_errors(values: dict, directory: Path, merged: bool = True) -> list[s
 def test_the_shipped_chart_files_are_release_0_3_1():
     import yaml
 
-    from hepinfer.serving.fleet.chart import load_chart
+    from hepinfer.operations.fleet.chart import load_chart
 
     chart = load_chart()
     assert (chart.name, chart.version) == ("supersonic", "0.3.1")
@@ -54,7 +54,7 @@ def test_the_shipped_chart_files_are_release_0_3_1():
 
 
 def test_helm_merge_maps_key_by_key_lists_and_scalars_replaced():
-    from hepinfer.serving.fleet.chart import merge
+    from hepinfer.operations.fleet.chart import merge
 
     defaults = {"a": {"b": 1, "c": [1, 2], "d": {"e": "x"}}, "f": 2}
     merged = merge(defaults, {"a": {"c": [3], "d": {"g": True}}, "f": None, "h": 0})
@@ -66,7 +66,7 @@ def test_helm_merge_maps_key_by_key_lists_and_scalars_replaced():
 def test_an_export_passes_the_chart_schema_and_keeps_the_fleet_settings(which, tmp_path, capsys):
     import yaml
 
-    from hepinfer.serving.fleet.chart import load_chart, unknown_keys
+    from hepinfer.operations.fleet.chart import load_chart, unknown_keys
 
     directory = _chart_dir(which)
     out = tmp_path / "values.yaml"
@@ -109,9 +109,9 @@ def test_an_export_passes_the_chart_schema_and_keeps_the_fleet_settings(which, t
 
 @pytest.mark.parametrize("which", ["shipped", "shared"])
 def test_queue_time_with_the_guard_at_the_threshold_is_the_charts_limiter(which):
-    from hepinfer.serving.fleet import AutoscalerSettings
-    from hepinfer.serving.fleet.chart import load_chart
-    from hepinfer.serving.fleet.export import notes, supersonic_values
+    from hepinfer.operations.fleet import AutoscalerSettings
+    from hepinfer.operations.fleet.chart import load_chart
+    from hepinfer.operations.fleet.export import notes, supersonic_values
 
     chart = load_chart(_chart_dir(which))
     a = AutoscalerSettings(metric="queue_time", admission_ratio=1.0, scale=False)
@@ -131,8 +131,8 @@ def test_queue_time_with_the_guard_at_the_threshold_is_the_charts_limiter(which)
 def test_invalid_values_are_refused_naming_the_key(which, tmp_path, capsys):
     import yaml
 
-    from hepinfer.serving.fleet.chart import load_chart
-    from hepinfer.serving.fleet.export import supersonic_values
+    from hepinfer.operations.fleet.chart import load_chart
+    from hepinfer.operations.fleet.export import supersonic_values
 
     chart = load_chart(_chart_dir(which))
     with pytest.raises(ConfigError, match=r"keda\.minReplicaCount: 'two' is not of type 'integer'"):

@@ -87,7 +87,7 @@ def test_a_token_file_that_cannot_be_read_is_an_error_naming_it(tmp_path):
 
 
 def test_tokens_from_the_environment_or_a_file_never_travel(places, monkeypatch, tmp_path):
-    from hepinfer.app.clusters import worker_environment
+    from hepinfer.analysis.clusters import worker_environment
 
     _, files = places
     monkeypatch.setenv("HEPINFER_TOKEN_FILE", str(files["own"]))

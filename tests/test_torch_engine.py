@@ -21,7 +21,7 @@ AGREE = {"particlenet": 1e-5, "resnet50": 3e-5}
 
 
 def _engine(name: str, **options):
-    from hepinfer.models.build.torch_export import build_torch
+    from hepinfer.models.architectures.torch_export import build_torch
     from hepinfer.runtime.engines import TorchEngine
 
     spec = get_spec(name)
@@ -57,7 +57,7 @@ def test_exported_program_fixes_no_device_or_dtype(artefacts, name):
     precision (an ``arange(device=...)`` or ``.to(float32)`` would be baked in by the export)."""
     import torch
 
-    from hepinfer.models.build.torch_export import build_torch
+    from hepinfer.models.architectures.torch_export import build_torch
 
     program = torch.export.load(str(build_torch(name)))
     fixed = [
@@ -115,8 +115,8 @@ def test_a_compiled_engine_needs_input_shapes():
 @pytest.mark.build
 def test_onnx_weights_of_another_network_are_refused(artefacts, tmp_path):
     """Loading ResNet50's ONNX file into ParticleNet names the file and the layer that does not fit."""
-    from hepinfer.models.build import network
-    from hepinfer.models.build.torch_export import load_onnx_weights
+    from hepinfer.models.architectures import network
+    from hepinfer.models.architectures.torch_export import load_onnx_weights
     from hepinfer.models.catalogue import artefact_path
 
     with pytest.raises(
@@ -126,7 +126,7 @@ def test_onnx_weights_of_another_network_are_refused(artefacts, tmp_path):
 
 
 def test_torch_engine_only_for_the_networks():
-    from hepinfer.models.build.torch_export import build_torch
+    from hepinfer.models.architectures.torch_export import build_torch
 
     with pytest.raises(ConfigError, match="served by its own engine"):
         build_torch("bdt")

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.build  # torch
 def test_compact_resnet_is_small_and_reads_resnet50s_images():
     import torch
 
-    from hepinfer.models.build import network
-    from hepinfer.models.build.compact_resnet import BasicBlock
+    from hepinfer.models.architectures import network
+    from hepinfer.models.architectures.compact_resnet import BasicBlock
 
     spec, big = get_spec("resnet"), get_spec("resnet50")
     assert spec.inputs == big.inputs and spec.outputs == big.outputs and spec.classes == big.classes
@@ -35,7 +35,7 @@ def test_compact_resnet_is_small_and_reads_resnet50s_images():
 def test_reflections_keep_each_image_or_mirror_it():
     import torch
 
-    from hepinfer.app.training.networks import _flip
+    from hepinfer.ml.training.networks import _flip
 
     images = torch.arange(8 * 3 * 4 * 4, dtype=torch.float32).reshape(8, 3, 4, 4)
     other = torch.ones(8, 5)
@@ -55,7 +55,7 @@ def test_reflections_keep_each_image_or_mirror_it():
 
 @pytest.mark.slow
 def test_train_compact_resnet_exports_card_and_learning_curve(generated, tmp_path):
-    from hepinfer.app.training import TrainSettings, train
+    from hepinfer.ml.training import TrainSettings, train
     from hepinfer.runtime.local import LocalRuntime
 
     files = [str(generated["ttbar"]), str(generated["qcd"])]
@@ -86,9 +86,9 @@ def test_train_compact_resnet_exports_card_and_learning_curve(generated, tmp_pat
 def test_training_resnet50_into_the_cache_removes_the_untrained_label(generated, tmp_path, monkeypatch, capsys):
     """One tiny batch: the estimate is printed before training, the weights land in the artefact cache
     with manifest and model card, and every label stops saying UNTRAINED."""
-    from hepinfer.app.job.settings import model_choices
-    from hepinfer.app.training import TrainSettings, train
+    from hepinfer.analysis.job.settings import model_choices
     from hepinfer.logs import console
+    from hepinfer.ml.training import TrainSettings, train
 
     monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
     catalogue.manifest_path("resnet50").parent.mkdir(parents=True)
@@ -117,8 +117,8 @@ def test_training_resnet50_into_the_cache_removes_the_untrained_label(generated,
 
 @pytest.mark.slow
 def test_estimate_only_times_batches_and_writes_nothing(generated, tmp_path, monkeypatch):
-    from hepinfer.app.training import BDTSettings, TrainSettings, train
     from hepinfer.errors import ConfigError
+    from hepinfer.ml.training import BDTSettings, TrainSettings, train
 
     monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
     sample = [str(generated["ttbar"]), str(generated["qcd"])]
@@ -164,8 +164,8 @@ def test_training_killed_mid_run_resumes_from_its_checkpoint(generated, tmp_path
 def test_a_checkpoint_of_another_run_is_refused(tmp_path):
     import torch
 
-    from hepinfer.app.training.networks import _load_checkpoint
     from hepinfer.errors import ConfigError
+    from hepinfer.ml.training.networks import _load_checkpoint
 
     torch.save({"model": "particlenet", "train_jets": 100}, tmp_path / "checkpoint.pt")
     with pytest.raises(ConfigError, match="checkpoint of 'particlenet' with 100 training jets.*'resnet' on 90"):
@@ -175,7 +175,7 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path):
 def test_init_from_starts_from_the_best_weights_of_a_checkpoint(tmp_path):
     import torch
 
-    from hepinfer.app.training.networks import TrainSettings, train_network
+    from hepinfer.ml.training.networks import TrainSettings, train_network
     from hepinfer.models.toy import toy_inputs
 
     inputs = toy_inputs("resnet", 24, seed=2)
@@ -194,7 +194,7 @@ def test_init_from_starts_from_the_best_weights_of_a_checkpoint(tmp_path):
 def test_the_epoch_kept_is_the_one_with_the_highest_validation_auc(tmp_path):
     import torch
 
-    from hepinfer.app.training.networks import TrainSettings, train_network
+    from hepinfer.ml.training.networks import TrainSettings, train_network
     from hepinfer.models.toy import toy_inputs
 
     inputs = toy_inputs("resnet", 48, seed=3)

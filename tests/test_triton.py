@@ -305,7 +305,7 @@ print(sorted(m for m in BLOCKED if m in sys.modules))
 @pytest.mark.triton
 @pytest.mark.slow
 def test_main_job_scores_generated_jets_locally_and_remotely(server, tmp_path, monkeypatch):
-    from hepinfer.app.demo import compare, format_table
+    from hepinfer.ml.demo import compare, format_table
 
     rows = compare(["bdt", "particlenet"], events=60, url=server.url)
     assert [r.model for r in rows] == ["bdt", "particlenet"]

@@ -6,9 +6,9 @@ import pytest
 
 import hepinfer
 from hepinfer import InferenceConfig, Session
-from hepinfer.app.job import same_result
-from hepinfer.app.panel import panel, server_status
-from hepinfer.app.processor import TopTagProcessor
+from hepinfer.analysis.job import same_result
+from hepinfer.analysis.processor import TopTagProcessor
+from hepinfer.panel import panel, server_status
 
 
 def test_session_set_observe_and_pickle():
@@ -105,7 +105,7 @@ def test_a_toggle_reaches_dask_workers(server, generated, coffea_quiet):
     from coffea.nanoevents import PFNanoAODSchema
     from distributed import Client
 
-    from hepinfer.app.clusters import local_cluster
+    from hepinfer.analysis.clusters import local_cluster
 
     session = Session(InferenceConfig(mode="local", url=server.url))
     proc = TopTagProcessor(models=("bdt",), config=session)

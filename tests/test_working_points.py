@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from hepinfer import ConfigError
-from hepinfer.app.training import metrics
-from hepinfer.app.training.working_points import working_point_cut, working_points
+from hepinfer.ml.training import roc as metrics
+from hepinfer.ml.training.working_points import working_point_cut, working_points
 from hepinfer.models import catalogue
 
 NAMES = ("top@1%", "top@10%", "top@eff30%", "top@eff50%")
@@ -116,7 +116,7 @@ def test_an_older_cached_manifest_of_the_shipped_artefact_reads_the_shipped_work
 
 
 def test_job_settings_refuse_a_working_point_a_named_model_lacks(home):
-    from hepinfer.app.job import JobSettings
+    from hepinfer.analysis.job import JobSettings
 
     _write_manifest("resnet50")
     with pytest.raises(ConfigError, match="'resnet50' has no working point 'top@1%'"):
@@ -133,7 +133,7 @@ def test_run_takes_a_working_point():
 
 
 def test_model_pickers_label_only_untrained_networks(home):
-    from hepinfer.app.job.settings import model_choices
+    from hepinfer.analysis.job.settings import model_choices
 
     _write_manifest("resnet50", weights="random")
     labels = dict((name, label) for label, name in model_choices())
@@ -149,7 +149,7 @@ def test_model_pickers_label_only_untrained_networks(home):
 @pytest.mark.slow
 def test_processor_cuts_at_the_working_point(generated, coffea_quiet, open_events, shipped_artefacts):
     from hepinfer import InferenceConfig
-    from hepinfer.app.processor import TopTagProcessor
+    from hepinfer.analysis.processor import TopTagProcessor
 
     events = open_events(generated["qcd"])
     config = InferenceConfig(mode="local")

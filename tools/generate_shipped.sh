@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Generates the samples of the shipped taggers (never committed; SAMPLES defaults to samples/, which
 # git ignores): ttbar (hadronic tops) and QCD dijets in the pT-hat bins of TRAINING_PT_HAT_BINS
-# (hepinfer/app/data/generate.py), 1000 events per file, through the CMS-like detector response
+# (hepinfer/ml/generation/generate.py), 1000 events per file, through the CMS-like detector response
 # (hepinfer generate --detector cms); and the same at truth level (--detector none) for the docs'
 # measurement of the detector response's effect.
 #

@@ -15,9 +15,9 @@ import uproot
 import xgboost as xgb
 from scipy.stats import spearmanr
 
-from hepinfer.app.training.dataset import load_jets
-from hepinfer.app.training.metrics import auc
 from hepinfer.features import jet_variables
+from hepinfer.ml.training.dataset import load_jets
+from hepinfer.ml.training.roc import auc
 from hepinfer.models import TAGGER_DOMAIN
 
 CANDIDATES = ("pt", "eta", "mass", "msoftdrop", "tau21", "tau32", "tau43", "n2b1", "n3b1")

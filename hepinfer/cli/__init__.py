@@ -25,9 +25,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import HepinferError
-from ..logs import console
-from . import artefacts, bench, data, demo, fleet, plan, profile, run, serve
+from hepinfer.cli import artefacts, bench, data, demo, fleet, plan, profile, run, serve
+from hepinfer.errors import HepinferError
+from hepinfer.logs import console
 
 GROUPS = (artefacts, run, serve, fleet, demo, bench, profile, plan, data)
 

@@ -4,27 +4,27 @@ declaration of a model a Triton server serves (a TOML file for ``HEPINFER_MODELS
 
 from __future__ import annotations
 
-from ..serving.repository import FLAVOURS
-from .common import add_engine_options, add_models, model_list
+from hepinfer.cli.common import add_engine_options, add_models, model_list
+from hepinfer.serving.repository import FLAVOURS
 
 
 def _to_build(models) -> list[str]:
     """The models whose artefact hepinfer builds or installs (user models bring their own file, and a
     model that only a server has, none)."""
-    from ..models import get_spec
+    from hepinfer.models import get_spec
 
     return [m for m in models if get_spec(m).artefact_file is None and not get_spec(m).remote_only]
 
 
 def cmd_setup(args) -> int:
-    from ..models.build import build_all
-    from ..serving.environment import ensure_server_env
+    from hepinfer.models.architectures import build_all
+    from hepinfer.serving.environment import ensure_server_env
 
     models = _to_build(model_list(args.models))
     build_all(models, force=args.force)
     torch = args.torch or args.gpu
     if torch:
-        from ..models.build.torch_export import NETWORKS, build_torch
+        from hepinfer.models.architectures.torch_export import NETWORKS, build_torch
 
         for name in models:
             if name in NETWORKS:
@@ -51,14 +51,14 @@ def _describe(spec) -> str:
 
 def cmd_models(args) -> int:
     if args.action == "list":
-        from ..models import SPECS
+        from hepinfer.models import SPECS
 
         for spec in SPECS.values():
             print(_describe(spec))
         return 0
     if args.action == "pull":
         return _pull(args)
-    from ..models.build import build_all
+    from hepinfer.models.architectures import build_all
 
     build_all(_to_build(model_list(args.models)), force=args.force)
     return 0
@@ -67,10 +67,10 @@ def cmd_models(args) -> int:
 def _pull(args) -> int:
     import dataclasses
 
-    from ..config import InferenceConfig
-    from ..models.checks import check_declaration
-    from ..models.declare import write_toml
-    from ..runtime.discovery import spec_from_server
+    from hepinfer.config import InferenceConfig
+    from hepinfer.models.checks import check_declaration
+    from hepinfer.models.declare import write_toml
+    from hepinfer.runtime.discovery import spec_from_server
 
     # TLS files, token variable and timeouts as HEPINFER_* say (a shared server's settings)
     spec = spec_from_server(args.url, args.name, InferenceConfig.from_env(mode="remote", url=args.url))
@@ -86,8 +86,8 @@ def _pull(args) -> int:
 
 
 def cmd_repo(args) -> int:
-    from ..models import SPECS
-    from ..serving.repository import RepositoryOptions, write_repository
+    from hepinfer.models import SPECS
+    from hepinfer.serving.repository import RepositoryOptions, write_repository
 
     opts = RepositoryOptions(
         flavour=args.flavour,
@@ -109,7 +109,7 @@ def cmd_repo(args) -> int:
 
 
 def cmd_server(args) -> int:
-    from ..serving.environment import ensure_server_env
+    from hepinfer.serving.environment import ensure_server_env
 
     print(ensure_server_env().tritonserver)
     return 0

@@ -1,4 +1,4 @@
-"""``hepinfer bench STUDY``: the benchmark studies of :data:`hepinfer.app.bench.STUDIES`.  The
+"""``hepinfer bench STUDY``: the benchmark studies of :data:`hepinfer.operations.bench.STUDIES`.  The
 studies' options become this command's options; the harness does the rest."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import argparse
 
 def _options() -> dict:
     """flag -> (Option, help text naming each study that uses it and its default there)."""
-    from ..app.bench import STUDIES
+    from hepinfer.operations.bench import STUDIES
 
     found: dict = {}
     for s in STUDIES.values():
@@ -23,14 +23,14 @@ def _options() -> dict:
 
 def cmd_bench(args) -> int:
     """Run the study with the options given on the command line; its exit code."""
-    from ..app.bench.harness import main
+    from hepinfer.operations.bench.harness import main
 
     given = {flag: getattr(args, opt.dest) for flag, (opt, _) in _options().items() if hasattr(args, opt.dest)}
     return main(args.study, args.out, quick=args.quick, options=given)
 
 
 def register(sub) -> None:
-    from ..app.bench import STUDIES
+    from hepinfer.operations.bench import STUDIES
 
     s = sub.add_parser("bench", help="benchmarks: " + " | ".join(STUDIES))
     s.add_argument("study", choices=tuple(STUDIES), help="; ".join(f"{n}: {st.help}" for n, st in STUDIES.items()))

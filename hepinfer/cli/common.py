@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..config import MODES
-from ..models import SPECS
+from hepinfer.config import MODES
+from hepinfer.models import SPECS
 
 
 def model_list(text: str | None) -> tuple[str, ...]:
@@ -20,7 +20,7 @@ def add_models(parser, default: str = "all") -> None:
 
 def add_engine_options(parser) -> None:
     """``--engine --device --precision --compiled``: what runs the networks in the embedded server."""
-    from ..serving.repository import PRECISIONS, SERVING_ENGINES
+    from hepinfer.serving.repository import PRECISIONS, SERVING_ENGINES
 
     parser.add_argument(
         "--engine",
@@ -45,7 +45,7 @@ def parse_bytes(text: str) -> int:
     """``"40GB"``, ``"512MiB"``, ``"1e9"`` -> bytes; ConfigError naming the value otherwise."""
     import re
 
-    from ..errors import ConfigError
+    from hepinfer.errors import ConfigError
 
     m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([A-Za-z]*)\s*", str(text))
     unit = m.group(2).upper() if m else None

@@ -5,12 +5,12 @@ from __future__ import annotations
 import shlex
 import sys
 
-from ..config import MODES
-from ..models import SPECS
+from hepinfer.config import MODES
+from hepinfer.models import SPECS
 
 
 def cmd_generate(args) -> int:
-    from ..app.data.generate import generate, generate_many
+    from hepinfer.ml.generation.generate import generate, generate_many
 
     kinds = {
         "progress": not args.no_progress,
@@ -29,7 +29,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from ..app.training import BDTSettings, TrainSettings, train
+    from hepinfer.ml.training import BDTSettings, TrainSettings, train
 
     settings = TrainSettings(
         epochs=args.epochs,
@@ -74,14 +74,14 @@ def cmd_evaluate(args) -> int:
 
 
 def _evaluate(args):
-    from ..app.training import evaluate, evaluate_into
-    from ..app.training.evaluation import TEST_SAMPLE
+    from hepinfer.ml.training import evaluate, evaluate_into
+    from hepinfer.ml.training.evaluation import TEST_SAMPLE
 
     chosen = {} if args.bootstrap is None else {"bootstrap": args.bootstrap}
 
     if args.update_card:
         if args.artefact or args.mode != "local":
-            from ..errors import ConfigError
+            from hepinfer.errors import ConfigError
 
             raise ConfigError("--update-card evaluates the artefact in its folder, locally: no --artefact or --mode")
         result = evaluate_into(args.model, args.sample, args.update_card, plot=args.plot, **chosen)
@@ -105,9 +105,9 @@ def _evaluate(args):
 
 
 def register(sub) -> None:
-    from ..app.data.detector import DETECTORS
-    from ..app.data.generate import PROCESSES, PT_HAT_GEV
-    from ..app.data.nanoaod import FORMATS, LAYOUTS
+    from hepinfer.ml.generation.detector import DETECTORS
+    from hepinfer.ml.generation.generate import PROCESSES, PT_HAT_GEV
+    from hepinfer.ml.generation.nanoaod import FORMATS, LAYOUTS
 
     s = sub.add_parser("generate", help="generate PFNano- or NanoAOD-shaped events with Pythia 8 + FastJet")
     s.add_argument("--process", required=True, choices=tuple(PROCESSES))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_models, model_list
+from hepinfer.cli.common import add_models, model_list
 
 
 def cmd_demo(args) -> int:
-    from ..app.demo import compare, format_table
+    from hepinfer.ml.demo import compare, format_table
 
     rows = compare(
         model_list(args.models),

@@ -10,11 +10,11 @@ import json
 import os
 import time
 
-from .common import add_engine_options, add_models, model_list
+from hepinfer.cli.common import add_engine_options, add_models, model_list
 
 
 def _token(variable: str | None) -> str | None:
-    from ..errors import ConfigError
+    from hepinfer.errors import ConfigError
 
     if not variable:
         return None
@@ -25,7 +25,7 @@ def _token(variable: str | None) -> str | None:
 
 
 def autoscaler_from(args):
-    from ..serving.fleet import AutoscalerSettings
+    from hepinfer.operations.fleet import AutoscalerSettings
 
     return AutoscalerSettings(
         metric=args.metric,
@@ -41,7 +41,7 @@ def autoscaler_from(args):
 
 
 def options_from(args):
-    from ..serving.fleet import AdmissionOptions, FleetOptions
+    from hepinfer.operations.fleet import AdmissionOptions, FleetOptions
 
     autoscaler = autoscaler_from(args)
     admission = AdmissionOptions(
@@ -73,11 +73,11 @@ def options_from(args):
 
 
 def cmd_up(args) -> int:
-    from ..serving.fleet.foreground import run_until_signal
+    from hepinfer.operations.fleet.foreground import run_until_signal
 
     options = options_from(args)
     if not args.repository:
-        from ..models.build import build_all
+        from hepinfer.models.architectures import build_all
 
         build_all(options.server.models)
     t0 = time.perf_counter()
@@ -116,8 +116,8 @@ def _timeline(run_dir, out) -> None:
     """timeline.png and timeline.html of the fleet of ``run_dir`` into the folder ``out``."""
     from pathlib import Path
 
-    from ..app.plotting import timeline_png
-    from ..serving.fleet.timeline import find_history, read_history, write_html
+    from hepinfer.figures import timeline_png
+    from hepinfer.operations.fleet.timeline import find_history, read_history, write_html
 
     timeline = read_history(find_history(run_dir))
     title = f"hepinfer fleet {Path(find_history(run_dir)).parent.name}"
@@ -127,7 +127,7 @@ def _timeline(run_dir, out) -> None:
 
 
 def cmd_status(args) -> int:
-    from ..serving.fleet import format_status, read_status
+    from hepinfer.operations.fleet import format_status, read_status
 
     if args.timeline:
         run_dir = args.run_dir
@@ -143,8 +143,15 @@ def cmd_status(args) -> int:
 def cmd_export(args) -> int:
     from pathlib import Path
 
-    from ..errors import ConfigError
-    from ..serving.fleet.export import IMAGE, install_command, notes, plan_settings, supersonic_values, write_values
+    from hepinfer.errors import ConfigError
+    from hepinfer.operations.fleet.export import (
+        IMAGE,
+        install_command,
+        notes,
+        plan_settings,
+        supersonic_values,
+        write_values,
+    )
 
     plan = {"models": None, "gpu": False, "flavour": "production"}
     if args.plan:
@@ -158,7 +165,7 @@ def cmd_export(args) -> int:
         key, sep, text = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        from ..serving.fleet.export import yaml_module
+        from hepinfer.operations.fleet.export import yaml_module
 
         extra[key.strip()] = yaml_module().safe_load(text)  # as Helm's --set reads it: numbers, booleans, strings
     autoscaler = autoscaler_from(args)
@@ -256,7 +263,7 @@ def register(sub) -> None:
 
 def _add_scaling(parser):
     """The autoscaler's options (``fleet up`` and ``fleet export``); returns their group."""
-    from ..serving.fleet.autoscaler import METRICS
+    from hepinfer.operations.fleet.autoscaler import METRICS
 
     scaling = parser.add_argument_group("autoscaler (defaults: SuperSONIC's)")
     scaling.add_argument("--metric", choices=METRICS, default="in_flight", help="what the autoscaler reads")

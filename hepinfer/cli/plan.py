@@ -4,13 +4,13 @@ code 1 when the demand cannot be met (the plan of what fits is written all the s
 
 from __future__ import annotations
 
-from .common import parse_bytes
+from hepinfer.cli.common import parse_bytes
 
 
 def cmd_plan(args) -> int:
-    from ..app.profiling.plan import hardware_from_profiles, make_plan
-    from ..app.profiling.plan_report import write_plan
-    from ..app.profiling.schema import Profile
+    from hepinfer.operations.planning.plan_report import write_plan
+    from hepinfer.operations.planning.planner import hardware_from_profiles, make_plan
+    from hepinfer.operations.planning.schema import Profile
 
     profiles = [Profile.load(p) for p in args.profile]
     hardware = hardware_from_profiles(
@@ -30,7 +30,7 @@ def cmd_plan(args) -> int:
     )
     repositories = not args.no_repository
     if repositories and args.flavour == "embedded":
-        from ..models.build import build_all
+        from hepinfer.models.architectures import build_all
 
         build_all(sorted({p.model for p in plan.placements}))
     written = write_plan(plan, args.out, flavour=args.flavour, repositories=repositories)
@@ -40,7 +40,7 @@ def cmd_plan(args) -> int:
 
 
 def register(sub) -> None:
-    from ..app.profiling.plan import MEMORY_MARGIN, THRESHOLD
+    from hepinfer.operations.planning.planner import MEMORY_MARGIN, THRESHOLD
 
     s = sub.add_parser(
         "plan",

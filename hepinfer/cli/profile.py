@@ -1,14 +1,14 @@
 """``hepinfer profile``: measure serving configurations of each model on this machine (the embedded
 server on the CPU or a GPU) or on a remote server, and save the profile that ``hepinfer plan`` reads
-(:mod:`hepinfer.app.profiling.profile`)."""
+(:mod:`hepinfer.operations.planning.profile`)."""
 
 from __future__ import annotations
 
-from .common import model_list
+from hepinfer.cli.common import model_list
 
 
 def cmd_profile(args) -> int:
-    from ..app.profiling.profile import ProfileSettings, main
+    from hepinfer.operations.planning.profile import ProfileSettings, main
 
     settings = ProfileSettings(
         models=model_list(args.models) if args.models else None,
@@ -29,7 +29,7 @@ def cmd_profile(args) -> int:
 
 
 def register(sub) -> None:
-    from ..serving.repository import SERVING_ENGINES
+    from hepinfer.serving.repository import SERVING_ENGINES
 
     s = sub.add_parser(
         "profile",

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import sys
 
-from ..config import MODES
-from .common import model_list
+from hepinfer.cli.common import model_list
+from hepinfer.config import MODES
 
 
 def cmd_run(args) -> int:
-    from ..app.clusters import HTCondorSettings
-    from ..app.job import JobSettings, expand_inputs, format_summary, run_job
-    from ..config import InferenceConfig
+    from hepinfer.analysis.clusters import HTCondorSettings
+    from hepinfer.analysis.job import JobSettings, expand_inputs, format_summary, run_job
+    from hepinfer.config import InferenceConfig
 
     if args.input:
         inputs = expand_inputs(args.input)
     else:
-        from ..app.samples import demo_files
+        from hepinfer.ml.samples import demo_files
 
         inputs = tuple(str(p) for p in demo_files(args.events))
         print(f"no --input: the demo sample ({args.events} ttbar + {args.events} QCD generated events)")
@@ -35,7 +35,7 @@ def cmd_run(args) -> int:
         inputs=inputs,
         models=model_list(args.models) if args.models else None,  # None: automatic
         mode=config.mode,
-        url=args.url,  # None: $HEPINFER_URL, else the embedded server (hepinfer.app.job)
+        url=args.url,  # None: $HEPINFER_URL, else the embedded server (hepinfer.analysis.job)
         executor=args.executor,
         workers=args.workers,
         cluster=args.cluster,
@@ -73,8 +73,8 @@ def cmd_run(args) -> int:
 
 
 def register(sub) -> None:
-    from ..app.clusters import CLUSTERS
-    from ..app.job.settings import EXECUTORS, SCHEMAS
+    from hepinfer.analysis.clusters import CLUSTERS
+    from hepinfer.analysis.job.settings import EXECUTORS, SCHEMAS
 
     s = sub.add_parser("run", help="main job: the example processor over NanoAOD/PFNano files, summary + plots")
     s.add_argument(

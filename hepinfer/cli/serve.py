@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_engine_options, add_models, model_list, parse_bytes
+from hepinfer.cli.common import add_engine_options, add_models, model_list, parse_bytes
 
 
 def cmd_serve(args) -> int:
-    from ..serving.foreground import serve_until_signal
-    from ..serving.server import ServerOptions
+    from hepinfer.serving.foreground import serve_until_signal
+    from hepinfer.serving.server import ServerOptions
 
     # with --repository, "all" (the default) is every model of that repository, as it is
     whole_repository = args.repository and args.models in (None, "", "all")
@@ -31,7 +31,7 @@ def cmd_serve(args) -> int:
         **({"repository": args.repository} if args.repository else {}),
     )
     if not args.repository:
-        from ..models.build import build_all
+        from hepinfer.models.architectures import build_all
 
         build_all(options.models)
     log_path = []
@@ -78,7 +78,7 @@ def sizing_lines(server) -> list[str]:
     """One line per model whose batch limit was sized from the memory budget."""
     if server.options.memory_budget is None:
         return []
-    from ..serving.sizing import last_plans
+    from hepinfer.serving.memory_budget import last_plans
 
     return [f"  batch   {plan.describe()}" for plan in last_plans()]
 

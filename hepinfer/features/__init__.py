@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..models import get_spec
-from .base import placeholder, touch
-from .bdt import bdt_inputs
-from .common import is_typetracer, link_constituents
-from .images import IMAGE_CHANNELS, image, jet_images
-from .nanoaod_bdt import nanoaod_bdt_inputs
-from .particlenet import particlenet_inputs
-from .per_jet import JET_VARIABLES, NANOAOD_BDT_VARIABLES, jet_variables
-from .per_particle import PARTICLE_FEATURES, particles
+from hepinfer.errors import ConfigError
+from hepinfer.features.base import placeholder, touch
+from hepinfer.features.bdt import bdt_inputs
+from hepinfer.features.common import is_typetracer, link_constituents
+from hepinfer.features.images import IMAGE_CHANNELS, image, jet_images
+from hepinfer.features.nanoaod_bdt import nanoaod_bdt_inputs
+from hepinfer.features.particlenet import particlenet_inputs
+from hepinfer.features.per_jet import JET_VARIABLES, NANOAOD_BDT_VARIABLES, jet_variables
+from hepinfer.features.per_particle import PARTICLE_FEATURES, particles
+from hepinfer.models import get_spec
 
 BUILDERS = {
     "particlenet": particlenet_inputs,
@@ -47,7 +47,7 @@ BUILDERS = {
 
 
 def _builder(model):
-    from ..models.checks import resolve_builder
+    from hepinfer.models.checks import resolve_builder
 
     spec = get_spec(model)
     return spec, resolve_builder(spec)

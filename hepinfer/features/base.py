@@ -21,8 +21,8 @@ import re
 import awkward as ak
 import numpy as np
 
-from ..errors import ConfigError
-from .common import delta_phi, plain
+from hepinfer.errors import ConfigError
+from hepinfer.features.common import delta_phi, plain
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

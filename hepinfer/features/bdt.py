@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..models import BDT_FEATURES
-from .base import instance
-from .per_jet import jet_variables
+from hepinfer.features.base import instance
+from hepinfer.features.per_jet import jet_variables
+from hepinfer.models import BDT_FEATURES
 
 PARAMS = dict(variables=BDT_FEATURES)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
-from ..errors import InputMismatch
+from hepinfer.errors import InputMismatch
 
 CONSTITUENT_FIELDS = ("pt", "eta", "phi", "mass", "charge", "pdgId", "d0", "dz")
 

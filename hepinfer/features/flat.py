@@ -25,8 +25,8 @@ from functools import cached_property
 import awkward as ak
 import numpy as np
 
-from .common import delta_phi
-from .segments import descending_key, sort_within
+from hepinfer.features.common import delta_phi
+from hepinfer.features.segments import descending_key, sort_within
 
 
 def fast_delta_phi(a: np.ndarray, b: np.ndarray) -> np.ndarray:

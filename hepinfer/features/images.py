@@ -21,10 +21,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..models import JET_IMAGE_CHANNELS, JET_IMAGE_PIXELS
-from . import base
-from .common import flat_jets, is_typetracer, require_fields
-from .flat import Unsupported, chunk
+from hepinfer.features import base
+from hepinfer.features.common import flat_jets, is_typetracer, require_fields
+from hepinfer.features.flat import Unsupported, chunk
+from hepinfer.models import JET_IMAGE_CHANNELS, JET_IMAGE_PIXELS
 
 HALF_WIDTH = 0.8
 
@@ -90,7 +90,7 @@ def image(
     try:
         return {p["images_name"]: _images(chunk(jets, constituents, flat), p)}
     except Unsupported:  # None among the values, a field that is not numbers: the reference's values
-        from .reference import image_reference
+        from hepinfer.features.reference import image_reference
 
         return image_reference(*flat, **p)
 

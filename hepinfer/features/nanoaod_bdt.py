@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import instance
-from .per_jet import NANOAOD_BDT_VARIABLES, jet_variables
+from hepinfer.features.base import instance
+from hepinfer.features.per_jet import NANOAOD_BDT_VARIABLES, jet_variables
 
 MODEL = "bdt_nanoaod"
 PARAMS = dict(variables=NANOAOD_BDT_VARIABLES)

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..models import PARTICLENET_FEATURES, PARTICLENET_MAX_PARTICLES
-from .base import instance
-from .per_particle import particles
+from hepinfer.features.base import instance
+from hepinfer.features.per_particle import particles
+from hepinfer.models import PARTICLENET_FEATURES, PARTICLENET_MAX_PARTICLES
 
 PARAMS = dict(features=PARTICLENET_FEATURES)
 

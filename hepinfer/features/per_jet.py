@@ -26,11 +26,11 @@ from typing import NamedTuple
 import awkward as ak
 import numpy as np
 
-from ..models import BDT_FEATURES, NANOAOD_BDT_FEATURES
-from . import base
-from .common import flat_jets, is_typetracer, plain, require_fields, safe_ratio, where
-from .flat import Unsupported, chunk
-from .segments import segment_argmax, segment_sum
+from hepinfer.features import base
+from hepinfer.features.common import flat_jets, is_typetracer, plain, require_fields, safe_ratio, where
+from hepinfer.features.flat import Unsupported, chunk
+from hepinfer.features.segments import segment_argmax, segment_sum
+from hepinfer.models import BDT_FEATURES, NANOAOD_BDT_FEATURES
 
 
 class Variable(NamedTuple):
@@ -196,7 +196,7 @@ def jet_variables(jets, constituents=None, variables=BDT_FEATURES, input_name: s
         ctx = chunk(jets, constituents, flat).view(_FlatJets)
         columns = [np.asarray(_variable(name).compute(ctx)) for name in names]
     except Unsupported:  # None among the values, a field that is not numbers: the reference's values
-        from .reference import jet_variables_reference
+        from hepinfer.features.reference import jet_variables_reference
 
         return jet_variables_reference(*flat, **p)
     x = np.empty((len(flat[0]), len(names)), dtype=np.float64)

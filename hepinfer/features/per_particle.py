@@ -26,10 +26,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..models import PARTICLENET_FEATURES, PARTICLENET_MAX_PARTICLES
-from . import base
-from .common import energy, flat_jets, is_typetracer, require_fields, safe_log, safe_ratio, where
-from .flat import Unsupported, chunk
+from hepinfer.features import base
+from hepinfer.features.common import energy, flat_jets, is_typetracer, require_fields, safe_log, safe_ratio, where
+from hepinfer.features.flat import Unsupported, chunk
+from hepinfer.models import PARTICLENET_FEATURES, PARTICLENET_MAX_PARTICLES
 
 
 class Feature(NamedTuple):
@@ -219,7 +219,7 @@ def particles(
     try:
         return _build(chunk(jets, constituents, flat), p)
     except Unsupported:  # None among the values, a field that is not numbers: the reference's values
-        from .reference import particles_reference
+        from hepinfer.features.reference import particles_reference
 
         return particles_reference(*flat, **p)
 

@@ -13,11 +13,11 @@ from functools import cached_property
 import awkward as ak
 import numpy as np
 
-from ..errors import InputMismatch
-from .common import delta_phi, pad_to_numpy
-from .images import IMAGE_CHANNELS
-from .per_jet import JetSummaries, _variable
-from .per_particle import PARTICLE_FEATURES, ParticleQuantities
+from hepinfer.errors import InputMismatch
+from hepinfer.features.common import delta_phi, pad_to_numpy
+from hepinfer.features.images import IMAGE_CHANNELS
+from hepinfer.features.per_jet import JetSummaries, _variable
+from hepinfer.features.per_particle import PARTICLE_FEATURES, ParticleQuantities
 
 
 class _Particles(ParticleQuantities):

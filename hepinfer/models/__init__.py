@@ -10,9 +10,9 @@ to choose), and ``resnet50``, the heavyweight architecture for throughput studie
 
 from __future__ import annotations
 
-from ..errors import ModelNotFound
-from .registry import Registry
-from .spec import Domain, ModelSpec, TensorSpec
+from hepinfer.errors import ModelNotFound
+from hepinfer.models.registry import Registry
+from hepinfer.models.spec import Domain, ModelSpec, TensorSpec
 
 # Per-particle features of ParticleNet, in the CMS / weaver style (hepinfer.features.particlenet computes them).
 PARTICLENET_FEATURES = (

@@ -23,11 +23,11 @@ import json
 import shutil
 from pathlib import Path
 
-from .. import paths
-from ..errors import ArtefactMissing
-from . import get_spec
-from .checks import file_sha256
-from .registry import BUILTIN
+from hepinfer import paths
+from hepinfer.errors import ArtefactMissing
+from hepinfer.models import get_spec
+from hepinfer.models.checks import file_sha256
+from hepinfer.models.registry import BUILTIN
 
 TRAINED_DIR = Path(__file__).resolve().parent / "trained"
 CARD = "model_card.md"
@@ -44,7 +44,7 @@ def artefact_path(model) -> Path:
 
 def torch_artefact_path(model) -> Path:
     """The torch engine's exported program, beside the model's ONNX artefact
-    (:mod:`hepinfer.models.build.torch_export` writes it)."""
+    (:mod:`hepinfer.models.architectures.torch_export` writes it)."""
     return artefact_path(model).with_name(TORCH_ARTEFACT)
 
 

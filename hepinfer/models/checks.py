@@ -22,9 +22,9 @@ import os
 import re
 import threading
 
-from ..errors import ConfigError
-from ..logs import get_logger
-from .spec import ENGINE_NAMES, REMOTE, ModelSpec, TensorSpec
+from hepinfer.errors import ConfigError
+from hepinfer.logs import get_logger
+from hepinfer.models.spec import ENGINE_NAMES, REMOTE, ModelSpec, TensorSpec
 
 log = get_logger(__name__)
 
@@ -189,7 +189,7 @@ def resolve_builder(spec: ModelSpec):
         if not callable(fn):
             raise declaration_error(spec, f"builder {name!r} is not a function")
         return fn
-    from ..features import BUILDERS
+    from hepinfer.features import BUILDERS
 
     if name not in BUILDERS:
         if spec.builder is None:

@@ -57,10 +57,10 @@ from pathlib import Path
 
 import tomli_w
 
-from ..errors import ConfigError
-from ..runtime.servers import ModelServer, declared_server
-from .checks import check_declaration
-from .spec import DTYPES, LOCAL_ENGINES, Domain, ModelSpec, TensorSpec
+from hepinfer.errors import ConfigError
+from hepinfer.models.checks import check_declaration
+from hepinfer.models.spec import DTYPES, LOCAL_ENGINES, Domain, ModelSpec, TensorSpec
+from hepinfer.runtime.servers import ModelServer, declared_server
 
 MODEL_KEYS = (
     "description",

@@ -36,10 +36,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..logs import get_logger
-from .checks import check_declaration, declaration_error
-from .spec import ModelSpec
+from hepinfer.errors import ConfigError
+from hepinfer.logs import get_logger
+from hepinfer.models.checks import check_declaration, declaration_error
+from hepinfer.models.spec import ModelSpec
 
 log = get_logger(__name__)
 
@@ -164,7 +164,7 @@ class Registry(Mapping[str, ModelSpec]):
 
     def load_file(self, path: str | os.PathLike, *, replace: bool = False) -> list[ModelSpec]:
         """Register the models a TOML file declares (:func:`hepinfer.models.declare.load_toml`)."""
-        from .declare import load_toml
+        from hepinfer.models.declare import load_toml
 
         specs = load_toml(path)
         with self._lock:
@@ -187,7 +187,7 @@ class Registry(Mapping[str, ModelSpec]):
         value = os.environ.get(self.env_var, "")
         if value == self._env_value:
             return
-        from .declare import load_toml
+        from hepinfer.models.declare import load_toml
 
         files = env_files(value, self.env_var)
         new = {f: load_toml(f) for f in files if f not in self._env_files}  # all checked before any is added
@@ -216,7 +216,7 @@ class Registry(Mapping[str, ModelSpec]):
 
 
 def _registry() -> Registry:
-    from . import SPECS
+    from hepinfer.models import SPECS
 
     return SPECS
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError, InputMismatch
+from hepinfer.errors import ConfigError, InputMismatch
 
 # Model and artefact names: a letter or digit, then letters, digits, '_', '-', '.'; never '..'.
 SAFE_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")

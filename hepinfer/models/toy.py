@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import JET_IMAGE_MODELS, get_spec
+from hepinfer.models import JET_IMAGE_MODELS, get_spec
 
 
 def toy_inputs(model: str, n_jets: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import ConfigError
+from hepinfer.errors import ConfigError
 
 RUNTIMES = {
     "local": ("hepinfer.runtime.local", "LocalRuntime", "local"),
@@ -53,6 +53,6 @@ def empty_outputs(spec) -> dict[str, np.ndarray]:
 def split_rows(n: int, step: int):
     """Row slices covering ``range(n)``: the fewest pieces of at most ``step`` rows, their sizes equal
     to one row (:func:`hepinfer.runtime.pieces.balanced_slices`); never padded."""
-    from .pieces import balanced_slices
+    from hepinfer.runtime.pieces import balanced_slices
 
     yield from balanced_slices(n, step)

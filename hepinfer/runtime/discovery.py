@@ -31,11 +31,11 @@ import dataclasses
 
 import numpy as np
 
-from ..config import InferenceConfig
-from ..errors import ConfigError, HepinferError
-from ..logs import get_logger
-from ..models.spec import REMOTE, WIRE_TO_NUMPY, ModelSpec, TensorSpec
-from .triton import TritonRuntime, _modules
+from hepinfer.config import InferenceConfig
+from hepinfer.errors import ConfigError, HepinferError
+from hepinfer.logs import get_logger
+from hepinfer.models.spec import REMOTE, WIRE_TO_NUMPY, ModelSpec, TensorSpec
+from hepinfer.runtime.triton import TritonRuntime, _modules
 
 log = get_logger(__name__)
 
@@ -138,7 +138,7 @@ def spec_from_server(url, name: str, config: InferenceConfig | None = None, *, l
 
 def discover(name: str, config: InferenceConfig) -> ModelSpec:
     """:func:`spec_from_server` for ``config.url``, registered in this process (source ``server <url>``)."""
-    from ..models import SPECS
+    from hepinfer.models import SPECS
 
     spec = spec_from_server(config.url, name, config)
     try:

@@ -24,12 +24,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..caching import ProcessCache
-from ..errors import HepinferError, InferenceTimeout, ModelNotFound, ServerUnavailable
-from ..logs import get_logger
-from ..retry import Attempts, call_with_retries
-from .servers import Endpoint, endpoints
-from .sessions import open_session
+from hepinfer.caching import ProcessCache
+from hepinfer.errors import HepinferError, InferenceTimeout, ModelNotFound, ServerUnavailable
+from hepinfer.logs import get_logger
+from hepinfer.retry import Attempts, call_with_retries
+from hepinfer.runtime.servers import Endpoint, endpoints
+from hepinfer.runtime.sessions import open_session
 
 log = get_logger(__name__)
 FAILOVER_ERRORS = (ServerUnavailable, InferenceTimeout, ModelNotFound)
@@ -83,7 +83,7 @@ class Servers:
         self._states: ProcessCache = ProcessCache()
 
     def runtime(self, ep: Endpoint):
-        from .triton import TritonRuntime
+        from hepinfer.runtime.triton import TritonRuntime
 
         def make():
             return TritonRuntime(

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..caching import ProcessCache
-from ..errors import ArtefactMissing, ConfigError
-from ..models import get_spec
-from ..models.catalogue import local_artefact
-from ..models.checks import check_sha256
-from . import empty_outputs
-from .engines import load_engine
+from hepinfer.caching import ProcessCache
+from hepinfer.errors import ArtefactMissing, ConfigError
+from hepinfer.models import get_spec
+from hepinfer.models.catalogue import local_artefact
+from hepinfer.models.checks import check_sha256
+from hepinfer.runtime import empty_outputs
+from hepinfer.runtime.engines import load_engine
 
 _ENGINES = ProcessCache()
 # Two wheels install the xgboost module, and one installed over the other replaces its files: one

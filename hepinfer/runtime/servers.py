@@ -19,9 +19,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from ..errors import ConfigError
-from ..models.spec import check_model_name
-from ..urls import TritonUrl
+from hepinfer.errors import ConfigError
+from hepinfer.models.spec import check_model_name
+from hepinfer.urls import TritonUrl
 
 SERVER_KEYS = ("urls", "name", "version")
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import time
 
-from ..errors import InferenceTimeout, ModelNotFound, ServerError, ServerUnavailable
-from ..logs import get_logger
-from ..retry import Attempts, Backoff, call_with_retries
+from hepinfer.errors import InferenceTimeout, ModelNotFound, ServerError, ServerUnavailable
+from hepinfer.logs import get_logger
+from hepinfer.retry import Attempts, Backoff, call_with_retries
 
 log = get_logger(__name__)
 SESSION = "opening a session (repository index)"

@@ -23,21 +23,15 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..caching import ProcessCache
-from ..config import InferenceConfig
-from ..errors import (
-    ConfigError,
-    HepinferError,
-    InputMismatch,
-    ModelNotFound,
-    ServerError,
-)
-from ..models import get_spec
-from ..models.spec import WIRE_TO_NUMPY
-from ..urls import TritonUrl
-from . import empty_outputs, split_rows
-from .pieces import model_instances, piece_rows, preferred_batch_sizes
-from .triton_errors import converted
+from hepinfer.caching import ProcessCache
+from hepinfer.config import InferenceConfig
+from hepinfer.errors import ConfigError, HepinferError, InputMismatch, ModelNotFound, ServerError
+from hepinfer.models import get_spec
+from hepinfer.models.spec import WIRE_TO_NUMPY
+from hepinfer.runtime import empty_outputs, split_rows
+from hepinfer.runtime.pieces import model_instances, piece_rows, preferred_batch_sizes
+from hepinfer.runtime.triton_errors import converted
+from hepinfer.urls import TritonUrl
 
 
 def _reraise(error: BaseException):

@@ -4,8 +4,8 @@ ModelNotFound, a missing header (a token) ServerError; never is a refused connec
 
 from __future__ import annotations
 
-from ..config import InferenceConfig
-from ..errors import HepinferError, InferenceTimeout, ModelNotFound, ServerError, ServerUnavailable
+from hepinfer.config import InferenceConfig
+from hepinfer.errors import HepinferError, InferenceTimeout, ModelNotFound, ServerError, ServerUnavailable
 
 
 def converted(err: BaseException, action: str, url, model_name: str, config: InferenceConfig) -> HepinferError:

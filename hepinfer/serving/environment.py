@@ -40,9 +40,9 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .. import paths
-from ..errors import ServerError
-from ..logs import get_logger
+from hepinfer import paths
+from hepinfer.errors import ServerError
+from hepinfer.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import time
 
-from .server import EmbeddedServer, ServerOptions
+from hepinfer.serving.server import EmbeddedServer, ServerOptions
 
 
 def serve_until_signal(

@@ -28,9 +28,9 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..models.spec import check_model_name, triton_types
-from .repository import ENGINE_MODULE, MODEL_PY, _pb, read_config
+from hepinfer.errors import ConfigError
+from hepinfer.models.spec import check_model_name, triton_types
+from hepinfer.serving.repository import ENGINE_MODULE, MODEL_PY, _pb, read_config
 
 # platform or backend -> (hepinfer engine, default model file name)
 ENGINE_PLATFORMS = {

@@ -17,9 +17,9 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import ConfigError, ServerError
-from ..logs import get_logger
-from .foreign import ForeignModel
+from hepinfer.errors import ConfigError, ServerError
+from hepinfer.logs import get_logger
+from hepinfer.serving.foreign import ForeignModel
 
 log = get_logger(__name__)
 

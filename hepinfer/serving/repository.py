@@ -33,10 +33,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ArtefactMissing, ConfigError
-from ..models import SPECS, get_spec
-from ..models.checks import check_declaration, check_sha256
-from ..models.spec import ModelSpec
+from hepinfer.errors import ArtefactMissing, ConfigError
+from hepinfer.models import SPECS, get_spec
+from hepinfer.models.checks import check_declaration, check_sha256
+from hepinfer.models.spec import ModelSpec
 
 FLAVOURS = ("embedded", "production")
 # default: each model's own engine (onnxruntime / xgboost); torch: the networks' exported programs;
@@ -66,7 +66,7 @@ def check_engine_choice(engine: str, device: str, precision: str, compiled: bool
 
 def runs_torch(spec: ModelSpec, options: RepositoryOptions) -> bool:
     """True when ``spec`` is served by the torch engine under ``options`` (a network of hepinfer's)."""
-    from ..models.build.torch_export import NETWORKS
+    from hepinfer.models.architectures.torch_export import NETWORKS
 
     return (
         options.flavour == "embedded"
@@ -158,7 +158,7 @@ def model_config(spec: ModelSpec, options: RepositoryOptions):
         cfg.parameters[key].string_value = value
 
     if options.flavour == "embedded" and torch_engine:
-        from ..models.catalogue import TORCH_ARTEFACT
+        from hepinfer.models.catalogue import TORCH_ARTEFACT
 
         cfg.backend = "python"
         param("engine", "torch")
@@ -219,7 +219,7 @@ def read_config(path: str | Path):
 
 def _inside(out: Path, name: str) -> Path:
     """``out / name``, refusing any name that would leave ``out`` (the writer deletes that folder)."""
-    from ..models.spec import check_model_name
+    from hepinfer.models.spec import check_model_name
 
     target = out / check_model_name(name)
     if out.resolve() not in target.resolve().parents:
@@ -233,7 +233,7 @@ def write_repository(out: str | Path, options: RepositoryOptions | None = None) 
     Artefacts must have been built (``hepinfer models build``), except with engine ``null``, which
     reads none.
     """
-    from ..models.catalogue import artefact_path, torch_artefact_path
+    from hepinfer.models.catalogue import artefact_path, torch_artefact_path
 
     options = options or RepositoryOptions()
     out = Path(out)
@@ -257,7 +257,7 @@ def write_repository(out: str | Path, options: RepositoryOptions | None = None) 
             (model_dir / LABELS).write_text("".join(f"{c}\n" for c in spec.classes))
         target = version_dir / spec.artefact
         if runs_torch(spec, options):
-            from ..models.build.torch_export import build_torch
+            from hepinfer.models.architectures.torch_export import build_torch
 
             src = build_torch(spec.name)  # derived from the ONNX artefact, rebuilt when that changes
             target = version_dir / torch_artefact_path(spec).name

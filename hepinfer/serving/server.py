@@ -43,14 +43,14 @@ import weakref
 from dataclasses import replace
 from pathlib import Path
 
-from .. import paths
-from ..errors import ServerError
-from ..models.spec import ModelSpec
-from ..urls import TritonUrl
-from .environment import ServerEnvironment, ensure_server_env
-from .options import ServerOptions
-from .ports import free_ports
-from .repository import RepositoryOptions, write_repository
+from hepinfer import paths
+from hepinfer.errors import ServerError
+from hepinfer.models.spec import ModelSpec
+from hepinfer.serving.environment import ServerEnvironment, ensure_server_env
+from hepinfer.serving.ports import free_ports
+from hepinfer.serving.repository import RepositoryOptions, write_repository
+from hepinfer.serving.server_options import ServerOptions
+from hepinfer.urls import TritonUrl
 
 ADMIN_HEADER = "hepinfer-admin-token"
 # Lines of the server log that mean the start has failed even though the process lives on (a
@@ -176,7 +176,7 @@ class EmbeddedServer:
         )
         if o.memory_budget is None:
             return options
-        from .sizing import sized_options
+        from hepinfer.serving.memory_budget import sized_options
 
         return sized_options(options, o.memory_budget)
 
@@ -199,8 +199,8 @@ class EmbeddedServer:
         self.run_dir = paths.new_run_dir("serve-")
         torch = o.engine == "torch"
         if o.repository is not None:
-            from .foreign import derive_repository
-            from .loading import check_servable
+            from hepinfer.serving.foreign import derive_repository
+            from hepinfer.serving.loading import check_servable
 
             self.repository = self.run_dir / "repository"
             found = derive_repository(o.repository, self.repository, o.models, o.threads)
@@ -222,7 +222,7 @@ class EmbeddedServer:
                     raise
                 continue
             if self.repository_models is not None:
-                from .loading import load_repository
+                from hepinfer.serving.loading import load_repository
 
                 load_repository(self)
             return self
@@ -290,10 +290,10 @@ class EmbeddedServer:
 
     def _process_env(self, env: ServerEnvironment) -> dict:
         """The server's environment; with a memory budget, glibc's mmap threshold fixed as it was when
-        the memory per row was measured (:mod:`.sizing`), so the server's memory matches it."""
+        the memory per row was measured (:mod:`.memory_budget`), so the server's memory matches it."""
         process = env.process_env()
         if self.options.memory_budget is not None:
-            from .sizing import MMAP_THRESHOLD
+            from hepinfer.serving.memory_budget import MMAP_THRESHOLD
 
             process["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD)
         return process

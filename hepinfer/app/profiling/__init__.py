@@ -1,3 +1,0 @@
-"""Sizing on real hardware: ``hepinfer profile`` measures serving configurations of each model
-(:mod:`.profile`), ``hepinfer plan`` chooses configurations and places models on devices from
-those profiles and a demand (:mod:`hepinfer.app.profiling.plan`); :mod:`.schema` is what they share."""

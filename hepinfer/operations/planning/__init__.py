@@ -1,0 +1,3 @@
+"""Sizing on real hardware: ``hepinfer profile`` measures serving configurations of each model
+(:mod:`.profile`), ``hepinfer plan`` chooses configurations and places models on devices from
+those profiles and a demand (:mod:`hepinfer.operations.planning.planner`); :mod:`.schema` is what they share."""
