@@ -20,8 +20,9 @@ Physics choices (13 TeV pp, Pythia's default tune, MPI/ISR/FSR/hadronisation on,
   (coffea needs it to build ``FatJet.constituents``).
 * ``GenPart``: the last-copy tops, their b quarks and W bosons, the W decay quarks (ttbar) and the
   outgoing hard partons (both), with ``genPartIdxMother`` within the stored list.
-* ``FatJet_label``: 1 = top-matched jet (the top, its b and both W quarks within dR < 0.8 of the
-  jet axis), 0 = jet from the QCD sample, -1 = unmatched jet of the ttbar sample.
+* ``FatJet_label`` (:mod:`~hepinfer.ml.generation.truth`): 1 = top-matched jet (the top, its b and
+  both W quarks within dR < 0.8 of the jet axis), 0 = jet from the QCD sample, -1 = unmatched jet of
+  the ttbar sample.
 
 Layouts and formats (:mod:`hepinfer.ml.generation.nanoaod`): ``layout="pfnano"`` (everything above, the
 default), ``"pfnano-nocount"`` (without ``FatJet_nConstituents``, as older PFNano releases) or
@@ -55,6 +56,7 @@ from hepinfer.ml.generation.nanoaod import (
     Columns,
     write_events,
 )
+from hepinfer.ml.generation.truth import gen_particles, top_matched
 
 PROCESSES = {
     "ttbar": ["Top:gg2ttbar = on", "Top:qqbar2ttbar = on", "24:onMode = off", "24:onIfAny = 1 2 3 4 5"],
@@ -66,7 +68,6 @@ TRAINING_PT_HAT_BINS = ((200.0, 400.0), (400.0, 700.0), (700.0, 1100.0), (1100.0
 FATJET_PT_MIN, FATJET_ETA_MAX, FATJET_R = 200.0, 2.5, 0.8
 JET_PT_MIN, JET_ETA_MAX, JET_R = 20.0, 4.7, 0.4
 PARTICLE_ETA_MAX = 5.0
-MATCH_DR = 0.8
 INVISIBLE = {12, 14, 16}
 
 
@@ -131,60 +132,6 @@ def _kinematics(px, py, pz, e):
     return pt, eta, phi, mass
 
 
-def _gen_particles(ev, process: str):
-    """Hard-process record for truth matching: Pythia indices and each one's mother position."""
-    chosen: list[int] = []
-    mother: dict[int, int] = {}
-
-    def add(i: int, mom: int = -1) -> int:
-        if i not in mother:
-            chosen.append(i)
-            mother[i] = mom
-        elif mom >= 0:
-            mother[i] = mom
-        return chosen.index(i)
-
-    if process == "ttbar":
-        for i in range(ev.size()):
-            p = ev[i]
-            if abs(p.id()) == 6 and p.iBotCopyId() == i:  # last copy of each top
-                t = add(i)
-                for d in p.daughterList():
-                    q = ev[d]
-                    if abs(q.id()) == 5:
-                        add(d, t)
-                    elif abs(q.id()) == 24:
-                        wlast = q.iBotCopyId()
-                        w = add(wlast, t)
-                        for wd in ev[wlast].daughterList():
-                            if abs(ev[wd].id()) <= 5:
-                                add(wd, w)
-    for i in range(ev.size()):
-        if abs(ev[i].status()) == 23 and i not in mother:  # other outgoing hard partons
-            add(i)
-    return chosen, mother
-
-
-def _top_matched(jet_eta, jet_phi, ev, chosen, mother) -> bool:
-    def dr(i):
-        p = ev[i]
-        return np.hypot(p.eta() - jet_eta, float(sub.delta_phi(p.phi(), jet_phi)))
-
-    for pos, i in enumerate(chosen):
-        if abs(ev[i].id()) != 6 or dr(i) > MATCH_DR:
-            continue
-        kids = [chosen[k] for k, m in enumerate(mother[j] for j in chosen) if m == pos]
-        b = [k for k in kids if abs(ev[k].id()) == 5]
-        w = [k for k in kids if abs(ev[k].id()) == 24]
-        if len(b) != 1 or len(w) != 1:
-            continue
-        wpos = chosen.index(w[0])
-        quarks = [chosen[k] for k, m in enumerate(mother[j] for j in chosen) if m == wpos]
-        if len(quarks) == 2 and all(dr(k) < MATCH_DR for k in [b[0], *quarks]):
-            return True
-    return False
-
-
 def _visible_particles(ev) -> np.ndarray:
     """(n, 9): px, py, pz, E, pdgId, charge, x, y, z (mm) of the visible final-state particles."""
     rows = []
@@ -246,10 +193,10 @@ def _record_event(ev, process, fastjet, ak8, ak4, pf, fat, jets, links, gen, rng
     cs4 = fastjet.ClusterSequence(pseudo, ak4)
     small_jets = [j for j in fastjet.sorted_by_pt(cs4.inclusive_jets(JET_PT_MIN)) if abs(j.eta()) < JET_ETA_MAX]
 
-    chosen, mother = _gen_particles(ev, process)
+    chosen, mother = gen_particles(ev, process)
     rows, members = [], []
     for j in fat_jets:
-        label = 0 if process == "qcd" else (1 if _top_matched(j.eta(), j.phi_std(), ev, chosen, mother) else -1)
+        label = 0 if process == "qcd" else (1 if top_matched(j.eta(), j.phi_std(), ev, chosen, mother) else -1)
         row, idx = _fat_jet_row(j, (pt, eta, phi), fastjet, label)
         rows.append(row)
         members.append(idx)
