@@ -116,12 +116,11 @@ def _timeline(run_dir, out) -> None:
     """timeline.png and timeline.html of the fleet of ``run_dir`` into the folder ``out``."""
     from pathlib import Path
 
-    from hepinfer.figures import timeline_png
-    from hepinfer.operations.fleet.timeline import find_history, read_history, write_html
+    from hepinfer.operations.fleet.timeline import find_history, read_history, write_html, write_png
 
     timeline = read_history(find_history(run_dir))
     title = f"hepinfer fleet {Path(find_history(run_dir)).parent.name}"
-    png = timeline_png(timeline, Path(out) / "timeline.png", title=title)
+    png = write_png(timeline, Path(out) / "timeline.png", title=title)
     page = write_html(timeline, Path(out) / "timeline.html", title=title)
     print(f"hepinfer: timeline of {len(timeline.samples)} samples: {png}, {page}", flush=True)
 

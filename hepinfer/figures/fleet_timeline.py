@@ -1,54 +1,75 @@
 """The fleet's figures (drawn as :mod:`.figure` draws: a ``Figure`` saved directly, no pyplot): a
-fleet's timeline from its recorded history, and the ``hepinfer bench fleet`` timelines."""
+fleet's timeline from the series of its recorded history, and the ``hepinfer bench fleet`` timelines."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hepinfer.figures.figure import figure, save
 
-if TYPE_CHECKING:  # the fleet package is imported when a fleet figure is drawn, not with hepinfer.figures
-    from hepinfer.operations.fleet.timeline import Timeline
+# (key of a series, the panel's title; ``{window}``: the seconds the fleet's rates are taken over)
+PANELS = (
+    ("replicas", "replicas in rotation (dashed: target)"),
+    ("value", "load: the autoscaler's metric"),
+    ("requests_per_s", "requests/s at the replicas{window}"),
+    ("queue_ms", "queue ms per request{window}"),
+)
+# a scaling decision's line; decisions of other actions (hold) are not drawn
+COLOURS = {
+    "up": "#2a9d2a",
+    "down": "#d03030",
+    "replace": "#e08a00",
+    "restart": "#e08a00",
+    "saturated": "#8a2be2",
+    "admitting": "#8a2be2",
+}
 
 
-def _decision_lines(ax, timeline: Timeline, t0: float) -> None:
-    from hepinfer.operations.fleet.timeline import COLOURS
-
-    for d in timeline.scaling:
-        ax.axvline(d["time"] - t0, color=COLOURS[d["action"]], linewidth=0.8, alpha=0.7)
+def _points(xs, ys) -> list[tuple[float, float]]:
+    return [(x, y) for x, y in zip(xs, ys) if y is not None]
 
 
-def timeline_png(timeline: Timeline, path, title: str = "") -> Path:
-    """A panel per :data:`~hepinfer.operations.fleet.timeline.PANELS` entry against seconds since the
-    first sample; scaling decisions as vertical lines (up green, down red, replace orange)."""
-    from hepinfer.operations.fleet.timeline import PANELS
-
+def timeline_figure(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float | None]]],
+    decisions: Sequence[tuple[float, str]],
+    *,
+    title: str = "",
+    window_s: float | None = None,
+):
+    """A panel per :data:`PANELS` entry: ``series`` {key: (seconds, values; None: no value)} for each
+    panel's key and ``target`` (dashed on the replicas panel); ``decisions`` (seconds, action) as
+    vertical lines coloured by :data:`COLOURS` on every panel.  ``window_s`` goes into the rates' titles."""
+    window = f" ({window_s:g} s window)" if window_s else ""
     fig, axes = figure(8, 1.9 * len(PANELS), len(PANELS), 1)
-    span = max((timeline.samples[-1]["time"] - timeline.t0) if timeline.samples else 0.0, 1.0)
+    span = max((max(xs, default=0.0) for xs, _ in series.values()), default=0.0)
     for (key, name), row in zip(PANELS, axes):
         ax = row[0]
-        xs, ys = timeline.series(key)
-        pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
+        pts = _points(*series.get(key, ((), ())))
         if key == "replicas":
-            _, targets = timeline.series("target")
-            tp = [(x, y) for x, y in zip(xs, targets) if y is not None]
-            if tp:
-                ax.step(*zip(*tp), where="post", color="grey", linestyle="--", label="target")
+            target = _points(*series.get("target", ((), ())))
+            if target:
+                ax.step(*zip(*target), where="post", color="grey", linestyle="--", label="target")
             if pts:
                 ax.step(*zip(*pts), where="post", label="in rotation")
             ax.legend(fontsize=6, loc="upper left")
         elif pts:
             ax.plot(*zip(*pts))
-        _decision_lines(ax, timeline, timeline.t0)
-        ax.set_ylabel(name, fontsize=7)
+        for t, action in decisions:
+            if action in COLOURS:
+                ax.axvline(t, color=COLOURS[action], linewidth=0.8, alpha=0.7)
+        ax.set_ylabel(name.format(window=window), fontsize=7)
         ax.set_ylim(bottom=0)
-        ax.set_xlim(0, span)
+        ax.set_xlim(0, max(span, 1.0))
     axes[-1][0].set_xlabel("seconds")
     if title:
         axes[0][0].set_title(title, fontsize=9)
-    return save(fig, path)
+    return fig
+
+
+def timeline_png(series, decisions, path, *, title: str = "", window_s: float | None = None) -> Path:
+    """:func:`timeline_figure` written to ``path``."""
+    return save(timeline_figure(series, decisions, title=title, window_s=window_s), path)
 
 
 def fleet_bench_png(rows: Sequence[dict], path, max_replicas: int) -> Path:

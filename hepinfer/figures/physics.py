@@ -13,15 +13,14 @@ from hepinfer.figures.figure import DPI, figure, save
 
 # -- physics -------------------------------------------------------------------------------------
 def roc(curves: dict, path, title: str = "top vs QCD") -> Path:
-    """``curves``: name -> (labels, scores).  Background rejection against signal efficiency, log scale."""
-    from hepinfer.ml.training.roc import auc, roc_curve
-
+    """``curves``: name -> (signal efficiencies, background efficiencies, AUC), a point per threshold.
+    Background rejection against signal efficiency, log scale."""
     fig, axes = figure(5.5, 4.5)
     ax = axes[0][0]
-    for name, (labels, scores) in curves.items():
-        eff_s, eff_b = roc_curve(labels, scores)
+    for name, (eff_s, eff_b, area) in curves.items():
+        eff_s, eff_b = np.asarray(eff_s, dtype=np.float64), np.asarray(eff_b, dtype=np.float64)
         ok = eff_b > 0
-        ax.plot(eff_s[ok], 1.0 / eff_b[ok], label=f"{name} (AUC {auc(labels, scores):.4f})")
+        ax.plot(eff_s[ok], 1.0 / eff_b[ok], label=f"{name} (AUC {area:.4f})")
     ax.set_yscale("log")
     ax.set_xlabel("signal efficiency (top)")
     ax.set_ylabel("background rejection 1/$\\epsilon_B$ (QCD)")

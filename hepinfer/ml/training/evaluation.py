@@ -106,9 +106,7 @@ def evaluate(
     result["files"] = [p.name for p in data.files]
     title = f"{spec.name}: top vs QCD"
     if plot:
-        from hepinfer import figures as plotting
-
-        plotting.roc({spec.name: (data.labels, scores)}, plot, title=title)
+        plots.roc(spec.name, data.labels, scores, plot, title=title)
         result["plot"] = str(plot)
     if plots_dir:
         result["plots"] = plots.evaluation(

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from hepinfer import figures as plotting
+from hepinfer.ml.training.roc import auc, roc_curve
 
 ROC = "roc.png"
 SCORES = "scores.png"
@@ -37,6 +38,12 @@ def learning_curve(curve: dict, folder, *, title: str) -> tuple[Path, Path]:
     return plotting.learning_curve(curve, folder / LEARNING_CURVE, title=title), data
 
 
+def roc(name: str, labels, values, path, *, title: str) -> Path:
+    """The ROC curve of one model's scores (``values``) on jets of ``labels``, written to ``path``."""
+    eff_s, eff_b = roc_curve(labels, values)
+    return plotting.roc({name: (eff_s, eff_b, auc(labels, values))}, path, title=title)
+
+
 def evaluation(
     name: str, labels, values, folder, working_points: dict | None, *, title: str, per_pt_bin: list | None = None
 ) -> dict[str, str]:
@@ -45,7 +52,7 @@ def evaluation(
     from hepinfer.figures.performance import pt_bins
 
     folder = Path(folder)
-    plotting.roc({name: (labels, values)}, folder / ROC, title=title)
+    roc(name, labels, values, folder / ROC, title=title)
     plotting.score_distributions(labels, values, folder / SCORES, title=title, working_points=working_points)
     written = {"roc": ROC, "scores": SCORES}
     if per_pt_bin and any(row.get("auc") is not None for row in per_pt_bin):

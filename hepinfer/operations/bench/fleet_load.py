@@ -236,7 +236,7 @@ def measure(run, point):
             "t": [s["time"] - start for s in history.samples],
             "replicas": [s["replicas"] for s in history.samples],
             "queue_ms": [s.get("queue_ms") for s in history.samples],
-            "decisions": [(d["time"] - start, d["action"]) for d in history.scaling if d["action"] in ("up", "down")],
+            "decisions": [(d["time"] - start, d["action"]) for d in history.decisions if d["action"] in ("up", "down")],
         },
     }
 

@@ -1,8 +1,7 @@
 """A fleet's run over time: its recorded history (``history.jsonl`` in the run directory, written by
-:func:`.status.append_history`) read back, and drawn as a self-contained HTML page (inline SVG, no
-script, no external file).  The PNG of the same panels is drawn by
-:func:`hepinfer.figures.timeline_png`; ``hepinfer fleet status --timeline DIR`` and
-``hepinfer fleet up --timeline DIR`` write both.
+:func:`.status.append_history`) read back, and drawn by :func:`hepinfer.figures.timeline_png`: a PNG,
+and a self-contained HTML page (that PNG inline, no script, no external file) with the table of every
+decision.  ``hepinfer fleet status --timeline DIR`` and ``hepinfer fleet up --timeline DIR`` write both.
 
 Panels, against seconds since the first sample: the replicas in rotation (and the target), the
 autoscaler's metric (the load), the replicas' requests/s, their queue milliseconds per request.
@@ -12,6 +11,7 @@ saturated / admitting purple); holds are listed in the table only.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from dataclasses import dataclass, field
@@ -20,21 +20,7 @@ from pathlib import Path
 from hepinfer.errors import ConfigError
 from hepinfer.operations.fleet.status import HISTORY, STATUS_WINDOW_S, find_status
 
-# (key of a sample, the panel's title)
-PANELS = (
-    ("replicas", "replicas in rotation (dashed: target)"),
-    ("value", "load: the autoscaler's metric"),
-    ("requests_per_s", f"requests/s at the replicas ({STATUS_WINDOW_S:g} s window)"),
-    ("queue_ms", f"queue ms per request ({STATUS_WINDOW_S:g} s window)"),
-)
-COLOURS = {
-    "up": "#2a9d2a",
-    "down": "#d03030",
-    "replace": "#e08a00",
-    "restart": "#e08a00",
-    "saturated": "#8a2be2",
-    "admitting": "#8a2be2",
-}
+SERIES = ("replicas", "target", "value", "requests_per_s", "queue_ms")  # the keys of a sample drawn
 
 
 @dataclass
@@ -60,11 +46,6 @@ class Timeline:
         """(seconds since ``t0`` (default: the first sample), values of ``key``; None: no value)."""
         t0 = self.t0 if t0 is None else t0
         return [s["time"] - t0 for s in self.samples], [s.get(key) for s in self.samples]
-
-    @property
-    def scaling(self) -> list[dict]:
-        """The decisions drawn as lines (every action but hold)."""
-        return [d for d in self.decisions if d["action"] in COLOURS]
 
 
 def find_history(run_dir=None) -> Path:
@@ -96,70 +77,26 @@ def read_history(path) -> Timeline:
     return out
 
 
-# -- HTML ------------------------------------------------------------------------------------------
-_W, _H, _LEFT, _BOTTOM, _TOP = 760, 130, 56, 22, 18
+# -- drawn ---------------------------------------------------------------------------------------
+def _figure_data(timeline: Timeline) -> tuple[dict, list[tuple[float, str]]]:
+    """(series, decisions) of :func:`hepinfer.figures.timeline_png`: seconds since the first sample."""
+    series = {key: timeline.series(key) for key in SERIES}
+    return series, [(d["time"] - timeline.t0, d["action"]) for d in timeline.decisions]
 
 
-def _points(xs, ys, sx, sy, step: bool) -> list[str]:
-    """Polylines through (x, y), broken where y is None; ``step``: horizontal then vertical."""
-    lines, current, last = [], [], None
-    for x, y in zip(xs, ys):
-        if y is None:
-            if current:
-                lines.append(" ".join(current))
-            current, last = [], None
-            continue
-        if step and last is not None:
-            current.append(f"{sx(x):.1f},{sy(last):.1f}")
-        current.append(f"{sx(x):.1f},{sy(y):.1f}")
-        last = y
-    if current:
-        lines.append(" ".join(current))
-    return lines
+def write_png(timeline: Timeline, path, title: str = "") -> Path:
+    """The timeline's panels as a PNG at ``path``."""
+    from hepinfer.figures import timeline_png
 
-
-def _panel(timeline: Timeline, key: str, title: str, span: float) -> str:
-    xs, ys = timeline.series(key)
-    values = [y for y in ys if y is not None]
-    if key == "replicas":
-        values += [s.get("target") or 0 for s in timeline.samples]
-    top = max(values, default=0) or 1.0
-    top *= 1.1
-
-    def sx(x):
-        return _LEFT + (_W - _LEFT - 10) * x / span
-
-    def sy(y):
-        return _TOP + (_H - _TOP - _BOTTOM) * (1 - y / top)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" data-panel="{key}">',
-        f'<text x="{_LEFT}" y="12" font-size="11">{html.escape(title)}</text>',
-        f'<rect x="{_LEFT}" y="{_TOP}" width="{_W - _LEFT - 10}" height="{_H - _TOP - _BOTTOM}" '
-        'fill="none" stroke="#999"/>',
-        f'<text x="{_LEFT - 4}" y="{_TOP + 8}" font-size="10" text-anchor="end">{top / 1.1:.3g}</text>',
-        f'<text x="{_LEFT - 4}" y="{_H - _BOTTOM}" font-size="10" text-anchor="end">0</text>',
-        f'<text x="{_W - 10}" y="{_H - 6}" font-size="10" text-anchor="end">{span:.0f} s</text>',
-    ]
-    for d in timeline.scaling:
-        x = sx(d["time"] - timeline.t0)
-        parts.append(
-            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{_TOP}" y2="{_H - _BOTTOM}" stroke="{COLOURS[d["action"]]}" '
-            f'stroke-width="1" data-action="{d["action"]}"><title>{html.escape(d.get("text", ""))}</title></line>'
-        )
-    if key == "replicas":
-        _, targets = timeline.series("target")
-        for line in _points(xs, targets, sx, sy, step=True):
-            parts.append(f'<polyline points="{line}" fill="none" stroke="#888" stroke-dasharray="4 3"/>')
-    for line in _points(xs, ys, sx, sy, step=key == "replicas"):
-        parts.append(f'<polyline points="{line}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>')
-    parts.append("</svg>")
-    return "\n".join(parts)
+    return timeline_png(*_figure_data(timeline), path, title=title, window_s=STATUS_WINDOW_S)
 
 
 def timeline_html(timeline: Timeline, title: str = "hepinfer fleet") -> str:
-    """The timeline as one HTML page: a panel per :data:`PANELS` entry and the table of decisions."""
-    span = max((timeline.samples[-1]["time"] - timeline.t0) if timeline.samples else 0.0, 1.0)
+    """The timeline as one HTML page: the panels (the PNG, inline) and the table of decisions."""
+    from hepinfer.figures import DPI, png_bytes
+    from hepinfer.figures.fleet_timeline import timeline_figure
+
+    png = png_bytes(timeline_figure(*_figure_data(timeline), window_s=STATUS_WINDOW_S), dpi=DPI)
     rows = "\n".join(
         f"<tr><td>{d['time'] - timeline.t0:.1f}</td><td>{html.escape(d['action'])}</td>"
         f"<td>{d.get('replicas', '')}</td><td>{d.get('target', '')}</td><td>{html.escape(d.get('text', ''))}</td></tr>"
@@ -175,7 +112,7 @@ def timeline_html(timeline: Timeline, title: str = "hepinfer fleet") -> str:
             f'<html><head><meta charset="utf-8"><title>{html.escape(title)}</title></head>',
             '<body style="font-family: sans-serif">',
             f"<h3>{html.escape(title)}</h3><p>{what}</p>",
-            *(_panel(timeline, key, name, span) for key, name in PANELS),
+            f'<img alt="the fleet\'s timeline" src="data:image/png;base64,{base64.b64encode(png).decode()}">',
             '<table border="1" cellspacing="0" cellpadding="3" style="font-size: 12px">',
             "<tr><th>s</th><th>action</th><th>replicas</th><th>target</th><th>decision</th></tr>",
             rows,
