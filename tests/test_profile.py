@@ -8,6 +8,7 @@ import pytest
 
 from hepinfer.cli import main
 from hepinfer.errors import ConfigError
+from hepinfer.operations.bench import process_memory
 from hepinfer.operations.planning import devices
 from hepinfer.operations.planning.profile import ProfileSettings, default_path, plot, search_space, table
 from hepinfer.operations.planning.schema import Hardware, Interference, Measurement, Profile, ServingConfig
@@ -178,8 +179,8 @@ def test_cpu_hardware_and_resident_memory():
 
     hw = devices.detect_hardware("cpu")
     assert hw.kind == "cpu" and hw.cores >= 1 and hw.memory_bytes > 0 and hw.name
-    assert devices.tree_rss_bytes(os.getpid(), include_root=True) > 0
-    assert os.getpid() in devices.process_tree(os.getppid())
+    assert process_memory.tree_rss_bytes(os.getpid(), include_root=True) > 0
+    assert os.getpid() in process_memory.process_tree(os.getppid())
 
 
 def test_a_process_tree_and_its_resident_memory():
@@ -198,16 +199,16 @@ def test_a_process_tree_and_its_resident_memory():
     try:
         pid, state = proc.stdout.readline().split()
         assert state == "ready"
-        assert {proc.pid, int(pid)} <= devices.process_tree(proc.pid)
-        below = devices.tree_rss_bytes(proc.pid)
+        assert {proc.pid, int(pid)} <= process_memory.process_tree(proc.pid)
+        below = process_memory.tree_rss_bytes(proc.pid)
         assert below >= 64 << 20
-        assert devices.tree_rss_bytes(proc.pid, include_root=True) > below
+        assert process_memory.tree_rss_bytes(proc.pid, include_root=True) > below
     finally:
         proc.stdin.close()  # both read stdin: they end
         proc.wait(timeout=60)
         proc.stdout.close()
-    assert devices.process_tree(proc.pid) == {proc.pid}
-    assert devices.rss_bytes([proc.pid, int(pid)]) == 0
+    assert process_memory.process_tree(proc.pid) == {proc.pid}
+    assert process_memory.rss_bytes([proc.pid, int(pid)]) == 0
 
 
 # -- real servers ------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def cmd_plan(args) -> int:
 
 
 def register(sub) -> None:
-    from hepinfer.operations.planning.planner import MEMORY_MARGIN, THRESHOLD
+    from hepinfer.operations.planning.plan_data import MEMORY_MARGIN, THRESHOLD
 
     s = sub.add_parser(
         "plan",

@@ -85,7 +85,7 @@ def points(p):
 def measure(run, point):
     p = run.params
     url, server_pid = (run.server.url, run.server.pid) if run.server else (p.url, p.server_pid)
-    from hepinfer.operations.planning.devices import tree_rss_bytes
+    from hepinfer.operations.bench.process_memory import tree_rss_bytes
 
     rss = (lambda: tree_rss_bytes(server_pid, include_root=True) / 2**20) if server_pid else (lambda: float("nan"))
     ctx = mp.get_context("spawn")

@@ -7,8 +7,6 @@
   through NVML or ``nvidia-smi``; None where neither answers (a MIG slice reports no utilisation).
   When the process list does not name the server's pids (a container with its own pid namespace),
   the memory is the device's used memory above what it was before the server started.
-* :func:`tree_rss_bytes`: resident memory of a process tree, through psutil (the embedded server:
-  tritonserver and its python-backend stubs, below the guard).
 
 ``cuda:N`` is CUDA's numbering: with ``CUDA_VISIBLE_DEVICES`` set, entry N of it names the device
 (an index or a ``GPU-`` / ``MIG-`` UUID); without it, N is taken as nvidia-smi's index, which
@@ -24,21 +22,12 @@ import socket
 import subprocess
 from pathlib import Path
 
-from hepinfer.errors import ConfigError
 from hepinfer.logs import get_logger
+from hepinfer.operations.bench.process_memory import psutil_module
 from hepinfer.operations.planning.schema import Hardware
 
 log = get_logger(__name__)
 MIB = 2**20
-
-
-def _psutil():
-    """The psutil module (the ``serve`` extra), or a ConfigError naming the extra."""
-    try:
-        import psutil
-    except ImportError as err:
-        raise ConfigError("reading processes' memory needs psutil: pip install 'hepinfer[serve]'") from err
-    return psutil
 
 
 def _run(cmd: list[str], timeout_s: float = 10.0) -> str | None:
@@ -84,7 +73,7 @@ def cpu_name() -> str:
 
 
 def host_memory_bytes() -> int:
-    return int(_psutil().virtual_memory().total)
+    return int(psutil_module().virtual_memory().total)
 
 
 def mig_slices() -> dict[str, tuple[str, str]]:
@@ -265,32 +254,3 @@ class GpuProbe:
             except (ValueError, IndexError):
                 return None
         return None
-
-
-def process_tree(root: int) -> set[int]:
-    """``root`` and every process below it (``root`` alone when it has gone)."""
-    psutil = _psutil()
-    try:
-        return {root} | {child.pid for child in psutil.Process(root).children(recursive=True)}
-    except psutil.Error:
-        return {root}
-
-
-def rss_bytes(pids) -> int:
-    """Summed resident memory of ``pids``; a process that has gone (or may not be read) counts 0."""
-    psutil = _psutil()
-    total = 0
-    for pid in pids:
-        try:
-            total += psutil.Process(pid).memory_info().rss
-        except psutil.Error:
-            continue
-    return total
-
-
-def tree_rss_bytes(root: int, include_root: bool = False) -> int:
-    """Resident memory of the processes below ``root`` (and ``root`` itself with ``include_root``)."""
-    pids = process_tree(root)
-    if not include_root:
-        pids.discard(root)
-    return rss_bytes(pids)

@@ -1,4 +1,4 @@
-"""A :class:`.plan.Plan` written out: its model repositories (one per device, each served by its own
+"""A :class:`.plan_data.Plan` written out: its model repositories (one per device, each served by its own
 server), ``plan.md`` (the tables ``hepinfer plan`` prints), ``plan.json`` and ``plan.png``.
 
 Each device gets a repository folder named after it (``gpu0``, ``gpu0-mig1``, ``cpu0``) holding the
@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from hepinfer.errors import ConfigError
-from hepinfer.operations.planning.planner import Device, Placement, Plan
+from hepinfer.operations.planning.plan_data import Device, Placement, Plan
 
 FLAVOURS = ("embedded", "production")
 

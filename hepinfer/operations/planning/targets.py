@@ -31,7 +31,8 @@ from hepinfer.errors import HepinferError
 from hepinfer.logs import get_logger
 from hepinfer.models import get_spec
 from hepinfer.operations.bench.harness import closed_loop, closed_loops
-from hepinfer.operations.planning.devices import GpuProbe, detect_hardware, process_tree, rss_bytes
+from hepinfer.operations.bench.process_memory import process_tree, rss_bytes
+from hepinfer.operations.planning.devices import GpuProbe, detect_hardware
 from hepinfer.operations.planning.schema import Hardware, Interference, Measurement, ServingConfig
 from hepinfer.operations.planning.search import server_side
 

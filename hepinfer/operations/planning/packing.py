@@ -1,20 +1,84 @@
-"""The packing of :func:`.planner.make_plan`: models placed first-fit decreasing on memory and
+"""The packing of :func:`.planner.make_plan`: each model's configurations that fit a device
+(:func:`options`) and the one chosen (:func:`choose`), models placed first-fit decreasing on memory and
 utilisation, interference respected (see :mod:`hepinfer.operations.planning.planner` for the method)."""
 
 from __future__ import annotations
 
-from hepinfer.operations.planning.planner import (
+from dataclasses import replace
+
+from hepinfer.operations.planning.plan_data import (
+    MIG,
     Device,
     Option,
     Placement,
     Plan,
     Shortfall,
-    choose,
     device_kind,
-    options,
+    mig_slice,
 )
 
 ROUNDS = 20  # models that neighbours' slowdowns leave short are placed again, at most this often
+
+
+# -- configurations ------------------------------------------------------------------------------
+def _fraction(slice_name: str) -> float:
+    """Compute fraction of the GPU a profile was measured on: g/7 for a MIG slice, 1 otherwise."""
+    return mig_slice(slice_name)[0] if MIG.fullmatch(slice_name or "") else 1.0
+
+
+def options(profiles, model: str, device: Device, p99_ms: float | None, usable_memory: int) -> list[Option]:
+    """Every configuration of ``model`` that meets the p99 limit and fits ``device`` alone."""
+    found = []
+    for profile in profiles:
+        hw = profile.hardware
+        for m in profile.for_model(model):
+            if m.errors or m.throughput <= 0 or m.config.engine == "null" or device_kind(m) != device.kind:
+                continue
+            if device.kind == "cuda" and hw.kind != "cuda":
+                continue
+            if device.kind == "cpu":
+                share = float(min(m.config.instances, hw.cores or m.config.instances))
+                host = hw.name if hw.kind == "cpu" else f"the CPU of the {hw.name} host"
+                basis = f"{'modelled' if m.modelled else 'measured'} on {host}"
+            else:
+                share = 1.0 if m.gpu_utilisation is None else min(1.0, max(m.gpu_utilisation, 0.0))
+                measured_on = hw.slice or "whole GPU"
+                scale = device.fraction / _fraction(hw.slice)
+                if (hw.slice or "") != device.slice and abs(scale - 1) > 1e-9:
+                    m = replace(
+                        m,
+                        throughput=m.throughput * scale,
+                        p50_ms=m.p50_ms / scale,
+                        p99_ms=m.p99_ms / scale,
+                        compute_us=m.compute_us / scale,
+                        modelled=True,
+                    )
+                    target = device.slice or "whole GPU"
+                    basis = f"modelled: {measured_on} of {hw.name} scaled to {target} (x{scale:.2f} throughput)"
+                else:
+                    basis = f"{'modelled' if m.modelled else 'measured'} on {hw.name} ({measured_on})"
+            if p99_ms is not None and m.p99_ms > p99_ms:
+                continue
+            if share > device.capacity + 1e-9 or m.memory_bytes > usable_memory:
+                continue
+            found.append(Option(m, share, basis))
+    return found
+
+
+def choose(candidates: list[Option], demand: float, device: Device, usable_memory: int) -> Option | None:
+    """The option to serve ``demand`` with on ``device``, measured before modelled: of those that
+    meet it alone, the one that takes the least of the device; when none does, the fastest."""
+    measured = [o for o in candidates if not o.measurement.modelled]
+    pool = measured or candidates
+    if not pool:
+        return None
+
+    def need(o: Option) -> tuple:
+        m = o.measurement
+        one = round(max(o.share / device.capacity, m.memory_bytes / max(usable_memory, 1)), 9)
+        return (0, one, -m.throughput, m.p99_ms) if m.throughput >= demand else (1, -m.throughput, one, m.p99_ms)
+
+    return min(pool, key=need)
 
 
 # -- interference --------------------------------------------------------------------------------
