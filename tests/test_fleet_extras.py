@@ -163,6 +163,25 @@ def test_bench_fleet_quick_runs_and_writes_its_files(tmp_path, artefacts):
 
 
 @pytest.mark.triton
+def test_the_foreground_loop_ends_at_a_signal_or_when_its_service_stops(artefacts):
+    """``hepinfer serve`` and ``hepinfer fleet up`` run one loop: a signal ends it with its number, a
+    server whose tritonserver exits (killed here) with None; the service is stopped either way and
+    the previous signal handlers are back."""
+    import signal
+
+    from hepinfer.serving.foreground import run_until_signal
+    from hepinfer.serving.server import EmbeddedServer, ServerOptions
+
+    before = signal.getsignal(signal.SIGTERM)
+    server = EmbeddedServer(ServerOptions(models=["bdt"]))
+    assert run_until_signal(server, on_ready=lambda s: os.kill(os.getpid(), signal.SIGTERM)) == signal.SIGTERM
+    assert not server.is_running() and signal.getsignal(signal.SIGTERM) is before
+    server = EmbeddedServer(ServerOptions(models=["bdt"]))
+    assert run_until_signal(server, on_ready=lambda s: os.killpg(s.pid, signal.SIGKILL)) is None
+    assert not server.is_running() and server.process is None
+
+
+@pytest.mark.triton
 @pytest.mark.slow
 @pytest.mark.skipif(bool(_missing()), reason="haproxy or prometheus not installed (apt-get install haproxy prometheus)")
 def test_fleet_up_writes_its_timeline_at_stop(tmp_path, artefacts):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 from hepinfer.cli.common import add_engine_options, add_models, model_list
@@ -73,7 +74,8 @@ def options_from(args):
 
 
 def cmd_up(args) -> int:
-    from hepinfer.operations.fleet.foreground import run_until_signal
+    from hepinfer.operations.fleet import Fleet
+    from hepinfer.serving.foreground import run_until_signal
 
     options = options_from(args)
     if not args.repository:
@@ -105,7 +107,9 @@ def cmd_up(args) -> int:
         ):
             print(line, flush=True)
 
-    run_until_signal(options, on_ready=ready)
+    if run_until_signal(Fleet(options=options), on_ready=ready) is None:
+        print("hepinfer: the fleet stopped on its own", file=sys.stderr)
+        return 1
     print("hepinfer: fleet stopped", flush=True)
     if args.timeline and started:
         _timeline(started[0].run_dir, args.timeline)

@@ -8,8 +8,8 @@ from hepinfer.cli.common import add_engine_options, add_models, model_list, pars
 
 
 def cmd_serve(args) -> int:
-    from hepinfer.serving.foreground import serve_until_signal
-    from hepinfer.serving.server import ServerOptions
+    from hepinfer.serving.foreground import run_until_signal
+    from hepinfer.serving.server import EmbeddedServer, ServerOptions
 
     # with --repository, "all" (the default) is every model of that repository, as it is
     whole_repository = args.repository and args.models in (None, "", "all")
@@ -58,7 +58,7 @@ def cmd_serve(args) -> int:
         ):
             print(line, flush=True)
 
-    if serve_until_signal(options, on_ready=ready) is None:
+    if run_until_signal(EmbeddedServer(options), on_ready=ready) is None:
         print(f"hepinfer: tritonserver exited unexpectedly; log {log_path[0] if log_path else '-'}", file=sys.stderr)
         return 1
     print("hepinfer: server stopped", flush=True)

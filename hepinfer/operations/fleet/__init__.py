@@ -10,7 +10,7 @@ control at the front::
 ``hepinfer fleet up`` runs one in the foreground, ``hepinfer fleet status`` shows it.  The modules:
 :mod:`.control` (the Fleet), :mod:`.fleet_options`, :mod:`.replicas`, :mod:`.supervisor`, :mod:`.haproxy`,
 :mod:`.admission`, :mod:`.prometheus`, :mod:`.autoscaler`, :mod:`.status`, :mod:`.processes`,
-:mod:`.foreground`, :mod:`.timeline` (the run's history as PNG / HTML), :mod:`.export` (values for
+:mod:`.timeline` (the run's history as PNG / HTML), :mod:`.export` (values for
 SuperSONIC's Helm chart 0.3.1), :mod:`.chart` (the chart's own files they are checked against).
 HAProxy (>= 2.6) and Prometheus (>= 2.42) are external binaries (Debian: ``apt-get install haproxy
 prometheus``).
