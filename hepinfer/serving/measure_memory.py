@@ -58,6 +58,7 @@ def make_inputs(tensors, rows, seed=0):
 
 def resident_bytes():
     """The resident memory of this process now."""
+    # /proc, not psutil: psutil is not in the server environment (SERVER_REQUIREMENTS), and adding it rebuilds every one
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * resource.getpagesize()
 
