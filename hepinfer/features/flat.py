@@ -31,7 +31,7 @@ from hepinfer.features.segments import descending_key, sort_within
 
 def fast_delta_phi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """:func:`~hepinfer.features.common.delta_phi` of numpy arrays, bit for bit, without most of
-    ``np.remainder``'s cost (10 ns a value): with x = a - b + pi and m = 2 pi in x's dtype,
+    ``np.remainder``'s cost (see the performance guide): with x = a - b + pi and m = 2 pi in x's dtype,
     ``x % m`` is x itself for 0 < x < m and x + m for -m <= x < 0 (``fmod`` is exact there and
     numpy's remainder then adds m once, in x's dtype); every other x (0, NaN, inf, |x| >= m) goes
     through ``np.remainder``."""

@@ -6,8 +6,8 @@ the same float operations in the same sequence), without awkward's per-call over
 
 * :func:`sort_within` sorts each segment by an unsigned key, ties in their original order.  The
   segments are padded into rows of a power-of-two width and sorted row by row with ``np.sort``
-  (numpy's SIMD sort runs at 1-2 ns per entry on rows that fit in cache, where one sort of the whole
-  flat array costs 50-100 ns per entry: it leaves the cache); segments already in order are not
+  (numpy's SIMD sort is fast on rows that fit in cache, where one sort of the whole flat array
+  leaves the cache: see the performance guide); segments already in order are not
   touched, so constituents stored hardest first cost one comparison each.
 * :func:`descending_key` maps numbers to such keys in the order of ``ak.argsort(ascending=False)``:
   NaN first, then descending, -0.0 equal to 0.0.

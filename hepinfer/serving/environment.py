@@ -170,7 +170,7 @@ def _record(env: ServerEnvironment) -> ServerEnvironment:
 
 
 def ensure_server_env(root: str | Path | None = None, *, torch: bool = False, gpu: bool = False) -> ServerEnvironment:
-    """Return the server environment, creating or updating it when needed (about 30 s, once).
+    """Return the server environment, creating or updating it when needed (once).
 
     ``torch``: the environment must have torch (the torch engine); ``gpu``: a CUDA build of torch
     that sees a GPU, taken from the interpreter (see the module doc)."""

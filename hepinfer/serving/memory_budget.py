@@ -13,8 +13,8 @@ engine code) and takes the slope of the peak memory between them:
 * on the CPU: the process's peak **resident** memory during each batch above the memory just before
   it (sampled every millisecond), not the virtual size, with glibc's mmap threshold fixed
   (``MALLOC_MMAP_THRESHOLD_``, :data:`MMAP_THRESHOLD`) so that large buffers go back to the system
-  when freed and the peak follows live memory: measured here, 4.9-5.0 MB a ParticleNet jet in fp32
-  and 2.6 MB in bf16, where glibc's adaptive threshold gives 4 to 8 MB.
+  when freed and the peak follows live memory (glibc's adaptive threshold makes the slope vary from
+  run to run; the figures are in the GPU serving guide).
 
 Fixed memory is what one loaded instance holds before a batch (weights on a GPU; interpreter,
 libraries and weights on a CPU) plus the line's intercept.  Results are kept in

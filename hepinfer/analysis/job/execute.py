@@ -18,8 +18,8 @@ from hepinfer.errors import HepinferError, InputMismatch
 
 def server_instances(settings: JobSettings) -> int:
     """One model instance per worker that can call at once, up to this machine's cores (more would
-    only queue on the same cores).  Measured here (2 cores, 2 workers, ParticleNet + BDT): 1 instance
-    79 events/s, 2 instances 107 events/s, local inference 108 events/s."""
+    only queue on the same cores; one instance would serialise the workers' requests: see the
+    performance guide)."""
     if settings.server_instances:
         return settings.server_instances
     callers = 1 if settings.executor == "iterative" else settings.workers

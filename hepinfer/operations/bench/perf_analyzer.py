@@ -2,7 +2,7 @@
 
 PyPI's ``perf-analyzer`` package is a placeholder; the working binary ships inside the wheel of
 ``tritonclient[grpc,http]==2.51.0`` (the release of the embedded server).  hepinfer downloads that
-wheel once with pip (``--no-deps``, 14 MB), extracts only ``perf_analyzer`` into
+wheel once with pip (``--no-deps``), extracts only ``perf_analyzer`` into
 ``$HEPINFER_HOME/tools/perf-analyzer/`` and gives it the two libraries it links against:
 ``libb64.so.0d`` and ``libcudart.so.12`` (never called on a CPU-only run) are the renamed copies in
 the server environment's ``nvidia_pytriton.libs``, linked under their sonames in a ``lib/`` folder

@@ -10,8 +10,8 @@
   ``hepinfer_fleet_scaling_metric{metric}``, ``hepinfer_fleet_saturated`` and
   ``hepinfer_fleet_decisions_total{action}``.
 * ``history.jsonl`` beside ``status.json``: a line a second (replicas, target, requests/s, queue ms,
-  the metric, the guard) and each new decision, appended while the fleet runs (about 250 bytes a
-  second); :mod:`.timeline` reads it back.
+  the metric, the guard) and each new decision, appended while the fleet runs;
+  :mod:`.timeline` reads it back.
 """
 
 from __future__ import annotations
