@@ -18,8 +18,8 @@ them through a :class:`hepinfer.Scorer` in the configured mode.
   Scorer, and with it the Triton client, is created once per worker process and reused by every
   chunk that process scores.
 * :meth:`JetTagger.submit` builds the inputs in the caller's thread and hands the request to a
-  small per-process thread pool (``max_in_flight`` threads), so a processor can build the next
-  model's inputs while the server computes (the example processor,
+  small per-process thread pool (``max_in_flight`` threads; :mod:`hepinfer.process_scorers`), so a
+  processor can build the next model's inputs while the server computes (the example processor,
   :class:`hepinfer.analysis.processor.TopTagProcessor`, does).
 
 ``triton_wrapper`` is coffea.ml_tools' wrapper on the Scorer (:mod:`hepinfer.ml_tools`): code written
@@ -28,9 +28,8 @@ for ``coffea.ml_tools.triton_wrapper`` switches with its import.
 
 from __future__ import annotations
 
-import atexit
 import copy
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 import numpy as np
 
@@ -42,41 +41,17 @@ except ImportError as err:  # the base install is the Scorer alone
         name=err.name,
     ) from err
 
-from hepinfer.caching import ProcessCache
 from hepinfer.config import InferenceConfig
 from hepinfer.errors import ConfigError
 from hepinfer.features import build_inputs, link_constituents
 from hepinfer.features.common import finite_inputs, is_typetracer, plain
 from hepinfer.models.checks import resolve_builder
 from hepinfer.models.spec import ModelSpec
+from hepinfer.process_scorers import request_pool, scorer_for
 from hepinfer.scorer import Scorer, resolve_spec
 from hepinfer.session import Session, resolve_config
 
 ALL = "all"  # JetTagger(score=ALL): every class of the model
-_SCORERS: ProcessCache[Scorer] = ProcessCache()
-_POOLS: ProcessCache[ThreadPoolExecutor] = ProcessCache()
-
-
-def _scorer_for(spec: ModelSpec, config: InferenceConfig) -> Scorer:
-    """This process' Scorer for (model, config), created on first use and reused by every chunk."""
-    key = (spec.name, config.cache_key())
-    scorer = _SCORERS.get(key, lambda: Scorer(spec, config=config))
-    if scorer.spec != spec:  # the name was declared again (replaced): a Scorer of the new declaration
-        _SCORERS.pop(key)
-        scorer = _SCORERS.get(key, lambda: Scorer(spec, config=config))
-    return scorer
-
-
-def _pool(size: int) -> ThreadPoolExecutor:
-    """This process' pool of request threads (created on first use)."""
-    return _POOLS.get(size, lambda: ThreadPoolExecutor(max_workers=size, thread_name_prefix="hepinfer-request"))
-
-
-@atexit.register
-def _close_scorers() -> None:
-    """Close the per-process clients before the interpreter tears grpc down."""
-    for scorer in _SCORERS.clear():
-        scorer.close()
 
 
 def constituents_of(events_or_jets, jets=None):
@@ -152,7 +127,7 @@ class JetTagger:
 
     @property
     def scorer(self) -> Scorer:
-        return _scorer_for(self.spec, self.config)
+        return scorer_for(self.spec, self.config)
 
     def __call__(self, jets, constituents):
         """The chosen class's score per jet (float32), jagged like ``jets``; with ``score="all"`` a
@@ -212,7 +187,7 @@ class JetTagger:
         request pool; the future's result is what :meth:`tag_report` returns."""
         scorer = self.scorer
         inputs = build_inputs(self.spec, jets, constituents)
-        return _pool(scorer.config.max_in_flight).submit(self._finish, scorer, inputs, _counts(jets))
+        return request_pool(scorer.config.max_in_flight).submit(self._finish, scorer, inputs, _counts(jets))
 
     def _finish(self, scorer: Scorer, inputs, counts):
         inputs, nonfinite = finite_inputs(inputs)  # NaN / inf -> 0, counted (features.common)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from hepinfer.errors import ConfigError
 from hepinfer.retry import Backoff
-from hepinfer.runtime.servers import (
+from hepinfer.model_servers import (
     ModelServer,
     check_name,
     check_version,

@@ -42,11 +42,11 @@ except ImportError as err:  # the base install is the Scorer alone
         f"hepinfer.coffea.triton_wrapper needs {err.name}: pip install 'hepinfer[coffea]'", name=err.name
     ) from err
 
-from hepinfer.coffea import _pool, _scorer_for
 from hepinfer.config import InferenceConfig
 from hepinfer.errors import ConfigError, InputMismatch, ModelNotFound, ServerUnavailable
 from hepinfer.models import get_spec
 from hepinfer.models.spec import ModelSpec
+from hepinfer.process_scorers import request_pool, scorer_for
 from hepinfer.runtime import split_rows
 from hepinfer.session import Session, resolve_config
 from hepinfer.urls import TritonUrl
@@ -173,7 +173,7 @@ class triton_wrapper(numpy_call_wrapper):  # noqa: N801 - coffea's name, so that
     @property
     def scorer(self):
         """This process' Scorer of the model at ``model_url`` (created on first use)."""
-        return _scorer_for(self.spec, self.config)
+        return scorer_for(self.spec, self.config)
 
     def __dask_tokenize__(self):
         from dask.base import tokenize
@@ -224,7 +224,7 @@ class triton_wrapper(numpy_call_wrapper):  # noqa: N801 - coffea's name, so that
             if self._batch_size <= 0 or rows <= self._batch_size:
                 return scorer(inputs)
             pieces = [{k: v[s] for k, v in inputs.items()} for s in split_rows(rows, self._batch_size)]
-            done = list(_pool(self.config.max_in_flight).map(scorer, pieces))
+            done = list(request_pool(self.config.max_in_flight).map(scorer, pieces))
             return {name: np.concatenate([d[name] for d in done]) for name in done[0]}
         except ServerUnavailable as err:
             if not (self._tls_by_default and "TLS" in str(err)):

@@ -9,7 +9,8 @@ import pytest
 import hepinfer
 from hepinfer import InferenceConfig
 from hepinfer.analysis.processor import TopTagProcessor
-from hepinfer.coffea import _SCORERS, JetTagger
+from hepinfer.coffea import JetTagger
+from hepinfer.process_scorers import SCORERS
 
 MODELS = ("particlenet", "bdt")
 # every test but the last runs on generated events (and most on the server): triton and slow
@@ -32,7 +33,7 @@ def test_tagger_keeps_the_jagged_layout(artefacts, pfnano_events):
     want = hepinfer.Scorer("bdt")(bdt_inputs(fat, fat.constituents.pf))["output__0"][:, 1]
     assert np.array_equal(ak.to_numpy(ak.flatten(scores)), want)
     clone = pickle.loads(pickle.dumps(JetTagger("bdt", mode="remote", url="grpc://127.0.0.1:1")))
-    assert clone.config.url == "grpc://127.0.0.1:1" and "_SCORERS" not in vars(clone)
+    assert clone.config.url == "grpc://127.0.0.1:1" and "SCORERS" not in vars(clone)
 
 
 @pytest.mark.triton
@@ -99,7 +100,7 @@ def test_one_scorer_per_process_reused_across_chunks(server, generated, coffea_q
             TopTagProcessor(models=("bdt",), config=config),
             treename="Events",
         )
-    mine = [s for key, s in _SCORERS.items() if key == ("bdt", config.cache_key())]
+    mine = [s for key, s in SCORERS.items() if key == ("bdt", config.cache_key())]
     assert len(mine) == 1 and mine[0].stats["remote_calls"] == 5  # 150 events in 5 chunks, one Scorer
 
 

@@ -23,7 +23,7 @@ from hepinfer.analysis.job.access import reach_problem
 from hepinfer.models import get_spec
 from hepinfer.models.declare import load_toml, write_toml
 from hepinfer.models.toy import toy_inputs
-from hepinfer.runtime.servers import ModelServer, endpoints
+from hepinfer.runtime.servers import endpoints
 
 # a dead server is given up on after ~0.3 s; no set-aside server is asked again during a test
 QUICK = dict(retries=2, retry_initial_ms=50, retry_max_ms=200, retry_total_s=5, reprobe_interval_s=600, timeout_s=30)
@@ -245,7 +245,7 @@ def test_hepinfer_run_counts_jets_per_server_when_the_first_dies(job_settings, l
     numbers); the summary and its printout count the jets of each server, as the Scorers do."""
     from hepinfer.analysis.job import run_job
     from hepinfer.analysis.job.summary import format_summary
-    from hepinfer.coffea import _SCORERS
+    from hepinfer.process_scorers import SCORERS
 
     first, second = hepinfer.serve(["particlenet", "bdt"]), hepinfer.serve(["particlenet", "bdt"])
     urls = f"{first.url},{second.url}"
@@ -273,7 +273,7 @@ def test_hepinfer_run_counts_jets_per_server_when_the_first_dies(job_settings, l
         inf, by_server = s["inference"][m], s["jets_by_server"][m]
         assert by_server[first.url] > 0 and by_server[second.url] > 0 and by_server["local"] == inf["local_jets"] == 0
         assert sum(by_server.values()) == inf["remote_jets"] == s["fatjets_scored"][m]
-        (scorer,) = [sc for key, sc in _SCORERS.items() if key[0] == m and sc.config.url == urls]
+        (scorer,) = [sc for key, sc in SCORERS.items() if key[0] == m and sc.config.url == urls]
         assert scorer.stats["rows"] == by_server  # the Scorer counted the same
     printed = format_summary(s)
     assert f"particlenet: {first.url} {s['jets_by_server']['particlenet'][first.url]}, {second.url} " in printed

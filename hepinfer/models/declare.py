@@ -22,7 +22,7 @@ One file declares one or more models, each in a ``[model.<name>]`` table::
     detector = "Delphes CMS card"          # optional: the detector response of its training sample
     not_for = ["no pile-up in training"]   # optional: what it must not be taken for
 
-    [model.mytagger.server]                # optional: where it is served (hepinfer.runtime.servers)
+    [model.mytagger.server]                # optional: where it is served (hepinfer.model_servers)
     urls = ["grpc://triton-a.site:8001", "grpc://triton-b.site:8001"]  # tried in this order
     name = "mytagger_v2"                   # optional: its name on those servers (default: the model's)
     version = 3                            # optional: its version there (default: the latest)
@@ -58,9 +58,9 @@ from pathlib import Path
 import tomli_w
 
 from hepinfer.errors import ConfigError
+from hepinfer.model_servers import ModelServer, declared_server
 from hepinfer.models.checks import check_declaration
 from hepinfer.models.spec import DTYPES, LOCAL_ENGINES, Domain, ModelSpec, TensorSpec
-from hepinfer.runtime.servers import ModelServer, declared_server
 
 MODEL_KEYS = (
     "description",

@@ -19,26 +19,13 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from hepinfer.errors import ConfigError, InputMismatch
-
-# Model and artefact names: a letter or digit, then letters, digits, '_', '-', '.'; never '..'.
-SAFE_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-
-
-def check_model_name(name) -> str:
-    """``name`` if it is safe as a folder name inside a model repository; ConfigError otherwise."""
-    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
-        raise ConfigError(
-            f"model name {name!r} is not allowed: use letters, digits, '_', '-' and '.', "
-            "starting with a letter or digit (no '/', no '..')"
-        )
-    return name
+from hepinfer.names import SAFE_NAME, check_model_name
 
 
 @functools.cache
