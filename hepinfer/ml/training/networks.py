@@ -36,7 +36,7 @@ import numpy as np
 
 from hepinfer.errors import ConfigError
 from hepinfer.logs import get_logger
-from hepinfer.models.resolved import Model
+from hepinfer.models import get_spec
 
 log = get_logger(__name__)
 
@@ -136,7 +136,7 @@ def _load_checkpoint(torch, path: Path, spec_name: str, n_train: int | None) -> 
 
 
 def train_network(
-    model: Model,
+    model: str,
     inputs: dict,
     labels: np.ndarray,
     settings: TrainSettings,
@@ -149,7 +149,7 @@ def train_network(
 
     from hepinfer.models.architectures import network
 
-    spec = model.spec
+    spec = get_spec(model)
     torch.manual_seed(settings.seed)
     np.random.seed(settings.seed)
     device = _device(torch, settings.device)
