@@ -26,16 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 
 from hepinfer.errors import ConfigError
+from hepinfer.model_servers import ModelServer, model_servers, model_variables, server_of, split_urls
 from hepinfer.retry import Backoff
-from hepinfer.model_servers import (
-    ModelServer,
-    check_name,
-    check_version,
-    env_key,
-    model_servers,
-    server_of,
-    split_urls,
-)
 from hepinfer.tokens import find_token
 from hepinfer.urls import TritonUrl
 
@@ -44,8 +36,6 @@ _RETRY = Backoff()  # the retry defaults live in one place: hepinfer.retry.Backo
 MODES = ("local", "remote", "auto")
 DEFAULT_URL = "grpc://127.0.0.1:8001"
 ENV_PREFIX = "HEPINFER_"
-MODEL_PREFIX = "HEPINFER_MODEL_"  # HEPINFER_MODEL_<NAME>_URL / _NAME / _VERSION: model_servers
-MODEL_SUFFIXES = {"_URL": "urls", "_NAME": "name", "_VERSION": "version"}
 
 
 @dataclass(frozen=True)
@@ -57,9 +47,9 @@ class InferenceConfig:
     * url: Triton address, see :class:`hepinfer.urls.TritonUrl` for the accepted forms; several,
       separated by commas (or given as a list), are the servers tried in that order (failover,
       :mod:`hepinfer.runtime.failover`).
-    * model_servers: per model, a :class:`~hepinfer.runtime.servers.ModelServer` (or a mapping with
+    * model_servers: per model, a :class:`~hepinfer.model_servers.ModelServer` (or a mapping with
       ``urls``, ``name``, ``version``): its own servers and its name and version on them
-      (:mod:`hepinfer.runtime.servers`); environment: ``HEPINFER_MODEL_<NAME>_URL`` / ``_NAME`` /
+      (:mod:`hepinfer.model_servers`); environment: ``HEPINFER_MODEL_<NAME>_URL`` / ``_NAME`` /
       ``_VERSION``.
     * session_timeout_s: before its first inference on a server, the client opens a session there
       (the repository index call) and waits up to this long for an answer, for a deployment that
@@ -242,7 +232,7 @@ def environment_settings(environ: Mapping[str, str] | None = None) -> dict[str, 
     """The InferenceConfig fields that ``HEPINFER_<FIELD>`` variables set, parsed to the field's type
     (booleans: 1/true/yes/on); ``headers`` has none (header values may be secrets); ``model_servers``
     comes from ``HEPINFER_MODEL_<NAME>_URL`` (URLs separated by commas), ``_NAME`` and ``_VERSION``
-    (:func:`model_variables`).  The one reader of those variables."""
+    (:func:`hepinfer.model_servers.model_variables`).  The one reader of those variables."""
     environ = os.environ if environ is None else environ
     values: dict[str, object] = {}
     for f in fields(InferenceConfig):
@@ -263,43 +253,3 @@ def environment_settings(environ: Mapping[str, str] | None = None) -> dict[str, 
     if per_model:
         values["model_servers"] = per_model
     return values
-
-
-def environment_of(config: InferenceConfig) -> dict[str, str]:
-    """The ``HEPINFER_*`` variables that give ``config`` back through :func:`environment_settings`
-    (a batch job's environment); ``headers`` left out (they may hold tokens), unset fields too."""
-    env = {}
-    for f in fields(config):
-        value = getattr(config, f.name)
-        if f.name in ("headers", "model_servers") or value is None:
-            continue
-        env[env_var(f.name)] = str(value)
-    for model, server in config.model_servers.items():
-        prefix = f"{MODEL_PREFIX}{env_key(model)}"
-        for suffix, key in MODEL_SUFFIXES.items():
-            value = getattr(server, key)
-            if value:
-                env[prefix + suffix] = ",".join(value) if key == "urls" else value
-    return env
-
-
-def model_variables(environ: Mapping[str, str]) -> dict[str, ModelServer]:
-    """``model_servers`` from ``HEPINFER_MODEL_<NAME>_URL`` / ``_NAME`` / ``_VERSION``, keyed by
-    ``<name>`` in small letters (it matches the model whose name gives ``<NAME>``,
-    :func:`hepinfer.runtime.servers.env_key`); an error names the variable at fault."""
-    tables: dict[str, dict[str, object]] = {}
-    for variable, raw in sorted(environ.items()):
-        if not variable.startswith(MODEL_PREFIX):
-            continue
-        suffix = next((s for s in MODEL_SUFFIXES if variable.endswith(s)), "")
-        key = variable[len(MODEL_PREFIX) : -len(suffix)] if suffix else ""
-        if not key or env_key(key) != key:
-            raise ConfigError(
-                f"{variable}: not a model's variable (HEPINFER_MODEL_<NAME>_URL, _NAME or _VERSION, <NAME> the "
-                "model's name in capitals with '_' for any other character)"
-            )
-        where, value = f"{variable}={raw!r}", raw.strip()
-        field_name = MODEL_SUFFIXES[suffix]
-        check = {"urls": split_urls, "name": check_name, "version": check_version}[field_name]
-        tables.setdefault(key.lower(), {})[field_name] = check(value, where)
-    return {key: ModelServer(**table) for key, table in tables.items()}

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hepinfer
+from hepinfer import InferenceConfig
 from hepinfer.analysis.job import check_inputs, inspect_inputs, run_job
 from hepinfer.errors import InputMismatch
 from hepinfer.features.common import finite_inputs
@@ -67,7 +68,7 @@ def test_corrupt_file_without_skip_fails_naming_file_and_entries(generated, dama
     settings = job_settings(
         inputs=(str(generated["ttbar"]), str(damaged["corrupt"])),
         models=("bdt",),
-        mode="local",
+        config=InferenceConfig(mode="local"),
         executor="iterative",
         chunksize=75,
     )
@@ -81,16 +82,22 @@ def test_corrupt_file_without_skip_fails_naming_file_and_entries(generated, dama
 @pytest.mark.slow
 def test_skip_bad_files_finishes_the_rest_and_lists_the_skipped(generated, damaged, job_settings, artefacts, tmp_path):
     files = (str(generated["ttbar"]), str(damaged["truncated"]), str(damaged["corrupt"]), str(generated["qcd"]))
-    settings = job_settings(inputs=files, mode="local", executor="iterative", chunksize=100, skip_bad_files=True)
+    settings = job_settings(
+        inputs=files, config=InferenceConfig(mode="local"), executor="iterative", chunksize=100, skip_bad_files=True
+    )
     result = run_job(settings, output=tmp_path / "s.json")
     s = json.loads((tmp_path / "s.json").read_text())
     assert sorted(s["skipped_files"]) == sorted([str(damaged["truncated"]), str(damaged["corrupt"])])
     assert "PFCands_pt" in s["skipped_files"][str(damaged["corrupt"])]
     assert s["events"] == 300 and s["inputs"] == [str(generated["ttbar"]), str(generated["qcd"])]
-    clean = run_job(job_settings(inputs=(files[0], files[3]), mode="local", executor="iterative", chunksize=100))
+    clean = run_job(
+        job_settings(
+            inputs=(files[0], files[3]), config=InferenceConfig(mode="local"), executor="iterative", chunksize=100
+        )
+    )
     assert result.summary["histograms"] == clean.summary["histograms"]
     with pytest.raises(InputMismatch, match="every input file is bad"):
-        run_job(job_settings(inputs=files[1:3], mode="local", skip_bad_files=True))
+        run_job(job_settings(inputs=files[1:3], config=InferenceConfig(mode="local"), skip_bad_files=True))
 
 
 @settings(max_examples=60, deadline=None)
@@ -121,7 +128,14 @@ def test_nan_and_inf_in_a_file_are_counted_and_local_equals_remote(
 
     bad = rewrite_file(generated["ttbar"], tmp_path / "nan.root", cast=poison)
     runs = {
-        mode: run_job(job_settings(inputs=(str(bad),), mode=mode, url=server.url, executor="iterative", chunksize=50))
+        mode: run_job(
+            job_settings(
+                inputs=(str(bad),),
+                config=InferenceConfig(mode=mode, url=server.url),
+                executor="iterative",
+                chunksize=50,
+            )
+        )
         for mode in ("local", "remote")
     }
     for mode, r in runs.items():

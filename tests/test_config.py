@@ -123,7 +123,6 @@ def test_hepinfer_run_takes_the_same_order(monkeypatch, tmp_path, env, argv, mod
 
     import hepinfer.analysis.job as job
     from hepinfer.cli import main
-    from hepinfer.config import environment_settings
 
     for k, v in {**env, "HEPINFER_TIMEOUT_S": "9"}.items():
         monkeypatch.setenv(k, v)
@@ -141,21 +140,24 @@ def test_hepinfer_run_takes_the_same_order(monkeypatch, tmp_path, env, argv, mod
     with pytest.raises(Stop):
         main(["run", "--input", str(tmp_path / "x.root"), "--output", str(tmp_path / "s.json"), *argv])
     settings = seen["settings"]
-    assert settings.mode == mode and settings.base_config.mode == mode and settings.base_config.timeout_s == 9
-    if url is None:  # no URL anywhere: the job starts the embedded server
-        assert settings.url is None and environment_settings().get("url") is None
-        return
-    with contextlib.ExitStack() as stack:
-        assert job._inference_server(settings, stack) == (url, None)  # a URL given: no embedded server
+    assert settings.config.mode == mode and settings.config.timeout_s == 9  # one config, read once
+    # no URL anywhere: the job starts the embedded server (not in local mode)
+    assert settings.embedded_server == (url is None and mode != "local")
+    monkeypatch.delenv("HEPINFER_URL", raising=False)  # the settings never read the environment again
+    if url is not None:
+        with contextlib.ExitStack() as stack:
+            assert job._inference_server(settings, stack) == (settings.config, None)
+        assert settings.config.url == url
 
 
-def test_a_batch_jobs_environment_gives_the_config_back(tmp_path, monkeypatch):
-    """What ``hepinfer run`` exports to a batch job (HTCondor) is read back to the same settings:
-    several URLs, per-model servers (HEPINFER_MODEL_<NAME>_URL / _NAME / _VERSION), the session wait."""
+def test_a_batch_job_gets_its_settings_one_way(tmp_path, monkeypatch):
+    """What ``hepinfer run`` gives an HTCondor job: its script exports ``HEPINFER_HOME`` and no
+    ``HEPINFER_*`` setting; the settings (several URLs, per-model servers, the session wait) travel
+    pickled inside the tasks and arrive equal."""
     from hepinfer.analysis.clusters import worker_environment
-    from hepinfer.config import environment_of
 
     monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
+    monkeypatch.setenv("HEPINFER_URL", "grpc://not.this:1")
     cfg = InferenceConfig(
         mode="remote",
         url="grpc://a.site:8001,grpcs://b.site:443",
@@ -163,14 +165,6 @@ def test_a_batch_jobs_environment_gives_the_config_back(tmp_path, monkeypatch):
         session_timeout_s=90,
         token_discovery=False,
     )
-    env = worker_environment(cfg)
-    assert env["HEPINFER_URL"] == "grpc://a.site:8001,grpcs://b.site:443"
-    assert (env["HEPINFER_MODEL_BDT_NANOAOD_URL"], env["HEPINFER_MODEL_BDT_NANOAOD_VERSION"]) == (
-        "grpc://c.site:8001",
-        "2",
-    )
-    assert "HEPINFER_MODEL_SERVERS" not in env and env == {
-        "HEPINFER_HOME": str(tmp_path.resolve()),
-        **environment_of(cfg),
-    }
-    assert InferenceConfig.from_env(env) == cfg
+    assert worker_environment() == {"HEPINFER_HOME": str(tmp_path.resolve())}
+    on_worker = pickle.loads(pickle.dumps(cfg))
+    assert on_worker == cfg and on_worker.model_server("bdt_nanoaod").version == "2"

@@ -19,7 +19,8 @@ import pytest
 
 import hepinfer
 from hepinfer import ConfigError, InferenceConfig, ModelNotFound, Scorer, ServerUnavailable
-from hepinfer.analysis.job.access import reach_problem
+from hepinfer.analysis.server_reach import reach_problem
+from hepinfer.model_servers import ModelServer
 from hepinfer.models import get_spec
 from hepinfer.models.declare import load_toml, write_toml
 from hepinfer.models.toy import toy_inputs
@@ -234,7 +235,7 @@ def test_first_server_killed_mid_run_the_next_scores_every_row_once(artefacts):
 def local_run(job_settings, artefacts):
     from hepinfer.analysis.job import run_job
 
-    return run_job(job_settings(mode="local", executor="iterative", chunksize=25))
+    return run_job(job_settings(config=InferenceConfig(mode="local"), executor="iterative", chunksize=25))
 
 
 @pytest.mark.triton
@@ -258,7 +259,7 @@ def test_hepinfer_run_counts_jets_per_server_when_the_first_dies(job_settings, l
 
     try:
         settings = job_settings(
-            mode="remote", url=urls, executor="iterative", chunksize=25, base_config=InferenceConfig(**QUICK)
+            config=InferenceConfig(**QUICK, mode="remote", url=urls), executor="iterative", chunksize=25
         )
         result = run_job(settings, output=tmp_path / "summary.json", progress=progress)
     finally:

@@ -50,7 +50,7 @@ def _after_first_round(action, delay_s=0.3):
 
 @pytest.fixture(scope="module")
 def local_reference(dask_job, artefacts):
-    return run_job(dask_job(mode="local"))
+    return run_job(dask_job(config=InferenceConfig(mode="local")))
 
 
 def _same(a, b):
@@ -62,7 +62,7 @@ def test_server_killed_mid_run_auto_falls_back_and_completes(dask_job, artefacts
     server = serve(MODELS)
     progress, killers = _after_first_round(lambda: os.kill(server.pid, signal.SIGKILL))
     try:
-        settings = dask_job(mode="auto", url=server.url, base_config=InferenceConfig(**QUICK))
+        settings = dask_job(config=InferenceConfig(**QUICK, mode="auto", url=server.url))
         result = run_job(settings, output=tmp_path / "summary.json", progress=progress)
     finally:
         for t in killers:
@@ -87,7 +87,7 @@ def test_server_killed_mid_run_remote_fails_clearly_without_summary(dask_job, ar
     out = tmp_path / "summary.json"
     t0 = time.monotonic()
     try:
-        settings = dask_job(mode="remote", url=server.url, base_config=InferenceConfig(**QUICK))
+        settings = dask_job(config=InferenceConfig(**QUICK, mode="remote", url=server.url))
         with pytest.raises((hepinfer.ServerUnavailable, hepinfer.InferenceTimeout)) as info:
             run_job(settings, output=out, progress=progress)
     finally:
@@ -117,7 +117,7 @@ def test_server_restarted_mid_run_client_reconnects(dask_job, artefacts, local_r
     progress, restarters = _after_first_round(restart, delay_s=0.2)
     patient = InferenceConfig(retries=12, retry_initial_ms=200, retry_max_ms=2000, retry_total_s=90, timeout_s=30)
     try:
-        result = run_job(dask_job(mode="remote", url=server.url, base_config=patient), progress=progress)
+        result = run_job(dask_job(config=patient.replace(mode="remote", url=server.url)), progress=progress)
     finally:
         for t in restarters:
             t.join()
@@ -141,7 +141,7 @@ def test_dask_worker_killed_mid_run_the_run_completes(dask_job, server, local_re
     with local_cluster(workers=2) as cluster, Client(cluster) as client:
         pids = list(client.run(os.getpid).values())
         progress, killers = _after_first_round(lambda: os.kill(pids[0], signal.SIGKILL), delay_s=0.2)
-        settings = dask_job(mode="remote", url=server.url, cluster=cluster.scheduler_address)
+        settings = dask_job(config=InferenceConfig(mode="remote", url=server.url), cluster=cluster.scheduler_address)
         result = run_job(settings, progress=progress)
         for t in killers:
             t.join()

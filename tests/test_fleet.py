@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import hepinfer
+from hepinfer import InferenceConfig
 from hepinfer.errors import ConfigError, HepinferError, ServerError, ServerUnavailable
 
 
@@ -150,7 +151,9 @@ def test_hepinfer_run_through_the_fleet_equals_local(fleet, job_settings):
     local inference: every jet's score exactly the local one, histograms and cut flow identical."""
     from hepinfer.analysis.job import run_job
 
-    settings = job_settings(models=(MODEL,), mode="remote", url=fleet.url, executor="iterative", check_local=True)
+    settings = job_settings(
+        models=(MODEL,), config=InferenceConfig(mode="remote", url=fleet.url), executor="iterative", check_local=True
+    )
     summary = run_job(settings).summary
     check = summary["local_check"]
     assert check["passed"] and check["identical"], check

@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import pytest
 
+from hepinfer import InferenceConfig
 from hepinfer.analysis.clusters import HTCondorSettings
 from hepinfer.analysis.job import run_job, same_result
 
@@ -24,8 +25,7 @@ def test_processor_on_htcondor_workers_matches_local(htcondor_pool, server, job_
     )
     settings = job_settings(
         inputs=tuple(files),
-        mode="remote",
-        url=server.url,
+        config=InferenceConfig(mode="remote", url=server.url),
         executor="dask",
         cluster="htcondor",
         workers=2,

@@ -6,6 +6,7 @@ import re
 import pytest
 
 import hepinfer
+from hepinfer import InferenceConfig
 from hepinfer.analysis.clusters import HTCondorSettings
 from hepinfer.analysis.job import run_job
 
@@ -29,6 +30,8 @@ def condor_job(pool_on_other_hosts, job_settings, condor_inputs):
     return lambda **fields: job_settings(
         inputs=tuple(files),
         models=("bdt",),
+        config=InferenceConfig(mode="remote"),
+        embedded_server=True,  # no URL: the run's embedded server
         executor="dask",
         cluster="htcondor",
         workers=2,
@@ -40,7 +43,7 @@ def condor_job(pool_on_other_hosts, job_settings, condor_inputs):
 
 def test_remote_on_execute_nodes_elsewhere_scores_on_the_server(pool_on_other_hosts, condor_job, shared_dir):
     gateway, hosts = pool_on_other_hosts
-    s = run_job(condor_job(mode="remote", check_local=True)).summary
+    s = run_job(condor_job(check_local=True)).summary
     assert s["server"] == {"host": gateway, "token": True, "tls": False, "unreachable": {}}
     assert s["events"] == 300 and s["mode_used"] == {"bdt": "remote"}
     assert s["local_check"]["passed"] and s["local_check"]["identical"]
@@ -56,6 +59,6 @@ def test_remote_on_execute_nodes_elsewhere_scores_on_the_server(pool_on_other_ho
 def test_a_loopback_server_stops_the_run_before_the_first_chunk(pool_on_other_hosts, condor_job):
     _, hosts = pool_on_other_hosts
     with pytest.raises(hepinfer.ServerUnavailable) as err:
-        run_job(condor_job(mode="remote", server_host="127.0.0.1"))
+        run_job(condor_job(server_host="127.0.0.1"))
     for address in hosts:
         assert f"worker {address} cannot reach grpc://127.0.0.1:" in str(err.value)

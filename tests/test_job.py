@@ -1,6 +1,7 @@
 """`hepinfer run`: the main job, on generated events and the real embedded server."""
 
 import json
+from dataclasses import replace
 
 import awkward as ak
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import uproot
 
 import hepinfer
+from hepinfer import InferenceConfig
 from hepinfer.analysis.clusters import dask_client, worker_environment
 from hepinfer.analysis.job import JobSettings, check_inputs, expand_inputs, run_job, same_result
 from hepinfer.cli import main
@@ -66,7 +68,9 @@ def test_runs_on_files_without_the_generator_extras(generated, rewrite_file, tmp
     with uproot.open(foreign) as f:
         assert f["Events"]["FatJet_pt"].typename == "double[]" and "FatJet_label" not in f["Events"]
     runs = [
-        run_job(JobSettings(inputs=(str(path),), models=MODELS, mode="local", executor="iterative"))
+        run_job(
+            JobSettings(inputs=(str(path),), models=MODELS, config=InferenceConfig(mode="local"), executor="iterative")
+        )
         for path in (src, foreign)
     ]
     assert runs[0].summary["fatjets_selected"] > 20
@@ -80,7 +84,7 @@ def test_runs_on_files_without_the_generator_extras(generated, rewrite_file, tmp
 def test_run_local_equals_remote_and_writes_summary(server, job_settings, tmp_path):
     runs = {}
     for mode in ("local", "remote"):
-        settings = job_settings(mode=mode, url=server.url, executor="iterative", chunksize=60)
+        settings = job_settings(config=InferenceConfig(mode=mode, url=server.url), executor="iterative", chunksize=60)
         runs[mode] = run_job(settings, output=tmp_path / mode / "summary.json", plots=tmp_path / mode / "plots")
     assert same_result(
         {"cutflow": runs["local"].summary["cutflow"], "hists": runs["local"].hists},
@@ -141,10 +145,8 @@ def test_failed_remote_run_writes_no_summary(job_settings, free_port, tmp_path):
     port = free_port
     settings = job_settings(
         models=("bdt",),
-        mode="remote",
-        url=f"grpc://127.0.0.1:{port}",
+        config=InferenceConfig(mode="remote", url=f"grpc://127.0.0.1:{port}", timeout_s=5),
         executor="iterative",
-        base_config=hepinfer.InferenceConfig(timeout_s=5),
     )
     out = tmp_path / "summary.json"
     with pytest.raises(hepinfer.ServerUnavailable, match=str(port)) as err:
@@ -176,10 +178,30 @@ def test_dask_on_an_existing_scheduler(server, job_settings, tmp_path):
             pass
 
 
-def test_worker_environment_never_carries_headers(tmp_path, monkeypatch):
+def test_worker_environment_never_carries_settings(tmp_path, monkeypatch):
+    """An HTCondor job's script exports HEPINFER_HOME alone: the settings (headers included) travel
+    inside the pickled tasks, never in a submit file."""
     monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
-    config = hepinfer.InferenceConfig(mode="remote", url="grpc://h:1", headers={"Authorization": "Bearer secret"})
-    env = worker_environment(config)
-    assert env["HEPINFER_HOME"] == str(tmp_path.resolve()) and env["HEPINFER_MODE"] == "remote"
-    assert "secret" not in repr(env) and not any("HEADER" in k for k in env)
-    assert hepinfer.InferenceConfig.from_env(env).url == "grpc://h:1"
+    monkeypatch.setenv("HEPINFER_MODE", "remote")
+    assert worker_environment() == {"HEPINFER_HOME": str(tmp_path.resolve())}
+
+
+def test_job_settings_hold_one_config(tmp_path, monkeypatch):
+    """The environment is read once, where the settings are made; an explicit config is taken as it
+    is; the embedded server only in mode remote or auto."""
+    monkeypatch.setenv("HEPINFER_MODE", "auto")
+    monkeypatch.setenv("HEPINFER_TIMEOUT_S", "7")
+    files = (str(tmp_path / "x.root"),)
+    made = JobSettings(inputs=files)
+    assert (made.config.mode, made.config.timeout_s, made.embedded_server) == ("auto", 7.0, True)
+    monkeypatch.setenv("HEPINFER_URL", "grpc://h:1")
+    assert JobSettings(inputs=files).embedded_server is False
+    monkeypatch.setenv("HEPINFER_MODE", "local")
+    assert replace(made, workers=3).config == made.config  # made once: not read again
+    given = InferenceConfig(mode="remote", url="grpc://h:2")
+    assert JobSettings(inputs=files, config=given).config is given
+    assert JobSettings(inputs=files, config=given).embedded_server is False
+    with pytest.raises(ConfigError, match="embedded_server.*not local"):
+        JobSettings(inputs=files, config=InferenceConfig(mode="local"), embedded_server=True)
+    with pytest.raises(ConfigError, match="config must be an InferenceConfig"):
+        JobSettings(inputs=files, config={"mode": "local"})

@@ -50,7 +50,9 @@ def runs(layouts, server):
     out = {}
     for variant, files in layouts.items():
         for mode in ("local", "remote"):
-            settings = JobSettings(inputs=files, mode=mode, url=server.url, executor="iterative", chunksize=50)
+            settings = JobSettings(
+                inputs=files, config=InferenceConfig(mode=mode, url=server.url), executor="iterative", chunksize=50
+            )
             out[variant, mode] = run_job(settings)
     return out
 
@@ -119,10 +121,14 @@ def test_a_named_model_that_cannot_run_fails_naming_file_model_and_branches(layo
     with pytest.raises(
         InputMismatch, match=r"ttbar_nanoaod_ttree\.root.*lacks the branches \[.*PFCands_pt.*needed by bdt"
     ):
-        run_job(JobSettings(inputs=files, models=("bdt_nanoaod", "bdt"), mode="local", executor="iterative"))
+        run_job(
+            JobSettings(
+                inputs=files, models=("bdt_nanoaod", "bdt"), config=InferenceConfig(mode="local"), executor="iterative"
+            )
+        )
     # named models that the files feed run; mixed layouts: only the model every file feeds
     mixed = (layouts["nanoaod", "rntuple"][0], layouts["pfnano-nocount", "ttree"][1])
-    result = run_job(JobSettings(inputs=mixed, mode="local", executor="iterative"))
+    result = run_job(JobSettings(inputs=mixed, config=InferenceConfig(mode="local"), executor="iterative"))
     assert tuple(result.summary["models"]) == ("bdt_nanoaod",)
     assert "ttbar_nanoaod_rntuple.root lacks" in result.summary["skipped_models"]["bdt"]
     assert "qcd_" not in result.summary["skipped_models"]["bdt"]
@@ -209,7 +215,9 @@ def test_cms_tagger_scores_are_histogrammed(layouts, tmp_path, shipped_artefacts
     ttbar, qcd = layouts["pfnano-nocount", "ttree"]
     files = (_with_cms_score(ttbar, tmp_path / "ttbar_cms.root"), qcd)
     result = run_job(
-        JobSettings(inputs=files, mode="local", executor="iterative"), output=tmp_path / "s.json", plots=tmp_path / "p"
+        JobSettings(inputs=files, config=InferenceConfig(mode="local"), executor="iterative"),
+        output=tmp_path / "s.json",
+        plots=tmp_path / "p",
     )
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["cms_taggers"] == ["particleNet_TvsQCD"]
@@ -224,7 +232,9 @@ def test_cms_tagger_scores_are_histogrammed(layouts, tmp_path, shipped_artefacts
     from hepinfer.analysis.processor import TopTagProcessor
 
     assert "cms_score" in TopTagProcessor(models=("bdt",))._hists(dask=False)
-    only_ttbar = run_job(JobSettings(inputs=files[:1], models=("bdt",), mode="local", executor="iterative"))
+    only_ttbar = run_job(
+        JobSettings(inputs=files[:1], models=("bdt",), config=InferenceConfig(mode="local"), executor="iterative")
+    )
     assert np.array_equal(
         cms[{"tagger": "particleNet_TvsQCD"}].values(), only_ttbar.hists["score"][{"model": "bdt"}].values()
     )

@@ -13,6 +13,7 @@ import pytest
 from distributed import WorkerPlugin
 
 import hepinfer
+from hepinfer import InferenceConfig
 from hepinfer.analysis.job import format_summary, run_job
 
 pytestmark = [pytest.mark.hosts, pytest.mark.triton, pytest.mark.slow]
@@ -62,7 +63,14 @@ def workers(other_hosts, scheduler, tmp_path_factory):
 def test_remote_scores_every_jet_on_the_server_identical_to_local(other_hosts, workers, job_settings, tmp_path):
     """No --url: the embedded server listens where the workers reach it, with a token, and every jet
     is scored there, identical to local inference."""
-    settings = job_settings(mode="remote", executor="dask", cluster=workers, chunksize=50, check_local=True)
+    settings = job_settings(
+        config=InferenceConfig(mode="remote"),
+        embedded_server=True,
+        executor="dask",
+        cluster=workers,
+        chunksize=50,
+        check_local=True,
+    )
     t0 = time.perf_counter()
     s = run_job(settings, output=tmp_path / "summary.json").summary
     print(f"remote run with --check-local on 2 other hosts: {time.perf_counter() - t0:.1f} s")
@@ -79,7 +87,13 @@ def test_remote_scores_every_jet_on_the_server_identical_to_local(other_hosts, w
 def test_server_on_loopback_stops_before_the_first_chunk(other_hosts, workers, job_settings, tmp_path):
     rounds = []
     settings = job_settings(
-        models=("bdt",), mode="remote", executor="dask", cluster=workers, chunksize=50, server_host="127.0.0.1"
+        models=("bdt",),
+        config=InferenceConfig(mode="remote"),
+        embedded_server=True,
+        executor="dask",
+        cluster=workers,
+        chunksize=50,
+        server_host="127.0.0.1",
     )
     with pytest.raises(hepinfer.ServerUnavailable) as err:
         run_job(settings, output=tmp_path / "summary.json", progress=rounds.append)
@@ -92,7 +106,13 @@ def test_server_on_loopback_stops_before_the_first_chunk(other_hosts, workers, j
 
 def test_auto_with_an_unreachable_server_says_why(other_hosts, workers, job_settings):
     settings = job_settings(
-        models=("bdt",), mode="auto", executor="dask", cluster=workers, chunksize=50, server_host="127.0.0.1"
+        models=("bdt",),
+        config=InferenceConfig(mode="auto"),
+        embedded_server=True,
+        executor="dask",
+        cluster=workers,
+        chunksize=50,
+        server_host="127.0.0.1",
     )
     result = run_job(settings)
     s = result.summary
@@ -146,7 +166,14 @@ def test_a_lost_host_loses_no_chunk(other_hosts, workers, job_settings, tmp_path
             time.sleep(0.005)
 
     watcher = threading.Thread(target=kill_when_held, daemon=True)
-    settings = job_settings(models=("bdt",), mode="remote", executor="dask", cluster=workers, chunksize=10)
+    settings = job_settings(
+        models=("bdt",),
+        config=InferenceConfig(mode="remote"),
+        embedded_server=True,
+        executor="dask",
+        cluster=workers,
+        chunksize=10,
+    )
     with Client(workers, timeout="30s") as client:
         client.register_plugin(HoldOnce(host, str(marker)), name=HoldOnce.name)
         watcher.start()
@@ -167,7 +194,8 @@ def test_tls_on_request(other_hosts, workers, job_settings, self_signed, tmp_pat
     cert, key = self_signed(tmp_path, addresses=(other_hosts.gateway,))
     settings = job_settings(
         models=("bdt",),
-        mode="remote",
+        config=InferenceConfig(mode="remote"),
+        embedded_server=True,
         executor="dask",
         cluster=workers,
         chunksize=100,

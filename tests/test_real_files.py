@@ -95,7 +95,7 @@ def local_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("real")
     runs = {}
     for name in EXPECTED:
-        settings = JobSettings(inputs=(_path(name),), mode="local", executor="iterative")
+        settings = JobSettings(inputs=(_path(name),), config=InferenceConfig(mode="local"), executor="iterative")
         runs[name] = run_job(settings, output=out / name / "summary.json", plots=out / name / "plots")
     return runs
 
@@ -203,7 +203,10 @@ def test_dask_mode_gives_the_eager_counts_and_correlation(open_events):
 def test_remote_equals_local_on_every_real_file(server):
     for name, (_, in_domain, _) in EXPECTED.items():
         settings = JobSettings(
-            inputs=(_path(name),), mode="remote", url=server.url, executor="iterative", check_local=True
+            inputs=(_path(name),),
+            config=InferenceConfig(mode="remote", url=server.url),
+            executor="iterative",
+            check_local=True,
         )
         result = run_job(settings)
         s = result.summary

@@ -100,7 +100,7 @@ def test_tokens_from_the_environment_or_a_file_never_travel(places, monkeypatch,
         repr(Session()),
         repr(Scorer("bdt")),
         repr(JetTagger("bdt")),
-        str(worker_environment(config)),
+        str(worker_environment()),
     ]
     for blob in [pickle.dumps(obj) for obj in built] + [s.encode() for s in shown]:
         assert b"tok-" not in blob

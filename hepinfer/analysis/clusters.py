@@ -1,17 +1,17 @@
 """Dask clusters for hepinfer jobs: a LocalCluster on a laptop, HTCondor workers at a site through
 dask-jobqueue, or an existing scheduler.
 
-How the inference settings reach the workers: the processor carries its :class:`InferenceConfig`
-(a small frozen dataclass) and Dask pickles it into every task; each worker process then builds
-its own Scorer and Triton client on first use and reuses it for every chunk (hepinfer.coffea).  No
-client ever travels.  What a worker reads from its *environment* is ``HEPINFER_HOME`` (where the
-model artefacts for local inference are; without them there, the trained artefacts shipped inside
-the package) and, at each request, the bearer token (:mod:`hepinfer.tokens`: ``$HEPINFER_TOKEN``, the
-token file, WLCG Bearer Token Discovery): LocalCluster workers inherit that environment, and HTCondor
-jobs get ``HEPINFER_HOME``, with the non-secret ``HEPINFER_*`` settings, exported by the job script
-(request headers may hold tokens and are never written into a submit file; they travel inside the
-pickled config).  The embedded server of a run whose workers are on other hosts has a token of its
-own, which a worker plugin puts in each worker's environment (hepinfer.analysis.job.access).
+How the inference settings reach the workers, one way: the processor carries its
+:class:`InferenceConfig` (a small frozen dataclass) and Dask pickles it into every task; each worker
+process then builds its own Scorer and Triton client on first use and reuses it for every chunk
+(hepinfer.process_scorers).  No client ever travels, and a worker never reads ``HEPINFER_*``
+settings from its environment.  What a worker reads from its *environment* is ``HEPINFER_HOME``
+(where the model artefacts for local inference are; without them there, the trained artefacts
+shipped inside the package) and, at each request, the bearer token (:mod:`hepinfer.tokens`:
+``$HEPINFER_TOKEN``, the token file, WLCG Bearer Token Discovery): LocalCluster workers inherit that
+environment, and HTCondor jobs (``getenv = False``) get ``HEPINFER_HOME`` alone, exported by the job
+script.  The embedded server of a run whose workers are on other hosts has a token of its own, which
+a worker plugin puts in each worker's environment (hepinfer.analysis.job.access).
 """
 
 from __future__ import annotations
@@ -20,11 +20,9 @@ import contextlib
 import os
 import shlex
 import sys
-import warnings
 from dataclasses import dataclass, field
 
 from hepinfer import paths
-from hepinfer.config import InferenceConfig, environment_of
 from hepinfer.errors import ConfigError, HepinferError
 
 CLUSTERS = ("local", "htcondor")
@@ -37,17 +35,10 @@ def warm_up() -> None:
     import coffea.processor  # noqa: F401
 
 
-def quiet_schema_warnings() -> None:
-    """Silence coffea's PFNano-schema warnings about cross-references to tables a file does not have
-    (generated files lack SV, JetPFCands, GenJetCands, ...); every other warning stays."""
-    warnings.filterwarnings("ignore", message=r"Missing cross-reference index", category=RuntimeWarning)
-
-
-def worker_environment(config: InferenceConfig | None = None) -> dict[str, str]:
-    """The ``HEPINFER_*`` variables a batch job needs: HEPINFER_HOME and the config's settings
-    (headers left out: they may hold tokens)."""
-    env = {"HEPINFER_HOME": str(paths.home().resolve())}
-    return env if config is None else {**env, **environment_of(config)}
+def worker_environment() -> dict[str, str]:
+    """The variables a batch job's script exports: ``HEPINFER_HOME`` (the inference settings travel
+    inside the tasks, pickled; never in a submit file)."""
+    return {"HEPINFER_HOME": str(paths.home().resolve())}
 
 
 def local_cluster(workers: int = 2, threads_per_worker: int = 1, memory_limit: str = "auto", dashboard: bool = False):
@@ -105,9 +96,7 @@ class HTCondorSettings:
             raise ConfigError(f"death_timeout_s must be > 0, got {self.death_timeout_s}")
 
 
-def htcondor_cluster(
-    settings: HTCondorSettings | None = None, config: InferenceConfig | None = None, *, workers: int = 0
-):
+def htcondor_cluster(settings: HTCondorSettings | None = None, *, workers: int = 0):
     """A ``dask_jobqueue.HTCondorCluster`` with hepinfer's environment in every job; ``workers`` > 0
     submits that many jobs at once (else call ``cluster.scale`` / ``adapt`` yourself)."""
     try:
@@ -120,7 +109,7 @@ def htcondor_cluster(
         scheduler["host"] = s.scheduler_host
     if s.log_directory:
         os.makedirs(s.log_directory, exist_ok=True)
-    prologue = [f"export {k}={shlex.quote(v)}" for k, v in worker_environment(config).items()]
+    prologue = [f"export {k}={shlex.quote(v)}" for k, v in worker_environment().items()]
     cluster = HTCondorCluster(
         cores=s.cores,
         processes=1,
@@ -143,7 +132,6 @@ def dask_client(
     cluster: str = "local",
     workers: int = 2,
     *,
-    config: InferenceConfig | None = None,
     htcondor: HTCondorSettings | None = None,
     wait_timeout_s: float = 300.0,
 ):
@@ -156,7 +144,7 @@ def dask_client(
         if cluster == "local":
             client = stack.enter_context(Client(stack.enter_context(local_cluster(workers))))
         elif cluster == "htcondor":
-            hc = stack.enter_context(htcondor_cluster(htcondor, config, workers=workers))
+            hc = stack.enter_context(htcondor_cluster(htcondor, workers=workers))
             client = stack.enter_context(Client(hc))
             try:
                 client.wait_for_workers(workers, timeout=wait_timeout_s)

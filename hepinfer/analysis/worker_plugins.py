@@ -9,7 +9,8 @@ import secrets
 
 from distributed import WorkerPlugin
 
-from hepinfer.analysis.clusters import quiet_schema_warnings
+from hepinfer.analysis.schema_warnings import quiet_schema_warnings
+from hepinfer.analysis.server_reach import reach_problem
 from hepinfer.config import InferenceConfig
 from hepinfer.logs import get_logger
 
@@ -26,7 +27,7 @@ class QuietSchemaWarnings(WorkerPlugin):
 
 
 class ServerCheck(WorkerPlugin):
-    """A run's server, as each worker meets it when it joins (hepinfer.analysis.job.access): the run's
+    """A run's server, as each worker meets it when it joins (hepinfer.analysis.server_reach): the run's
     token put in the worker's environment under the variable the config names (``token_env``), then
     the worker's check that the server at the config's URL answers and has every model ready.  The
     answer stays on the worker (``problem``: None, or (why, the error's text)), read back with
@@ -45,8 +46,6 @@ class ServerCheck(WorkerPlugin):
         return f"ServerCheck({self.name!r}, url={self.config.url!r}, token={'<hidden>' if self._token else None})"
 
     def setup(self, worker):
-        from hepinfer.analysis.job.access import reach_problem
-
         if self._token is not None:
             os.environ[self.config.token_env] = self._token
         self.problem = reach_problem(self.config, self.specs)

@@ -10,8 +10,7 @@ from hepinfer.config import MODES
 
 def cmd_run(args) -> int:
     from hepinfer.analysis.clusters import HTCondorSettings
-    from hepinfer.analysis.job import JobSettings, expand_inputs, format_summary, run_job
-    from hepinfer.config import InferenceConfig
+    from hepinfer.analysis.job import JobSettings, expand_inputs, format_summary, job_config, run_job
 
     if args.input:
         inputs = expand_inputs(args.input)
@@ -28,14 +27,14 @@ def cmd_run(args) -> int:
         scheduler_host=args.scheduler_host,
         log_directory=args.htcondor_logs,
     )
-    # explicit options > HEPINFER_* variables > this command's default mode, remote (hepinfer.config)
-    explicit = {k: v for k, v in (("mode", args.mode), ("url", args.url)) if v is not None}
-    config = InferenceConfig.from_env(defaults={"mode": "remote"}, **explicit)
+    # explicit options > HEPINFER_* variables > this command's default mode, remote; no URL in either:
+    # the embedded server (hepinfer.analysis.job.settings.job_config, the one read of the environment)
+    config, embedded = job_config(mode=args.mode, url=args.url)
     settings = JobSettings(
         inputs=inputs,
         models=model_list(args.models) if args.models else None,  # None: automatic
-        mode=config.mode,
-        url=args.url,  # None: $HEPINFER_URL, else the embedded server (hepinfer.analysis.job)
+        config=config,
+        embedded_server=embedded,
         executor=args.executor,
         workers=args.workers,
         cluster=args.cluster,
@@ -47,7 +46,6 @@ def cmd_run(args) -> int:
         server_host=args.server_host,
         server_tls_cert=args.server_tls_cert,
         server_tls_key=args.server_tls_key,
-        base_config=config,
         htcondor=htcondor,
         pipeline=not args.no_pipeline,
         skip_bad_files=args.skip_bad_files,
@@ -64,7 +62,7 @@ def cmd_run(args) -> int:
     if check is not None and not check["passed"]:
         differ = [m for m, c in check["models"].items() if not (c["agrees"] or c["reduced"])]
         print(
-            f"local and {settings.mode} inference DIFFER"
+            f"local and {settings.config.mode} inference DIFFER"
             + (f" beyond {check['tolerance']:g} for {', '.join(differ)}" if differ else " in the cut flow"),
             file=sys.stderr,
         )

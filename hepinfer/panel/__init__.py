@@ -320,13 +320,12 @@ class Panel:
         return JobSettings(
             inputs=expand_inputs(files),
             models=self.models.value,
-            mode=config.mode,
-            url=config.url,
+            config=config,
+            embedded_server=False,  # the session's server (config.url)
             executor=self.executor.value,
             workers=self.workers.value,
             chunksize=self.chunksize.value,
             check_local=self.check_local.value,
-            base_config=config,
             **{k: bound_from_text(getattr(self, k).value, getattr(self, k).description) for k in SELECTION_FIELDS},
         )
 

@@ -4,6 +4,10 @@ summary and mplhep plots.
 
 Choices (the docs' *Main job* page repeats them):
 
+* The run's inference settings are one :class:`~hepinfer.config.InferenceConfig`
+  (``JobSettings.config``), read from the command line and the environment once, at the start
+  (:func:`~hepinfer.analysis.job.settings.job_config`); the workers receive it pickled into their
+  tasks and read no ``HEPINFER_*`` setting themselves (hepinfer.analysis.clusters).
 * ``--mode remote`` or ``auto`` without a URL (neither ``--url`` nor ``HEPINFER_URL``) starts the
   embedded Triton server for the job and stops it at the end: on 127.0.0.1 for workers on this
   host; for workers on other hosts (a scheduler's, HTCondor's) on the address this host uses
@@ -59,7 +63,14 @@ from hepinfer.analysis.job.access import ServerAccess, server_access, stop_if_un
 from hepinfer.analysis.job.agreement import compare_scores, local_check
 from hepinfer.analysis.job.execute import Progress, executor_for, process, server_instances
 from hepinfer.analysis.job.inputs import check_inputs, inspect_inputs, required_branches, scan_inputs, select_models
-from hepinfer.analysis.job.settings import EXECUTORS, SCHEMAS, JobSettings, automatic_models, expand_inputs
+from hepinfer.analysis.job.settings import (
+    EXECUTORS,
+    SCHEMAS,
+    JobSettings,
+    automatic_models,
+    expand_inputs,
+    job_config,
+)
 from hepinfer.analysis.job.summary import (
     RunResult,
     format_summary,
@@ -68,7 +79,7 @@ from hepinfer.analysis.job.summary import (
     same_result,
     write_summary,
 )
-from hepinfer.config import environment_settings
+from hepinfer.config import InferenceConfig
 from hepinfer.errors import HepinferError, InputMismatch, ServerUnavailable
 from hepinfer.logs import get_logger
 
@@ -87,6 +98,7 @@ __all__ = [
     "format_summary",
     "hist_to_dict",
     "inspect_inputs",
+    "job_config",
     "local_check",
     "required_branches",
     "run_job",
@@ -111,11 +123,10 @@ def run_job(
     settings, events_in, skipped, choice = _usable_inputs(settings)
     build_all(settings.models, level=logging.DEBUG)
     with contextlib.ExitStack() as stack:
-        url, access = _inference_server(settings, stack)
+        config, access = _inference_server(settings, stack)
         embedded = access is not None
-        config = settings.base_config.replace(mode=settings.mode, **({"url": url} if url else {}))
-        if embedded:  # the embedded server: its token and certificate
-            config = access.config(config, url)
+        url = config.url if config.mode != "local" else None
+        if embedded:
             stack.enter_context(token_in_environment(access))
         executor, unreachable = stack.enter_context(executor_for(settings, config, access and access.token))
         stop_if_unreachable(unreachable, config)
@@ -123,10 +134,10 @@ def run_job(
         where = settings.executor if settings.executor != "dask" else f"dask on a {settings.cluster} cluster"
         log.info(
             f"processing with {settings.workers} worker(s) ({where}), chunks of {settings.chunksize} events, "
-            f"inference {settings.mode}{' at ' + url if settings.mode != 'local' else ''} ..."
+            f"inference {config.mode}{' at ' + url if url else ''} ..."
         )
         out, wall_s = process(settings, executor, config, progress, record_scores=settings.check_local)
-        serving = _serving(url, settings.models, config) if settings.mode != "local" and url else None
+        serving = _serving(url, settings.models, config) if url else None
         check = None
         if settings.check_local:
             log.info("processing again with local inference (--check-local) ...")
@@ -203,13 +214,14 @@ def _usable_inputs(settings: JobSettings) -> tuple[JobSettings, int, dict[str, s
     return settings, scan.events, skipped, {"skipped_models": skipped_models, "cms_taggers": found}
 
 
-def _inference_server(settings: JobSettings, stack: contextlib.ExitStack) -> tuple[str | None, ServerAccess | None]:
-    """The server URL of the run, and when it is the embedded server started (on ``stack``) for it,
-    the access it was started with (else None): mode remote / auto without a URL (neither ``url`` nor ``HEPINFER_URL``)
-    starts one, where the workers reach it (hepinfer.analysis.job.access)."""
-    url = settings.url or environment_settings().get("url")
-    if settings.mode == "local" or url:
-        return url, None
+def _inference_server(
+    settings: JobSettings, stack: contextlib.ExitStack
+) -> tuple[InferenceConfig, ServerAccess | None]:
+    """The run's config, and when the run starts the embedded server (``settings.embedded_server``;
+    started on ``stack``, where the workers reach it: hepinfer.analysis.job.access) the access it was
+    started with, the config pointed at it; else ``settings.config`` and None."""
+    if not settings.embedded_server:
+        return settings.config, None
     from hepinfer.serving.server import serve
 
     access = server_access(settings)
@@ -218,7 +230,7 @@ def _inference_server(settings: JobSettings, stack: contextlib.ExitStack) -> tup
     )
     token = f", token in ${access.token_env}" if access.token else ""
     log.info(f"embedded Triton server ready in {server.startup_seconds:.2f} s at {server.url}{token}")
-    return server.url, access
+    return access.config(settings.config, server.url), access
 
 
 def _serving(url: str, models, config) -> dict[str, dict]:

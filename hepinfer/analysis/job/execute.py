@@ -10,8 +10,9 @@ import time
 import warnings
 from dataclasses import dataclass
 
-from hepinfer.analysis.clusters import dask_client, quiet_schema_warnings
+from hepinfer.analysis.clusters import dask_client
 from hepinfer.analysis.job.settings import SCHEMAS, JobSettings
+from hepinfer.analysis.schema_warnings import quiet_schema_warnings
 from hepinfer.config import InferenceConfig
 from hepinfer.errors import HepinferError, InputMismatch
 
@@ -29,12 +30,12 @@ def server_instances(settings: JobSettings) -> int:
 @contextlib.contextmanager
 def executor_for(settings: JobSettings, config: InferenceConfig, token: str | None = None):
     """The executor of the run, and {worker host: {"reason", "detail"}} of the workers that cannot use
-    the server of ``config`` (remote and auto mode; hepinfer.analysis.job.access): a Dask cluster's
+    the server of ``config`` (remote and auto mode; hepinfer.analysis.server_reach): a Dask cluster's
     workers each check it when they join (and get ``token`` in their environment), the iterative
     and futures executors' processes are on this host and it is checked from here."""
     from coffea import processor
 
-    from hepinfer.analysis.job.access import check_here
+    from hepinfer.analysis.server_reach import check_here
     from hepinfer.models import get_spec
 
     specs = [get_spec(m) for m in settings.models]
@@ -49,7 +50,7 @@ def executor_for(settings: JobSettings, config: InferenceConfig, token: str | No
     else:
         from hepinfer.analysis.worker_plugins import server_checked
 
-        with dask_client(settings.cluster, settings.workers, config=config, htcondor=settings.htcondor) as client:
+        with dask_client(settings.cluster, settings.workers, htcondor=settings.htcondor) as client:
             executor = processor.DaskExecutor(client=client, status=False, retries=0)
             if not check:
                 yield executor, {}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hepinfer.analysis.clusters import HTCondorSettings
 from hepinfer.analysis.selection import check_bounds
-from hepinfer.config import InferenceConfig
+from hepinfer.config import InferenceConfig, env_var
 from hepinfer.errors import ConfigError
 from hepinfer.models import SPECS, get_spec
 
@@ -37,10 +38,30 @@ def model_choices() -> list[tuple[str, str]]:
     return [(f"{name} (UNTRAINED)" if is_untrained(name) else name, name) for name in names]
 
 
+def job_config(
+    mode: str | None = None, url: str | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[InferenceConfig, bool]:
+    """The run's InferenceConfig and whether the run starts the embedded server, from one read of the
+    environment (``environ``, default ``os.environ``): ``mode`` / ``url`` given (``--mode`` /
+    ``--url``) > ``HEPINFER_*`` (:meth:`InferenceConfig.from_env`) > mode ``remote``.  The embedded
+    server is started when the mode is remote or auto and no URL was given, neither here nor as
+    ``HEPINFER_URL``."""
+    snapshot = dict(os.environ if environ is None else environ)
+    explicit = {k: v for k, v in (("mode", mode), ("url", url)) if v is not None}
+    config = InferenceConfig.from_env(snapshot, defaults={"mode": "remote"}, **explicit)
+    return config, config.mode != "local" and url is None and env_var("url") not in snapshot
+
+
 @dataclass(frozen=True)
 class JobSettings:
-    """What ``hepinfer run`` does.  ``url=None`` with mode remote/auto: ``$HEPINFER_URL``, else the
-    embedded server, started for the run.
+    """What ``hepinfer run`` does.
+
+    ``config``: the run's one :class:`~hepinfer.config.InferenceConfig` (mode, URL, timeouts,
+    retries, TLS, where the token is); the workers receive it, pickled into their tasks.  None (the
+    default): the environment's, read once here (:func:`job_config`).  ``embedded_server``: start the
+    embedded Triton server for the run and score there (mode remote or auto; the config's ``url`` is
+    replaced by the server's); None (the default): when the config came from the environment and no
+    URL was given there, else False.
     ``models=None`` (the default) is automatic: every model of :func:`automatic_models` whose inputs
     all the files hold (the others are listed as skipped, with the reason); named models must run on
     every file, else the run fails naming file, model and branches.  ``pt_min`` / ``pt_max`` /
@@ -49,8 +70,8 @@ class JobSettings:
 
     inputs: tuple[str, ...]
     models: tuple[str, ...] | None = None
-    mode: str = "remote"
-    url: str | None = None
+    config: InferenceConfig | None = None
+    embedded_server: bool | None = None
     executor: str = "dask"
     workers: int = 2
     cluster: str = "local"
@@ -72,11 +93,19 @@ class JobSettings:
     server_tls_key: str | None = None
     pipeline: bool = True  # overlap feature building with inference (TopTagProcessor's pipeline)
     skip_bad_files: bool = False  # read every file once first; skip (and list) those that fail
-    # the other inference settings (timeouts, retries, TLS, where the token is); default: the environment's
-    base_config: InferenceConfig = field(default_factory=InferenceConfig.from_env)
     htcondor: HTCondorSettings = field(default_factory=HTCondorSettings)
 
     def __post_init__(self):
+        if self.config is None:
+            config, embedded = job_config()
+            object.__setattr__(self, "config", config)
+            if self.embedded_server is None:
+                object.__setattr__(self, "embedded_server", embedded)
+        if not isinstance(self.config, InferenceConfig):
+            raise ConfigError(f"config must be an InferenceConfig, got {self.config!r}")
+        object.__setattr__(self, "embedded_server", bool(self.embedded_server))
+        if self.embedded_server and self.config.mode == "local":
+            raise ConfigError("embedded_server: the embedded server serves mode remote or auto, not local")
         if self.models is not None:
             object.__setattr__(self, "models", tuple(get_spec(m).name for m in self.models))
             if not self.models:
@@ -87,7 +116,6 @@ class JobSettings:
             raise ConfigError(f"schema must be one of {tuple(SCHEMAS)}, got {self.schema!r}")
         if self.workers < 1 or self.chunksize < 1:
             raise ConfigError(f"workers and chunksize must be >= 1, got {self.workers} and {self.chunksize}")
-        self.base_config.replace(mode=self.mode)  # validates the mode
         check_bounds(self.pt_min, self.pt_max, self.eta_max)
         if (self.server_tls_cert is None) != (self.server_tls_key is None):
             raise ConfigError("server_tls_cert and server_tls_key go together")

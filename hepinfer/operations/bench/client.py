@@ -211,7 +211,7 @@ def worker(run, p) -> dict:
 @contextlib.contextmanager
 def _quiet():
     """Without coffea's warnings about the PFNano tables generated files lack."""
-    from hepinfer.analysis.clusters import quiet_schema_warnings
+    from hepinfer.analysis.schema_warnings import quiet_schema_warnings
 
     with warnings.catch_warnings():
         quiet_schema_warnings()

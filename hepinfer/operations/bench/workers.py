@@ -35,14 +35,14 @@ def points(p):
 
 def measure(run, point):
     from hepinfer.analysis.job import JobSettings, run_job
+    from hepinfer.config import InferenceConfig
     from hepinfer.serving.triton_metrics import difference, model_metrics
 
     p, server = run.params, run.server
     settings = JobSettings(
         inputs=p.files,
         models=tuple(p.models),
-        mode=point.row["mode"],
-        url=server.url,
+        config=InferenceConfig.from_env(mode=point.row["mode"], url=server.url),
         executor="dask",
         cluster="local",
         workers=point.row["workers"],
