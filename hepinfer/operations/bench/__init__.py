@@ -15,6 +15,8 @@ markdown and a PNG.
   and replicas over time.
 
 ``run("configs", models=("bdt",), out_dir="bench-out")`` measures one from Python and returns its rows.
+``hepinfer profile`` measures with the same closed loops (:mod:`.harness`) and resident memory
+(:mod:`.process_memory`).
 """
 
 from __future__ import annotations
