@@ -43,9 +43,8 @@ except ImportError as err:  # the base install is the Scorer alone
 
 from hepinfer.config import InferenceConfig
 from hepinfer.errors import ConfigError
-from hepinfer.features import build_inputs, link_constituents
-from hepinfer.features.common import finite_inputs, is_typetracer, plain
-from hepinfer.models.checks import resolve_builder
+from hepinfer.features.common import DASK, TYPETRACER, array_kind, finite_inputs, link_constituents, plain
+from hepinfer.models.resolved import Model
 from hepinfer.models.spec import ModelSpec
 from hepinfer.process_scorers import request_pool, scorer_for
 from hepinfer.scorer import Scorer, resolve_spec
@@ -109,11 +108,12 @@ class JetTagger:
         ``"all"``: every class, a record with one field per class, from one scoring call."""
         live = isinstance(config, Session) and not settings
         self.settings = config if live else resolve_config(config, **settings)
-        self.spec = resolve_spec(model, self.config)
+        self.model = model if isinstance(model, Model) else Model(resolve_spec(model, self.config))
+        self.spec = self.model.spec
         self.every = score == ALL
         self.column = class_column(self.spec, None if self.every else score)
         self.score_name = ALL if self.every else self.spec.classes[self.column]
-        resolve_builder(self.spec)  # a model without input builder cannot tag jets: say so now
+        self.model.builder  # noqa: B018 - a model without input builder cannot tag jets: say so now
 
     @property
     def config(self) -> InferenceConfig:
@@ -154,17 +154,16 @@ class JetTagger:
         NaN / inf, replaced by 0: :func:`hepinfer.features.common.finite_inputs`), jagged like
         ``jets``.  The run summary counts them to report the mode actually used, chunk by chunk, on
         every worker."""
-        try:
+        kind = array_kind(jets, constituents)  # the one decision: dask, typetracer or eager
+        if kind == DASK:
             import dask_awkward as dak
-        except ImportError:  # pragma: no cover - dask-awkward is part of the analysis extra
-            dak = None
-        if dak is not None and isinstance(jets, dak.Array):
-            return dak.map_partitions(self._tag, jets, constituents, label=f"hepinfer-{self.spec.name}")
-        return self._tag(jets, constituents)
 
-    def _tag(self, jets, constituents):
-        if is_typetracer(jets, constituents):
-            build_inputs(self.spec, jets, constituents)  # touches exactly the columns it reads; no server
+            return dak.map_partitions(self._tag, jets, constituents, label=f"hepinfer-{self.spec.name}")
+        return self._tag(jets, constituents, kind)
+
+    def _tag(self, jets, constituents, kind: str | None = None):
+        if (kind or array_kind(jets, constituents)) == TYPETRACER:
+            self.model.touch_inputs(jets, constituents)  # touches exactly the columns it reads; no server
             like = plain(jets)["pt"]
             zeros = ak.values_astype(ak.zeros_like(like), np.float32)
             return ak.zip(
@@ -180,13 +179,13 @@ class JetTagger:
     def tag_report(self, jets, constituents):
         """Eager jets only: :meth:`tag`'s output and the scoring call's
         :class:`hepinfer.scorer.CallReport` (remote attempts, fallback)."""
-        return self._finish(self.scorer, build_inputs(self.spec, jets, constituents), _counts(jets))
+        return self._finish(self.scorer, self.model.build_inputs(jets, constituents), _counts(jets))
 
     def submit(self, jets, constituents) -> Future:
         """Eager jets only: build the inputs now, in this thread, and score them in this process'
         request pool; the future's result is what :meth:`tag_report` returns."""
         scorer = self.scorer
-        inputs = build_inputs(self.spec, jets, constituents)
+        inputs = self.model.build_inputs(jets, constituents)
         return request_pool(scorer.config.max_in_flight).submit(self._finish, scorer, inputs, _counts(jets))
 
     def _finish(self, scorer: Scorer, inputs, counts):

@@ -9,9 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hepinfer.features import BUILDERS, build_inputs, image, jet_variables, particles
+from hepinfer.features import BUILDERS, image, jet_variables, particles
+from hepinfer.features.catalogues import BDT_FEATURES, JET_IMAGE_CHANNELS, PARTICLENET_FEATURES
 from hepinfer.features.common import delta_phi, energy, flat_jets, pad_to_numpy, plain, safe_log, safe_ratio
-from hepinfer.models import BDT_FEATURES, JET_IMAGE_CHANNELS, PARTICLENET_FEATURES, get_spec
+from hepinfer.models import get_spec
+from hepinfer.models.resolved import resolve
 
 # ---- the reference: the builders as they were written by hand before the composable ones ----
 
@@ -146,7 +148,7 @@ def assert_identical(model, jets, constituents):
     for got in (
         COMPOSED[model](jets, constituents),
         BUILDERS[model](jets, constituents),
-        build_inputs(model, jets, constituents),
+        resolve(model).build_inputs(jets, constituents),
     ):
         assert list(got) == list(want)
         for name, arr in want.items():
@@ -251,16 +253,15 @@ def test_toml_model_with_the_particles_builder(tmp_path):
     (tmp_path / "m.toml").write_text(particles_toml())
     (spec,) = load_toml(tmp_path / "m.toml")
     jets, cons = next(iter(_examples()))
-    got = build_inputs(spec, jets, cons)
+    got = resolve(spec).build_inputs(jets, cons)
     want = particles(jets, cons, features=FEATURES8, max_particles=50)
     assert spec.validate(got) == len(ak.flatten(jets, axis=1))
     assert got["features"].shape[1:] == (8, 50) and got["mask"].shape[1:] == (1, 50)
     assert all(np.array_equal(got[k], want[k]) for k in want)
     # the columns come from the builder and its parameters
     from hepinfer.analysis.job.inputs import required_branches
-    from hepinfer.features import required_fields
 
-    assert required_fields(spec) == (
+    assert resolve(spec).required_fields == (
         ("pt", "eta", "mass", "phi"),
         ("pt", "eta", "mass", "phi", "charge", "d0", "pdgId"),
     )
@@ -336,11 +337,9 @@ def _field_keys(form) -> dict:
 
 
 def test_typetracers_touch_exactly_the_builders_columns():
-    """build_inputs on typetracers: the columns of the builder and its parameters are touched, and
+    """A model's inputs on typetracers: the columns of the builder and its parameters are touched, and
     empty arrays of the spec's shapes come back, for composed and built-in builders alike."""
     import dataclasses
-
-    from hepinfer.features import required_fields
 
     jets, cons = next(iter(_examples()))
     spec = dataclasses.replace(
@@ -355,12 +354,12 @@ def test_typetracers_touch_exactly_the_builders_columns():
     for model in ("particlenet", "resnet50", "bdt", "bdt_nanoaod", spec):
         tt_jets, report_j = ak.typetracer.typetracer_with_report(form_j)
         tt_cons, report_c = ak.typetracer.typetracer_with_report(form_c)
-        out = build_inputs(model, ak.Array(tt_jets), ak.Array(tt_cons))
+        out = resolve(model).touch_inputs(ak.Array(tt_jets), ak.Array(tt_cons))
         assert {k: v.shape[1:] for k, v in out.items()} == {t.name: t.shape for t in get_spec(model).inputs}
         assert all(len(v) == 0 for v in out.values())
         touched = {fields_j[k] for k in report_j.data_touched if k in fields_j}
         touched_c = {fields_c[k] for k in report_c.data_touched if k in fields_c}
-        jet_fields, cons_fields = required_fields(model)
+        jet_fields, cons_fields = resolve(model).required_fields
         assert touched == set(jet_fields) and touched_c == set(cons_fields), model
 
 

@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hepinfer import InputMismatch, get_spec
-from hepinfer.features import bdt_inputs, build_inputs, jet_images, link_constituents, particlenet_inputs
-from hepinfer.models import BDT_FEATURES, PARTICLENET_FEATURES
+from hepinfer.features import bdt_inputs, jet_images, link_constituents, particlenet_inputs
+from hepinfer.features.catalogues import BDT_FEATURES, PARTICLENET_FEATURES
+from hepinfer.models.resolved import resolve
 
 JET = dict(
     pt=600.0,
@@ -137,9 +138,9 @@ def test_bdt_values(hand_made):
 def test_events_without_jets_give_no_rows(hand_made):
     jets, cons = hand_made
     for model in ("particlenet", "resnet50", "bdt"):
-        out = build_inputs(model, jets[1:2], cons[1:2])  # the event without fat jets
+        out = resolve(model).build_inputs(jets[1:2], cons[1:2])  # the event without fat jets
         assert get_spec(model).validate(out) == 0
-        assert [len(v) for v in build_inputs(model, jets, cons).values()][0] == 3  # and it adds no row
+        assert [len(v) for v in resolve(model).build_inputs(jets, cons).values()][0] == 3  # and it adds no row
 
 
 def test_missing_field_is_named(hand_made):
@@ -156,7 +157,7 @@ def test_builders_on_generated_files(pfnano_events):
     fat = pfnano_events.FatJet
     n = int(ak.sum(ak.num(fat)))
     for model in ("particlenet", "resnet50", "bdt"):
-        out = build_inputs(model, fat, fat.constituents.pf)
+        out = resolve(model).build_inputs(fat, fat.constituents.pf)
         assert get_spec(model).validate(out) == n
         assert all(np.isfinite(v).all() for v in out.values())
 
@@ -237,13 +238,19 @@ def test_builders_on_random_jagged_input(data):
 @pytest.mark.slow
 def test_builders_per_partition_on_dask_awkward(generated, pfnano_events, open_events, coffea_quiet):
     """In coffea's dask mode the builders run per partition; while dask-awkward traces the graph
-    they touch exactly the columns they read, so only those are loaded."""
+    (the caller decides it is a typetracer) the model touches exactly the columns its builder reads,
+    so only those are loaded."""
     import dask_awkward as dak
 
+    from hepinfer.features.common import TYPETRACER, array_kind
+
+    model = resolve("particlenet")
+
     def real_particles(jets, cons):
-        x = particlenet_inputs(jets, cons)
-        if ak.backend(jets) == "typetracer":
+        if array_kind(jets, cons) == TYPETRACER:
+            model.touch_inputs(jets, cons)
             return ak.Array(ak.Array([[1.0]]).layout.to_typetracer(forget_length=True))
+        x = particlenet_inputs(jets, cons)
         return ak.unflatten(x["mask"].sum(axis=(1, 2)), ak.num(jets))
 
     with coffea_quiet():

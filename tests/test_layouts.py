@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from hepinfer import InferenceConfig, InputMismatch
 from hepinfer.analysis.job import JobSettings, check_inputs, inspect_inputs, required_branches, run_job, same_result
 from hepinfer.analysis.job.inputs import InputScan, select_models
-from hepinfer.features import build_inputs
 from hepinfer.features.nanoaod_bdt import nanoaod_bdt_inputs
+from hepinfer.models.resolved import resolve
 
 # (layout, format) -> the models a file of that layout can feed, and those skipped
 VARIANTS = {
@@ -287,4 +287,4 @@ def test_nanoaod_bdt_rows_are_finite_for_any_jets(counts, values):
     x = nanoaod_bdt_inputs(jets)["input__0"]
     assert x.shape == (n, 9) and x.dtype == np.float32
     assert np.isfinite(x).all()
-    assert np.array_equal(build_inputs("bdt_nanoaod", jets, None)["input__0"], x)
+    assert np.array_equal(resolve("bdt_nanoaod").build_inputs(jets, None)["input__0"], x)

@@ -81,13 +81,13 @@ def test_particle_order_does_not_matter(particlenet):
 
 
 def test_scores_are_probabilities_and_depend_on_input(artefacts, pfnano_events):
-    from hepinfer.features import build_inputs
+    from hepinfer.models.resolved import resolve
 
     fat = pfnano_events.FatJet
     n = int(sum(len(j) for j in fat))
     for model in ("particlenet", "resnet50", "bdt"):
         rt = LocalRuntime(model)
-        out = next(iter(rt.infer(build_inputs(model, fat, fat.constituents.pf)).values()))
+        out = next(iter(rt.infer(resolve(model).build_inputs(fat, fat.constituents.pf)).values()))
         assert out.shape == (n, 2) and out.dtype == np.float32
         assert np.allclose(out.sum(axis=1), 1.0, atol=1e-5)
         assert out[:, 1].std() > 1e-3, f"{model}: scores do not depend on the input"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hepinfer.models import catalogue, get_spec
+from hepinfer.models.resolved import resolve
 
 pytestmark = pytest.mark.build  # torch
 
@@ -181,13 +182,15 @@ def test_init_from_starts_from_the_best_weights_of_a_checkpoint(tmp_path):
     inputs = toy_inputs("resnet", 24, seed=2)
     labels = np.arange(24) % 2
     quick = dict(epochs=1, batch_size=8, device="cpu", progress=False)
-    first, _ = train_network("resnet", inputs, labels, TrainSettings(**quick), checkpoint=tmp_path / "a.pt")
+    first, _ = train_network(resolve("resnet"), inputs, labels, TrainSettings(**quick), checkpoint=tmp_path / "a.pt")
     # lr 0: the run changes no weight, so what it starts from is what it ends with
-    again, info = train_network("resnet", inputs, labels, TrainSettings(**quick, lr=0.0, init_from=tmp_path / "a.pt"))
+    again, info = train_network(
+        resolve("resnet"), inputs, labels, TrainSettings(**quick, lr=0.0, init_from=tmp_path / "a.pt")
+    )
     best = torch.load(tmp_path / "a.pt", weights_only=False)["best"]
     for name, p in again.named_parameters():
         assert torch.equal(p.detach(), best[name]), name
-    fresh, _ = train_network("resnet", inputs, labels, TrainSettings(**quick, lr=0.0, seed=5))
+    fresh, _ = train_network(resolve("resnet"), inputs, labels, TrainSettings(**quick, lr=0.0, seed=5))
     assert not all(torch.equal(a, b) for a, b in zip(fresh.parameters(), again.parameters()))
 
 
@@ -200,7 +203,7 @@ def test_the_epoch_kept_is_the_one_with_the_highest_validation_auc(tmp_path):
     inputs = toy_inputs("resnet", 48, seed=3)
     labels = np.arange(48) % 2
     settings = TrainSettings(epochs=4, batch_size=8, device="cpu", progress=False, val_fraction=0.25)
-    net, info = train_network("resnet", inputs, labels, settings, checkpoint=tmp_path / "c.pt")
+    net, info = train_network(resolve("resnet"), inputs, labels, settings, checkpoint=tmp_path / "c.pt")
     aucs = [e["val_auc"] for e in info["epochs"]]
     assert info["best_epoch"] == 1 + aucs.index(max(aucs)) and info["best_val_auc"] == max(aucs)
     kept = torch.load(tmp_path / "c.pt", weights_only=False)["best"]

@@ -8,8 +8,8 @@ import pytest
 
 from hepinfer import ConfigError
 from hepinfer.ml.training import roc as metrics
-from hepinfer.ml.training.working_points import working_point_cut, working_points
 from hepinfer.models import catalogue
+from hepinfer.models.resolved import resolve
 
 NAMES = ("top@1%", "top@10%", "top@eff30%", "top@eff50%")
 
@@ -82,16 +82,16 @@ def _write_manifest(model, **fields):
 def test_working_point_cut_reads_the_manifest_and_names_what_is_missing(home):
     points = {"top@1%": {"threshold": 0.97}, "top@10%": {"threshold": 0.6}}
     _write_manifest("resnet50", working_points=points)
-    assert working_point_cut("resnet50", "top@1%") == 0.97
+    assert resolve("resnet50").working_point_cut("top@1%") == 0.97
     with pytest.raises(
         ConfigError, match=r"'resnet50' has no working point 'top@5%'; its working points: top@1%, top@10%"
     ):
-        working_point_cut("resnet50", "top@5%")
+        resolve("resnet50").working_point_cut("top@5%")
     with pytest.raises(ConfigError, match=r"cuts on P\(qcd\), but the scores are P\(top\)"):
-        working_point_cut("resnet50", "qcd@1%")
+        resolve("resnet50").working_point_cut("qcd@1%")
     _write_manifest("resnet50")  # trained, never evaluated
     with pytest.raises(ConfigError, match="its manifest records none .*hepinfer evaluate resnet50"):
-        working_point_cut("resnet50", "top@1%")
+        resolve("resnet50").working_point_cut("top@1%")
 
 
 @pytest.mark.parametrize("model", ["particlenet", "resnet", "bdt", "bdt_nanoaod"])
@@ -110,9 +110,9 @@ def test_an_older_cached_manifest_of_the_shipped_artefact_reads_the_shipped_work
     given the shipped model's thresholds."""
     shipped = catalogue.shipped_manifest("bdt")
     _write_manifest("bdt", sha256=shipped["sha256"])
-    assert working_points("bdt") == shipped["working_points"]
+    assert resolve("bdt").working_points() == shipped["working_points"]
     _write_manifest("bdt", sha256="0" * 64, source="hepinfer train")
-    assert working_points("bdt") == {}
+    assert resolve("bdt").working_points() == {}
 
 
 def test_job_settings_refuse_a_working_point_a_named_model_lacks(home):
@@ -153,7 +153,7 @@ def test_processor_cuts_at_the_working_point(generated, coffea_quiet, open_event
 
     events = open_events(generated["qcd"])
     config = InferenceConfig(mode="local")
-    cut = working_point_cut("bdt", "top@10%")
+    cut = resolve("bdt").working_point_cut("top@10%")
     at_point = TopTagProcessor(models=("bdt",), config=config, working_point="top@10%")
     assert at_point.cuts == {"bdt": cut}
     at_cut = TopTagProcessor(models=("bdt",), config=config, threshold=cut)

@@ -20,7 +20,7 @@ from hepinfer.analysis.selection import PT_STATUS, pt_axis, selection_for
 from hepinfer.coffea import JetTagger, constituents_of
 from hepinfer.config import InferenceConfig
 from hepinfer.features.common import plain
-from hepinfer.models import get_spec
+from hepinfer.models.resolved import resolve
 from hepinfer.scorer import rows_by_server
 from hepinfer.session import Session, resolve_config
 
@@ -74,7 +74,8 @@ class TopTagProcessor(_processor_base()):
     score, CMS score) of every jet both scored}}, for :func:`hepinfer.analysis.cms_compare.rank_correlations`);
     ``jets_by_server`` ({model: {server URL: jets scored there}}, eager events only).
     A jet is tagged when its score > ``threshold``, or with ``working_point`` (``"top@1%"``) > that
-    working point's threshold for each model (:func:`working_point_cut`, from the model cards).
+    working point's threshold for each model (from the model cards:
+    :meth:`hepinfer.models.resolved.Model.working_point_cut`).
     Works on eager / virtual events (processor.Runner)
     and on dask events (the hists are then dask hists, the pairs dask arrays), with NanoAODSchema or
     PFNanoAODSchema; on standard NanoAOD (no PF candidates) only models that read the FatJet branches
@@ -100,13 +101,12 @@ class TopTagProcessor(_processor_base()):
         score: str = "top",
         working_point: str | None = None,
     ):
-        self.models = tuple(get_spec(m).name for m in models)
+        resolved = [resolve(m) for m in models]
+        self.models = tuple(m.name for m in resolved)
         self.working_point = working_point
         self.cuts = {m: float(threshold) for m in self.models}
         if working_point:  # read from the model cards here, on the client; workers get the numbers
-            from hepinfer.ml.training.working_points import working_point_cut
-
-            self.cuts = {m: working_point_cut(m, working_point, score) for m in self.models}
+            self.cuts = {m.name: m.working_point_cut(working_point, score) for m in resolved}
         self.score = score
         self.pipeline = pipeline
         self.piece_jets = piece_jets

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from hepinfer.features.base import instance
+from hepinfer.features.catalogues import BDT_FEATURES
 from hepinfer.features.per_jet import jet_variables
-from hepinfer.models import BDT_FEATURES
 
 PARAMS = dict(variables=BDT_FEATURES)
 

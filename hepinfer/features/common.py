@@ -28,6 +28,19 @@ def is_typetracer(*arrays) -> bool:
     return any(isinstance(a, ak.Array) and ak.backend(a) == "typetracer" for a in arrays)
 
 
+EAGER, TYPETRACER, DASK = "eager", "typetracer", "dask"
+
+
+def array_kind(jets, constituents=None) -> str:
+    """What a chunk of jets is, decided here once for everything below the caller that receives it:
+    ``"dask"`` (dask-awkward collections: a graph node per partition), ``"typetracer"`` (dask-awkward
+    tracing that graph: columns to touch, no data) or ``"eager"`` (data, eager or virtual: what the
+    builders take)."""
+    if type(jets).__module__.partition(".")[0] == "dask_awkward":
+        return DASK
+    return TYPETRACER if is_typetracer(jets, constituents) else EAGER
+
+
 def flat_jets(jets, constituents):
     """(jets, constituents) with the event axis removed when present; checks they line up."""
     if constituents is None:  # constituents_of() of events without PF candidates

@@ -11,10 +11,10 @@ constituents objects (as a processor scores several models on one chunk): the la
 keyed on the identity of the two arrays and of their layouts, and dropped when the constituents
 array is garbage-collected, so it holds no memory beyond the caller's own arrays' lifetime.
 
-Inputs the flat path does not take raise :class:`Unsupported`; the builders then run their
-reference implementation (:mod:`hepinfer.features.reference`), so such inputs give exactly the
-values (or the errors) they always did: fields with missing values (None), fields that are not
-one number per particle or jet.
+Inputs the flat path does not take raise :class:`Unsupported`; the builders then take their
+awkward path (the test oracle :mod:`hepinfer.features.reference`), so such inputs give exactly the
+values (or the errors) of the catalogues' expressions on awkward arrays: fields with missing values
+(None), fields that are not one number per particle or jet.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def fast_delta_phi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class Unsupported(Exception):
-    """An input the flat path does not take (the builders fall back to the reference one)."""
+    """An input the flat path does not take (the builders fall back to their awkward path)."""
 
 
 class Fields:

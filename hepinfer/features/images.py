@@ -19,14 +19,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import awkward as ak
 import numpy as np
 
 from hepinfer.features import base
-from hepinfer.features.common import flat_jets, is_typetracer, require_fields
+from hepinfer.features.catalogues import JET_IMAGE_CHANNELS, JET_IMAGE_HALF_WIDTH, JET_IMAGE_PIXELS
+from hepinfer.features.common import delta_phi, flat_jets, require_fields
 from hepinfer.features.flat import Unsupported, chunk
-from hepinfer.models import JET_IMAGE_CHANNELS, JET_IMAGE_PIXELS
 
-HALF_WIDTH = 0.8
+HALF_WIDTH = JET_IMAGE_HALF_WIDTH
 
 
 class Channel(NamedTuple):
@@ -81,18 +82,13 @@ def image(
     """``{images_name: (N, len(channels), pixels, pixels)}`` float32, one image per jet in event order."""
     p = check_params(channels=channels, pixels=pixels, half_width=half_width, images_name=images_name)
     jet_fields, cons_fields = required_fields(**p)
-    if is_typetracer(jets, constituents):
-        base.touch(jets, jet_fields, constituents, cons_fields)
-        return base.placeholder(output_shapes(**p))
     flat = flat_jets(jets, constituents)
     require_fields(flat[0], jet_fields, "jets")
     require_fields(flat[1], cons_fields, "constituents")
     try:
         return {p["images_name"]: _images(chunk(jets, constituents, flat), p)}
-    except Unsupported:  # None among the values, a field that is not numbers: the reference's values
-        from hepinfer.features.reference import image_reference
-
-        return image_reference(*flat, **p)
+    except Unsupported:  # None among the values, a field that is not numbers: the awkward path
+        return image_on_awkward(*flat, **p)
 
 
 _BLOCK_BYTES = 1 << 23  # the images of one block of jets stay in cache while they are filled
@@ -159,6 +155,40 @@ def _fill(out, at, weight) -> None:
         many = np.flatnonzero(shared)  # in order: each pixel's entries keep their order
         sums = np.bincount(stayed[many], weights=weight[many])
         out[at[many]] = sums[stayed[many]]
+
+
+def image_on_awkward(jets, constituents, **p) -> dict[str, np.ndarray]:
+    """The images from awkward arrays, for inputs the flat path does not take (``jets`` /
+    ``constituents`` without the event axis; ``p``: the checked parameters): a dense float64 image
+    per channel filled with ``np.bincount``."""
+    channels, pixels, half_width = p["channels"], p["pixels"], p["half_width"]
+    n = len(jets)
+    counts = ak.to_numpy(ak.num(constituents, axis=1))
+    jet_index = np.repeat(np.arange(n), counts)
+    deta = ak.to_numpy(ak.flatten(constituents.eta - jets.eta)).astype(np.float64)
+    dphi = ak.to_numpy(ak.flatten(delta_phi(constituents.phi, jets.phi))).astype(np.float64)
+    scale = pixels / (2 * half_width)
+    row = np.floor((deta + half_width) * scale).astype(np.int64)
+    col = np.floor((dphi + half_width) * scale).astype(np.int64)
+    inside = (row >= 0) & (row < pixels) & (col >= 0) & (col < pixels)
+    plane = pixels * pixels
+    pixel = jet_index * plane + row * pixels + col
+    pt_frac = charged = None
+    img = np.zeros((n, len(channels), pixels, pixels), dtype=np.float64)
+    for k, name in enumerate(channels):
+        channel = IMAGE_CHANNELS[name]
+        sel = inside
+        if channel.charge is not None:
+            if charged is None:
+                charged = ak.to_numpy(ak.flatten(constituents.charge != 0))
+            sel = inside & (charged if channel.charge else ~charged)
+        weights = None
+        if channel.weighted:
+            if pt_frac is None:
+                pt_frac = ak.to_numpy(ak.flatten(constituents.pt / jets.pt)).astype(np.float64)
+            weights = pt_frac[sel]
+        img[:, k] = np.bincount(pixel[sel], weights=weights, minlength=n * plane).reshape(n, pixels, pixels)
+    return {p["images_name"]: img.astype(np.float32)}
 
 
 image.check_params = check_params

@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from hepinfer.features.base import instance
+from hepinfer.features.catalogues import PARTICLENET_FEATURES, PARTICLENET_MAX_PARTICLES
 from hepinfer.features.per_particle import particles
-from hepinfer.models import PARTICLENET_FEATURES, PARTICLENET_MAX_PARTICLES
 
 PARAMS = dict(features=PARTICLENET_FEATURES)
 

@@ -26,11 +26,12 @@ from typing import NamedTuple
 import awkward as ak
 import numpy as np
 
+from hepinfer.errors import InputMismatch
 from hepinfer.features import base
-from hepinfer.features.common import flat_jets, is_typetracer, plain, require_fields, safe_ratio, where
+from hepinfer.features.catalogues import BDT_FEATURES, NANOAOD_BDT_FEATURES
+from hepinfer.features.common import flat_jets, plain, require_fields, safe_ratio, where
 from hepinfer.features.flat import Unsupported, chunk
 from hepinfer.features.segments import segment_argmax, segment_sum
-from hepinfer.models import BDT_FEATURES, NANOAOD_BDT_FEATURES
 
 
 class Variable(NamedTuple):
@@ -144,7 +145,7 @@ NANOAOD_BDT_VARIABLES = NANOAOD_BDT_FEATURES
 DEFAULTS = dict(variables=BDT_FEATURES, input_name="input__0")
 
 
-def _variable(name: str) -> Variable:
+def variable(name: str) -> Variable:
     """The catalogue's variable, or the jet field of that name."""
     return JET_VARIABLES.get(name) or Variable(f"the jet field {name}", (name,), (), lambda v: v.jets[name])
 
@@ -158,7 +159,7 @@ def check_params(**params) -> dict:
 
 
 def required_fields(**params) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    used = [_variable(name) for name in check_params(**params)["variables"]]
+    used = [variable(name) for name in check_params(**params)["variables"]]
     return base.union(*(v.jet_fields for v in used)), base.union(*(v.constituent_fields for v in used))
 
 
@@ -179,9 +180,6 @@ def jet_variables(jets, constituents=None, variables=BDT_FEATURES, input_name: s
     """``{input_name: (N, len(variables))}`` float32, one row per jet in event order."""
     p = check_params(variables=variables, input_name=input_name)
     jet_fields, cons_fields = required_fields(**p)
-    if is_typetracer(jets, constituents):
-        base.touch(jets, touched_fields(**p)[0], constituents, cons_fields)
-        return base.placeholder(output_shapes(**p))
     if cons_fields:
         flat = flat_jets(jets, constituents)
         require_fields(flat[1], cons_fields, "constituents")
@@ -194,15 +192,46 @@ def jet_variables(jets, constituents=None, variables=BDT_FEATURES, input_name: s
     names = p["variables"]
     try:
         ctx = chunk(jets, constituents, flat).view(_FlatJets)
-        columns = [np.asarray(_variable(name).compute(ctx)) for name in names]
-    except Unsupported:  # None among the values, a field that is not numbers: the reference's values
-        from hepinfer.features.reference import jet_variables_reference
-
-        return jet_variables_reference(*flat, **p)
+        columns = [np.asarray(variable(name).compute(ctx)) for name in names]
+    except Unsupported:  # None among the values, a field that is not numbers: the awkward path
+        return jet_variables_on_awkward(*flat, **p)
     x = np.empty((len(flat[0]), len(names)), dtype=np.float64)
     for k, col in enumerate(columns):
         x[:, k] = col
     return {p["input_name"]: x.astype(np.float32)}
+
+
+class AwkwardJets(JetSummaries):
+    """The summaries with awkward's reducers."""
+
+    def __init__(self, jets, constituents):
+        self.jets, self.c = jets, constituents
+
+    def sum(self, x):
+        return ak.sum(x, axis=1)
+
+    @cached_property
+    def lead(self):
+        return ak.argmax(self.c.pt, axis=1, keepdims=True)
+
+    def at_lead(self, x):
+        return ak.fill_none(ak.firsts(x[self.lead]), 0.0)
+
+    def n_constituents(self):
+        return self.jets.nConstituents if "nConstituents" in ak.fields(self.jets) else ak.num(self.c, axis=1)
+
+
+def jet_variables_on_awkward(jets, constituents, **p) -> dict[str, np.ndarray]:
+    """The tensor from the variables' expressions on awkward arrays, for inputs the flat path does
+    not take (``jets`` / ``constituents`` without the event axis; ``p``: the checked parameters)."""
+    ctx = AwkwardJets(jets, constituents)
+    names = p["variables"]
+    columns = [ak.to_numpy(variable(name).compute(ctx)) for name in names]
+    for name, col in zip(names, columns):
+        if col.ndim != 1:
+            raise InputMismatch(f"jet variable {name!r} is not one number per jet (shape {col.shape})")
+    x = np.stack([col.astype(np.float64) for col in columns], axis=1)
+    return {p["input_name"]: x.astype(np.float32).reshape(len(jets), len(names))}
 
 
 jet_variables.check_params = check_params

@@ -24,12 +24,13 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import NamedTuple
 
+import awkward as ak
 import numpy as np
 
 from hepinfer.features import base
-from hepinfer.features.common import energy, flat_jets, is_typetracer, require_fields, safe_log, safe_ratio, where
+from hepinfer.features.catalogues import PARTICLENET_FEATURES, PARTICLENET_MAX_PARTICLES
+from hepinfer.features.common import energy, flat_jets, pad_to_numpy, require_fields, safe_log, safe_ratio, where
 from hepinfer.features.flat import Unsupported, chunk
-from hepinfer.models import PARTICLENET_FEATURES, PARTICLENET_MAX_PARTICLES
 
 
 class Feature(NamedTuple):
@@ -210,18 +211,13 @@ def particles(
         mask_name=mask_name,
     )
     jet_fields, cons_fields = required_fields(**p)
-    if is_typetracer(jets, constituents):
-        base.touch(jets, jet_fields, constituents, cons_fields)
-        return base.placeholder(output_shapes(**p))
     flat = flat_jets(jets, constituents)
     require_fields(flat[0], jet_fields, "jets")
     require_fields(flat[1], cons_fields, "constituents")
     try:
         return _build(chunk(jets, constituents, flat), p)
-    except Unsupported:  # None among the values, a field that is not numbers: the reference's values
-        from hepinfer.features.reference import particles_reference
-
-        return particles_reference(*flat, **p)
+    except Unsupported:  # None among the values, a field that is not numbers: the awkward path
+        return particles_on_awkward(*flat, **p)
 
 
 def _build(ch, p: dict) -> dict[str, np.ndarray]:
@@ -270,6 +266,42 @@ def _padded(ch, slot, size: int, values: list) -> np.ndarray:
         for k, x in enumerate(values):
             flat[where_ + k * size] = x[lo:hi]
     return t[:n]
+
+
+class AwkwardParticles(ParticleQuantities):
+    """The constituents sorted within their jet, awkward arrays."""
+
+    def __init__(self, jets, constituents, sort_by: str):
+        self.jets = jets
+        self.c = constituents[ak.argsort(constituents[sort_by], axis=1, ascending=False)]
+        self.sort_by = sort_by
+
+    @cached_property
+    def one(self):
+        return ak.ones_like(self.c[self.sort_by])
+
+    def per_particle(self, x):
+        return ak.broadcast_arrays(x, self.c[self.sort_by])[0]
+
+
+def particles_on_awkward(jets, constituents, **p) -> dict[str, np.ndarray]:
+    """The tensors from the features' expressions on awkward arrays, for inputs the flat path does
+    not take (``jets`` / ``constituents`` without the event axis; ``p``: the checked parameters)."""
+    ctx = AwkwardParticles(jets, constituents, p["sort_by"])
+    n, size = len(jets), p["max_particles"]
+    mask = pad_to_numpy(ctx.one, size)[:, None, :]
+    out = {}
+    if p["points_name"]:
+        points = np.stack([pad_to_numpy(ctx.deta, size), pad_to_numpy(ctx.dphi, size)], axis=1)
+        out[p["points_name"]] = np.ascontiguousarray(points, dtype=np.float32)
+    if p["features_name"]:
+        names = p["features"]
+        x = np.stack([pad_to_numpy(PARTICLE_FEATURES[f].compute(ctx), size) for f in names], axis=1)
+        x = x.reshape(n, len(names), size)
+        out[p["features_name"]] = np.ascontiguousarray(x * mask, dtype=np.float32)
+    if p["mask_name"]:
+        out[p["mask_name"]] = np.ascontiguousarray(mask, dtype=np.float32)
+    return out
 
 
 particles.check_params = check_params

@@ -20,7 +20,8 @@ import numpy as np
 from hepinfer.config import InferenceConfig
 from hepinfer.logs import get_logger
 from hepinfer.ml.samples import demo_sample
-from hepinfer.models import SPECS, get_spec
+from hepinfer.models import SPECS
+from hepinfer.models.resolved import resolve
 from hepinfer.models.toy import toy_inputs
 from hepinfer.scorer import Scorer
 
@@ -54,10 +55,6 @@ def _timed(scorer: Scorer, inputs: dict, chunk: int) -> tuple[dict, float]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, elapsed
 
 
-def spec_output(name: str) -> str:
-    return get_spec(name).output_names[0]
-
-
 def call_overhead_ms(url: str, calls: int = 200) -> float:
     """Median round trip of a one-row BDT request through hepinfer's remote Scorer (ms): the fixed
     cost of one call to the server (client, gRPC, server, python backend; the BDT itself is ~µs)."""
@@ -85,7 +82,8 @@ def compare(
 ) -> list[Comparison]:
     from hepinfer.models.architectures import build_all
 
-    models = [get_spec(m).name for m in (models or SPECS)]
+    resolved = {model.name: model for model in map(resolve, models or SPECS)}
+    models = list(resolved)
     build_all(models)
     sample = None if toy else demo_sample(events)
     if sample is not None:
@@ -109,7 +107,7 @@ def compare(
             else:
                 from hepinfer.ml.training import build_chunked
 
-                inputs = build_chunked(name, sample)
+                inputs = build_chunked(resolved[name], sample)
                 n = len(sample)
             local = Scorer(name, config=InferenceConfig(mode="local", threads=1))
             remote = stack.enter_context(Scorer(name, config=InferenceConfig(mode="remote", url=url)))
@@ -122,7 +120,7 @@ def compare(
             if sample is not None:
                 from hepinfer.ml.training.roc import auc
 
-                row.auc = auc(sample.labels, out_local[spec_output(name)][:, 1])
+                row.auc = auc(sample.labels, out_local[resolved[name].spec.output_names[0]][:, 1])
             results.append(row)
             log.info(
                 f"{name}: {n} jets, local {row.local_jets_per_s:,.0f} jets/s, remote {row.remote_jets_per_s:,.0f} "

@@ -11,71 +11,20 @@ to choose), and ``resnet50``, the heavyweight architecture for throughput studie
 from __future__ import annotations
 
 from hepinfer.errors import ModelNotFound
+from hepinfer.features.catalogues import (
+    BDT_FEATURES,
+    JET_IMAGE_CHANNELS,
+    JET_IMAGE_PIXELS,
+    NANOAOD_BDT_FEATURES,
+    PARTICLENET_FEATURES,
+    PARTICLENET_MAX_PARTICLES,
+)
 from hepinfer.models.registry import Registry
 from hepinfer.models.spec import Domain, ModelSpec, TensorSpec
 
-# Per-particle features of ParticleNet, in the CMS / weaver style (hepinfer.features.particlenet computes them).
-PARTICLENET_FEATURES = (
-    "log_pt",
-    "log_e",
-    "log_pt_rel",
-    "log_e_rel",
-    "deta",
-    "dphi",
-    "dr",
-    "charge",
-    "is_electron",
-    "is_muon",
-    "is_charged_hadron",
-    "is_neutral_hadron",
-    "is_photon",
-    "tanh_d0",
-    "tanh_dz",
-)
-PARTICLENET_MAX_PARTICLES = 100
-
-# Jet image: channels x eta-bins x phi-bins around the jet axis, |deta|,|dphi| < 0.8 (R of the jet).
-JET_IMAGE_CHANNELS = ("pt_charged", "pt_neutral", "multiplicity")
-JET_IMAGE_PIXELS = 64
 JET_IMAGE_MODELS = ("resnet", "resnet50")  # the built-in networks on jet images
 # The compact ResNet: basic blocks per stage and the stages' widths (chosen by measurement: docs, training page)
 COMPACT_RESNET = {"widths": (32, 64, 128), "blocks": (2, 2, 2), "stem_stride": 2}
-
-# BDT jet-level variables (standard NanoAOD FatJet branches + constituent summaries).
-BDT_FEATURES = (
-    "pt",
-    "eta",
-    "mass",
-    "msoftdrop",
-    "tau21",
-    "tau32",
-    "tau43",
-    "n2b1",
-    "n3b1",
-    "n_constituents",
-    "n_charged",
-    "n_neutral",
-    "pt_frac_leading",
-    "pt_frac_charged",
-    "girth",
-    "pt_dispersion",
-    "width_eta",
-    "width_phi",
-    "lead_dr",
-    "mass_over_pt",
-)
-# NanoAOD BDT: FatJet branches of standard NanoAOD only (no PF candidates)
-NANOAOD_BDT_FEATURES = (
-    "pt",
-    "eta",
-    "mass",
-    "msoftdrop",
-    "tau21",
-    "tau32",
-    "tau43",
-    "mass_over_pt",
-    "msoftdrop_over_pt",
-)
 
 P = PARTICLENET_MAX_PARTICLES
 _JET_IMAGES = TensorSpec(
@@ -213,7 +162,5 @@ __all__ = [
     "PT_BIN_EDGES_GEV",
     "TensorSpec",
     "get_spec",
-    "BDT_FEATURES",
     "JET_IMAGE_MODELS",
-    "PARTICLENET_FEATURES",
 ]

@@ -16,8 +16,6 @@ results are kept per file (path, size, modification time), so a file is read onc
 from __future__ import annotations
 
 import hashlib
-import importlib
-import inspect
 import os
 import re
 import threading
@@ -179,88 +177,36 @@ def _check_xgboost(spec: ModelSpec, path: str) -> None:
 def resolve_builder(spec: ModelSpec):
     """The input builder function of ``spec``: ``builder`` (a name of ``hepinfer.features.BUILDERS``
     or ``"package.module:function"``), or the builder named like the model; ConfigError when none."""
-    name = spec.builder or spec.name
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            fn = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError, ValueError) as err:
-            raise declaration_error(spec, f"builder {name!r} cannot be imported: {err}") from None
-        if not callable(fn):
-            raise declaration_error(spec, f"builder {name!r} is not a function")
-        return fn
-    from hepinfer.features import BUILDERS
+    from hepinfer.features.registry import find_builder
 
-    if name not in BUILDERS:
-        if spec.builder is None:
-            raise declaration_error(
-                spec,
-                "builder: none declared (builder = a name of hepinfer.features.BUILDERS or 'package.module:function')",
-            )
-        raise declaration_error(
-            spec, f"builder {name!r} is not one of {', '.join(BUILDERS)} and not 'package.module:function'"
-        )
-    return BUILDERS[name]
+    try:
+        return find_builder(spec.builder or spec.name, declared=spec.builder is not None)
+    except ConfigError as err:
+        raise declaration_error(spec, str(err)) from None
 
 
 def _check_builder(spec: ModelSpec) -> None:
+    """The builder's parameters (the builders' own checks: :func:`hepinfer.features.registry.check_builder`)."""
     if spec.builder is None:
         if spec.builder_params:
             raise declaration_error(spec, "builder_params: given without a builder")
         return
     if ":" not in spec.builder:
         try:
-            import hepinfer.features  # noqa: F401 - needs the physics extra (awkward)
+            from hepinfer.features.registry import builtin_builders
+
+            builtin_builders()  # needs the physics extra (awkward)
         except ImportError:
             log.debug("%s: hepinfer.features cannot be imported; builder %r not checked", spec.name, spec.builder)
             return
+    from hepinfer.features.registry import check_builder
+
     fn = resolve_builder(spec)
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    positional = inspect.Parameter.VAR_POSITIONAL
-    accepted = [n for i, (n, p) in enumerate(params.items()) if i >= 2 and p.kind is not positional]
-    for key in spec.builder_params:
-        if key not in accepted:
-            raise declaration_error(
-                spec,
-                f"builder_params.{key}: builder {spec.builder!r} takes no parameter {key!r} "
-                f"(its parameters: {', '.join(accepted) or 'none'})",
-            )
-    _check_builder_params(spec, fn)
-
-
-def _check_builder_params(spec: ModelSpec, fn) -> None:
-    """The builder's own checks of its parameters (``check_params``: feature, variable and channel
-    names, ...) and, when it says which tensors it makes (``output_shapes``), that they are the
-    declared inputs with the declared shapes."""
-    check = getattr(fn, "check_params", None)
-    if check is None:
-        return
-    try:
-        check(**spec.builder_params)
-        shapes = fn.output_shapes(**spec.builder_params) if hasattr(fn, "output_shapes") else None
-    except (ConfigError, TypeError, ValueError) as err:
-        raise declaration_error(spec, f"builder {spec.builder!r}: {err}") from None
-    if shapes is None:
-        return
     declared = {t.name: t.shape for t in spec.inputs}
-    if set(shapes) != set(declared):
-        raise declaration_error(
-            spec,
-            f"inputs: builder {spec.builder!r} makes the tensors {', '.join(shapes)} but the inputs declared "
-            f"are {', '.join(declared)}",
-        )
-    for name, shape in shapes.items():
-        if not _dims_fit(declared[name], shape):
-            raise declaration_error(
-                spec,
-                f"inputs: builder {spec.builder!r} with its builder_params makes {name!r} of shape {list(shape)}, "
-                f"declared {list(declared[name])}",
-            )
+    try:
+        check_builder(fn, spec.builder, spec.builder_params, declared, _dims_fit)
+    except ConfigError as err:
+        raise declaration_error(spec, str(err)) from None
 
 
 def check_declaration(spec: ModelSpec) -> ModelSpec:

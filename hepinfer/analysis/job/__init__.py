@@ -144,9 +144,9 @@ def run_job(
             local_out, local_s = process(settings, executor, config.replace(mode="local"), record_scores=True)
             cut = settings.threshold
             if settings.working_point:  # each model's threshold of that working point
-                from hepinfer.ml.training.working_points import working_point_cut
+                from hepinfer.models.resolved import resolve
 
-                cut = {m: working_point_cut(m, settings.working_point) for m in out["scores"]}
+                cut = {m: resolve(m).working_point_cut(settings.working_point) for m in out["scores"]}
             check = {
                 **local_check(out, local_out, serving, cut),
                 "wall_s": round(local_s, 3),

@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 
 from hepinfer.errors import InputMismatch
-from hepinfer.models import get_spec
+from hepinfer.models.resolved import resolve
 
 # coffea's NanoAOD schemas refuse files without the event ids; nFatJet gives the fat jets' layout
 STRUCTURE_BRANCHES = ("run", "luminosityBlock", "event", "nFatJet")
@@ -35,9 +35,7 @@ SELECTION_FIELDS = ("pt", "eta", "msoftdrop")  # TopTagProcessor's selection and
 def model_fields(model) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
     """(FatJet fields, PFCands fields) ``model``'s builder reads; PFCands fields None when unknown
     (a builder outside hepinfer.features: its candidates' fields are not checked, the link table is)."""
-    from hepinfer.features import required_fields
-
-    fields = required_fields(get_spec(model))
+    fields = resolve(model).required_fields
     return (tuple(fields[0]), tuple(fields[1])) if fields is not None else ((), None)
 
 
@@ -45,14 +43,12 @@ def required_branches(models, schema: str = "pfnano") -> list[str]:
     """The branches hepinfer reads for ``models``, the same with either schema: FatJet_nConstituents is
     not needed (without it the constituents come from the FatJetPFCands link table, not coffea's
     ``FatJet.constituents``), and models that read the FatJet branches alone need no PF candidates."""
-    from hepinfer.features import reads_constituents
-
     jet_fields, cons_fields, links = set(SELECTION_FIELDS), set(), False
     for m in models:
         jets, cons = model_fields(m)
         jet_fields |= set(jets)
         cons_fields |= set(cons or ())
-        links = links or reads_constituents(m)
+        links = links or resolve(m).reads_constituents
     return [
         *STRUCTURE_BRANCHES,
         *(LINK_BRANCHES if links else ()),

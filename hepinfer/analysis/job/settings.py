@@ -125,10 +125,10 @@ class JobSettings:
         if not self.inputs:
             raise ConfigError("no input files")
         if self.working_point is not None and self.models is not None:
-            from hepinfer.ml.training.working_points import working_point_cut
+            from hepinfer.models.resolved import resolve
 
             for m in self.models:
-                working_point_cut(m, self.working_point)  # a ConfigError names what the model has
+                resolve(m).working_point_cut(self.working_point)  # a ConfigError names what the model has
 
 
 def expand_inputs(patterns) -> tuple[str, ...]:

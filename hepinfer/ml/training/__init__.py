@@ -22,7 +22,6 @@ import awkward as ak
 
 from hepinfer import paths
 from hepinfer.errors import ConfigError
-from hepinfer.features import reads_constituents
 from hepinfer.logs import get_logger
 from hepinfer.ml.training import plots
 from hepinfer.ml.training.bdt import BDTSettings, train_bdt
@@ -37,7 +36,7 @@ from hepinfer.ml.training.evaluation import (
     record,
 )
 from hepinfer.ml.training.networks import TrainSettings, train_network
-from hepinfer.models import get_spec
+from hepinfer.models.resolved import resolve
 
 log = get_logger(__name__)
 CHECKPOINT = "checkpoint.pt"  # beside the artefact while a network trains (``--resume`` continues from it)
@@ -89,19 +88,20 @@ def train(
     max_jets: int | None = None,
     command: str = "",
 ) -> dict:
-    spec = get_spec(model)
+    model = resolve(model)
+    spec = model.spec
     settings = settings or TrainSettings()
     bdt_settings = bdt_settings or BDTSettings(seed=settings.seed)
     if settings.estimate_only and spec.engine == "xgboost":
         raise ConfigError(f"{spec.name}: a time estimate is for the networks; a BDT trains in seconds")
     t0 = time.perf_counter()
     data = load_jets(
-        samples, max_jets=max_jets, seed=settings.seed, constituents=reads_constituents(spec.name), domain=spec.domain
+        samples, max_jets=max_jets, seed=settings.seed, constituents=model.reads_constituents, domain=spec.domain
     )
     if len(data) < 20:
         raise ConfigError(f"only {len(data)} selected jets in {samples!r}: generate more events")
     log.info(f"{spec.name}: {len(data)} jets ({data.counts()}) from {len(data.files)} files")
-    inputs = build_chunked(spec.name, data)
+    inputs = build_chunked(model, data)
     out_dir = Path(out_dir) if out_dir else paths.artefact_dir(spec.name, spec.version)
     if not settings.estimate_only:  # an estimate writes nothing
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +119,7 @@ def train(
         from hepinfer.models.architectures import export_onnx
 
         checkpoint = out_dir / CHECKPOINT
-        net, info = train_network(spec.name, inputs, data.labels, settings, data.weights, checkpoint)
+        net, info = train_network(model, inputs, data.labels, settings, data.weights, checkpoint)
         if net is None:  # estimate_only: nothing trained, nothing written
             return {"model": spec.name, "estimate": info["estimate"], "training": info}
         checkpoint.unlink(missing_ok=True)  # the artefact is written below; never shipped
@@ -157,9 +157,9 @@ def train(
         **({"supersedes": [h for h in supersedes if h != sha]} if supersedes else {}),
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    write_card(out_dir / "model_card.md", spec.name, manifest)
+    write_card(out_dir / "model_card.md", model, manifest)
     if test:
-        result = evaluate(spec.name, test, artefact=artefact, plots_dir=out_dir)
-        manifest = record(spec.name, out_dir, result, TEST_SAMPLE)
+        result = evaluate(model, test, artefact=artefact, plots_dir=out_dir)
+        manifest = record(model, out_dir, result, TEST_SAMPLE)
     log.info(f"{spec.name}: wrote {artefact}, manifest.json, model_card.md and the learning curve in {out_dir}")
     return manifest

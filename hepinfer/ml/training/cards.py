@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hepinfer.ml.training import plots
 from hepinfer.ml.training.roc import auc_text, pt_text, rate_text, rejection
-from hepinfer.models import get_spec
+from hepinfer.models.resolved import Model
 
 WHAT_PLOTS = {
     plots.ROC: "ROC curve",
@@ -21,10 +21,8 @@ WHAT_PLOTS = {
 }
 
 
-def _source(model: str) -> str:
-    from hepinfer.features import reads_constituents
-
-    if not reads_constituents(model):
+def _source(model: Model) -> str:
+    if not model.reads_constituents:
         return "the FatJet branches alone, which standard NanoAOD has (no PF candidates needed)"
     return "PFNano-shaped events (fat jets and their PF candidates)"
 
@@ -169,11 +167,11 @@ def _figures(folder: Path) -> str:
     return "\n## Figures\n" + "\n".join(found) + "\n" if found else ""
 
 
-def write_card(path: Path, model: str, manifest: dict) -> Path:
+def write_card(path: Path, model: Model, manifest: dict) -> Path:
     """The model card of ``model`` at ``path`` from its ``manifest`` (command, sample, settings,
     training, metrics globally and per pT bin, working points, versions) and the model's validity
     domain (:class:`hepinfer.models.spec.Domain`)."""
-    spec = get_spec(model)
+    spec = model.spec
     path = Path(path)
     inputs = "\n".join(
         f"- `{t.name}` {t.dtype} (N, {', '.join(map(str, t.shape))}): {t.description}" for t in spec.inputs
@@ -192,7 +190,7 @@ def write_card(path: Path, model: str, manifest: dict) -> Path:
 {inputs}
 {outputs}
 
-Built by `hepinfer.features` from {_source(spec.name)}; see the docs' *Events and training* page.
+Built by `hepinfer.features` from {_source(model)}; see the docs' *Events and training* page.
 
 ## Intended use and limits
 {_domain(spec)}

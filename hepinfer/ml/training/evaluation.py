@@ -21,40 +21,39 @@ import awkward as ak
 import numpy as np
 
 from hepinfer.errors import ConfigError
-from hepinfer.features import build_inputs, reads_constituents
 from hepinfer.logs import get_logger
 from hepinfer.ml.training import plots, roc
 from hepinfer.ml.training.cards import write_card
 from hepinfer.ml.training.dataset import JetSample, load_jets
-from hepinfer.models import get_spec
+from hepinfer.models.resolved import Model, resolve
 
 log = get_logger(__name__)
 
 TEST_SAMPLE = "independent test sample"  # the manifest's name for the evaluation that sets the working points
 
 
-def build_chunked(model: str, sample: JetSample, chunk: int = 4096) -> dict:
-    """Inputs for every jet of ``sample``, built ``chunk`` jets at a time (bounded memory)."""
+def build_chunked(model: Model, sample: JetSample, chunk: int = 4096) -> dict:
+    """Inputs of ``model`` for every jet of ``sample``, built ``chunk`` jets at a time (bounded memory)."""
     cons = sample.constituents
     parts = [
-        build_inputs(model, sample.jets[s : s + chunk], None if cons is None else cons[s : s + chunk])
+        model.build_inputs(sample.jets[s : s + chunk], None if cons is None else cons[s : s + chunk])
         for s in range(0, len(sample), chunk)
     ]
     return (
         {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         if parts
-        else build_inputs(model, sample.jets, sample.constituents)
+        else model.build_inputs(sample.jets, sample.constituents)
     )
 
 
 def score(
-    model: str, inputs: dict, *, artefact=None, mode: str = "local", url: str | None = None, chunk: int = 2048
+    model: Model, inputs: dict, *, artefact=None, mode: str = "local", url: str | None = None, chunk: int = 2048
 ) -> np.ndarray:
     """P(signal) of every row of ``inputs``: from ``artefact`` when given, else through a Scorer."""
     from hepinfer.runtime.local import LocalRuntime
     from hepinfer.scorer import Scorer
 
-    spec = get_spec(model)
+    spec = model.spec
     runner = (
         LocalRuntime(spec, artefact=artefact, threads=0)
         if artefact is not None
@@ -67,8 +66,8 @@ def score(
     return np.concatenate(out)[:, 1] if out else np.zeros(0)
 
 
-def signal_class(model) -> str:
-    spec = get_spec(model)
+def signal_class(model: Model) -> str:
+    spec = model.spec
     return spec.classes[1] if len(spec.classes) > 1 else "signal"
 
 
@@ -86,19 +85,20 @@ def evaluate(
     """Metrics of ``model`` on the selected jets of ``samples`` (all of them, not balanced, unweighted),
     globally and per pT bin (``per_pt_bin``).  ``plot``: the ROC curve to this PNG; ``plots_dir``: ROC
     curve, score distributions and figures per pT bin there."""
-    spec = get_spec(model)
-    data = load_jets(samples, balance=False, constituents=reads_constituents(spec.name), domain=spec.domain)
+    model = resolve(model)
+    spec = model.spec
+    data = load_jets(samples, balance=False, constituents=model.reads_constituents, domain=spec.domain)
     counts = data.counts()
     if not counts["top"] or not counts["qcd"]:
         raise ConfigError(
             f"{counts['top']} top and {counts['qcd']} QCD jets selected in {samples!r}: "
             "the figures need both (give signal and background files)"
         )
-    inputs = build_chunked(spec.name, data)
+    inputs = build_chunked(model, data)
     t0 = time.perf_counter()
-    scores = score(spec.name, inputs, artefact=artefact, mode=mode, url=url)
+    scores = score(model, inputs, artefact=artefact, mode=mode, url=url)
     seconds = round(time.perf_counter() - t0, 2)
-    result = roc.summary(data.labels, scores, bootstrap=bootstrap, signal=signal_class(spec))
+    result = roc.summary(data.labels, scores, bootstrap=bootstrap, signal=signal_class(model))
     result["per_pt_bin"] = roc.per_pt_bin(
         data.labels, scores, ak.to_numpy(data.jets.pt), working_points=result["working_points"], bootstrap=bootstrap
     )
@@ -128,19 +128,20 @@ def evaluate(
     return result
 
 
-def manifest_source(model: str, folder) -> str:
+def manifest_source(model: Model, folder) -> str:
     """``source`` of the manifest of an artefact written to ``folder``: "shipped" in the package's
     folder of trained artefacts (the artefact cache then replaces an older shipped one, never the
     user's own training), else "hepinfer train"."""
     from hepinfer.models.catalogue import TRAINED_DIR
 
-    return "shipped" if Path(folder).resolve() == (TRAINED_DIR / get_spec(model).name).resolve() else "hepinfer train"
+    return "shipped" if Path(folder).resolve() == (TRAINED_DIR / model.name).resolve() else "hepinfer train"
 
 
 def record(model: str, folder, result: dict, name: str = TEST_SAMPLE) -> dict:
     """Put ``result`` (of :func:`evaluate`) into ``folder``'s manifest.json as ``metrics[name]`` (and,
     for the test sample, its ``working_points``) and rewrite the model card from the manifest (a
     network's learning curve is drawn from the manifest's epochs when the folder has none)."""
+    model = resolve(model)
     folder = Path(folder)
     path = folder / "manifest.json"
     try:
@@ -154,7 +155,7 @@ def record(model: str, folder, result: dict, name: str = TEST_SAMPLE) -> dict:
         manifest["working_points"] = result["working_points"]
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     if not (folder / plots.LEARNING_CURVE_JSON).exists() and manifest.get("training", {}).get("epochs"):
-        plots.learning_curve(plots.network_curve(manifest["training"]), folder, title=f"{model}: learning curve")
+        plots.learning_curve(plots.network_curve(manifest["training"]), folder, title=f"{model.name}: learning curve")
     write_card(folder / "model_card.md", model, manifest)
     return manifest
 
@@ -164,7 +165,8 @@ def evaluate_into(model: str, samples, folder, **kwargs) -> dict:
     and record the figures, working points and plots there; return the manifest."""
     import hashlib
 
-    spec = get_spec(model)
+    model = resolve(model)
+    spec = model.spec
     folder = Path(folder)
     artefact = folder / spec.artefact
     if not artefact.exists():
@@ -172,5 +174,5 @@ def evaluate_into(model: str, samples, folder, **kwargs) -> dict:
     manifest = json.loads((folder / "manifest.json").read_text()) if (folder / "manifest.json").exists() else {}
     if manifest.get("sha256") not in (None, hashlib.sha256(artefact.read_bytes()).hexdigest()):
         raise ConfigError(f"{artefact}: its sha256 is not the one manifest.json records; retrain or rebuild it")
-    result = evaluate(spec.name, samples, artefact=artefact, plots_dir=folder, **kwargs)
-    return record(spec.name, folder, result)
+    result = evaluate(model, samples, artefact=artefact, plots_dir=folder, **kwargs)
+    return record(model, folder, result)

@@ -36,7 +36,7 @@ import numpy as np
 
 from hepinfer.errors import ConfigError
 from hepinfer.logs import get_logger
-from hepinfer.models import get_spec
+from hepinfer.models.resolved import Model
 
 log = get_logger(__name__)
 
@@ -136,7 +136,7 @@ def _load_checkpoint(torch, path: Path, spec_name: str, n_train: int | None) -> 
 
 
 def train_network(
-    model: str,
+    model: Model,
     inputs: dict,
     labels: np.ndarray,
     settings: TrainSettings,
@@ -149,7 +149,7 @@ def train_network(
 
     from hepinfer.models.architectures import network
 
-    spec = get_spec(model)
+    spec = model.spec
     torch.manual_seed(settings.seed)
     np.random.seed(settings.seed)
     device = _device(torch, settings.device)

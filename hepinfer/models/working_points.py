@@ -9,31 +9,29 @@ score is above the threshold.
 from __future__ import annotations
 
 from hepinfer.errors import ConfigError
-from hepinfer.models import get_spec
+from hepinfer.models import catalogue
+from hepinfer.models.spec import ModelSpec
 
 
-def working_points(model) -> dict:
+def working_points(spec: ModelSpec) -> dict:
     """{name: {threshold, signal_efficiency, mistag_rate, target}}: the working points the model's
     manifest records (its model card's table; {} when none), read from the artefact cache, or from the
     shipped manifest for the artefact the package ships."""
-    from hepinfer.models import catalogue
-
-    cached = catalogue.manifest(model)
+    cached = catalogue.manifest(spec)
     found = cached.get("working_points")
-    if not found and catalogue.shipped(model) is not None:
-        shipped = catalogue.shipped_manifest(model)
+    if not found and catalogue.shipped(spec) is not None:
+        shipped = catalogue.shipped_manifest(spec)
         if not cached or cached.get("sha256") == shipped.get("sha256"):
             found = shipped.get("working_points")
     return dict(found or {})
 
 
-def working_point_cut(model, name: str, score: str = "top") -> float:
+def working_point_cut(spec: ModelSpec, name: str, score: str = "top") -> float:
     """The score threshold of working point ``name`` (``top@1%``: mistag rate 1 %, ``top@eff50%``:
-    signal efficiency 50 %, ...) of ``model``; ConfigError when the model records no such point."""
-    spec = get_spec(model)
+    signal efficiency 50 %, ...) of the model; ConfigError when the model records no such point."""
     if not name.startswith(f"{score}@"):
         raise ConfigError(f"working point {name!r}: cuts on P({name.split('@')[0]}), but the scores are P({score})")
-    points = working_points(spec.name)
+    points = working_points(spec)
     if name not in points:
         known = (
             f"its working points: {', '.join(points)}"
