@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hepinfer.ml.training import plots
 from hepinfer.ml.training.roc import auc_text, pt_text, rate_text, rejection
-from hepinfer.models.resolved import Model
+from hepinfer.models.resolved import Model, resolve
 
 WHAT_PLOTS = {
     plots.ROC: "ROC curve",
@@ -167,10 +167,11 @@ def _figures(folder: Path) -> str:
     return "\n## Figures\n" + "\n".join(found) + "\n" if found else ""
 
 
-def write_card(path: Path, model: Model, manifest: dict) -> Path:
+def write_card(path: Path, model, manifest: dict) -> Path:
     """The model card of ``model`` at ``path`` from its ``manifest`` (command, sample, settings,
     training, metrics globally and per pT bin, working points, versions) and the model's validity
     domain (:class:`hepinfer.models.spec.Domain`)."""
+    model = resolve(model)  # a name, a ModelSpec or a Model
     spec = model.spec
     path = Path(path)
     inputs = "\n".join(
