@@ -71,12 +71,12 @@ def branches_read(path: str, events: int = 50) -> frozenset[str]:
     coffea's access log of a few events: what ``read`` loads."""
     import awkward as ak
 
-    from hepinfer.features import build_inputs
+    from hepinfer.models.resolved import resolve
 
     log: list = []
     jets, cons = select(read(path, events, access_log=log))
     for model in BUILDERS.values():
-        build_inputs(model, jets, cons)
+        resolve(model).build_inputs(jets, cons)
     ak.flatten(jets.msoftdrop)
     return frozenset(a.branch for a in log)
 
@@ -150,9 +150,9 @@ class Chunk:
         return self.get("events", lambda: read(self.path, self.events, self.branches))
 
     def inputs(self, model: str) -> dict:
-        from hepinfer.features import build_inputs
+        from hepinfer.models.resolved import resolve
 
-        return self.get(model, lambda: build_inputs(model, *self.selected))
+        return self.get(model, lambda: resolve(model).build_inputs(*self.selected))
 
 
 def step_call(run, chunk: Chunk, step: str):
@@ -164,9 +164,10 @@ def step_call(run, chunk: Chunk, step: str):
         return lambda: select(events)
     jets, cons = chunk.selected
     if step in BUILDERS:
-        from hepinfer.features import build_inputs
+        from hepinfer.models.resolved import resolve
 
-        return lambda: build_inputs(BUILDERS[step], jets, cons)
+        model = resolve(BUILDERS[step])
+        return lambda: model.build_inputs(jets, cons)
     if step.startswith(("request ", "round trip ")):
         from hepinfer.features.common import finite_inputs
         from hepinfer.runtime.triton import TritonRuntime

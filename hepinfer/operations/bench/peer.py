@@ -67,8 +67,9 @@ def event_chunks(files, model: str, jets_per_chunk: int):
     import awkward as ak
 
     from hepinfer.analysis.selection import selection_for
-    from hepinfer.features import build_inputs, link_constituents
+    from hepinfer.features.common import link_constituents
     from hepinfer.ml.training.dataset import read_events
+    from hepinfer.models.resolved import resolve
 
     selection = selection_for([get_spec(model).domain])
     for path in files:
@@ -83,7 +84,7 @@ def event_chunks(files, model: str, jets_per_chunk: int):
             if stop > len(ends):
                 break
             j, c, m = jets[start:stop], cons[start:stop], sel[start:stop]
-            yield stop - start, build_inputs(model, j[m], c[m])
+            yield stop - start, resolve(model).build_inputs(j[m], c[m])
             start = stop
 
 
