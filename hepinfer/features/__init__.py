@@ -3,9 +3,9 @@
 Pure functions, vectorised (no Python loop over jets or particles), on eager awkward arrays: whether
 a chunk is eager, a typetracer or a dask collection is decided once, by the caller that receives it
 (:func:`~hepinfer.features.common.array_kind`; the coffea plug-in), and a typetracer only has the
-builder's columns touched (:func:`~hepinfer.features.registry.touch_columns`).  A model's inputs
+builder's columns touched (:func:`~hepinfer.features.builders.touch_columns`).  A model's inputs
 come from its resolved model (:meth:`hepinfer.models.resolved.Model.build_inputs`), which calls its
-builder (:data:`~hepinfer.features.registry.BUILDERS`) with the declared ``builder_params``.
+builder (:data:`~hepinfer.features.builders.BUILDERS`) with the declared ``builder_params``.
 
 The builders read the fields once into flat numpy arrays (:mod:`~hepinfer.features.flat`: every
 jet's particles one after the other), shared by all builders called on the same arrays, and write

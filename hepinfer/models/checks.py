@@ -177,7 +177,7 @@ def _check_xgboost(spec: ModelSpec, path: str) -> None:
 def resolve_builder(spec: ModelSpec):
     """The input builder function of ``spec``: ``builder`` (a name of ``hepinfer.features.BUILDERS``
     or ``"package.module:function"``), or the builder named like the model; ConfigError when none."""
-    from hepinfer.features.registry import find_builder
+    from hepinfer.features.builders import find_builder
 
     try:
         return find_builder(spec.builder or spec.name, declared=spec.builder is not None)
@@ -186,20 +186,20 @@ def resolve_builder(spec: ModelSpec):
 
 
 def _check_builder(spec: ModelSpec) -> None:
-    """The builder's parameters (the builders' own checks: :func:`hepinfer.features.registry.check_builder`)."""
+    """The builder's parameters (the builders' own checks: :func:`hepinfer.features.builders.check_builder`)."""
     if spec.builder is None:
         if spec.builder_params:
             raise declaration_error(spec, "builder_params: given without a builder")
         return
     if ":" not in spec.builder:
         try:
-            from hepinfer.features.registry import builtin_builders
+            from hepinfer.features.builders import builtin_builders
 
             builtin_builders()  # needs the physics extra (awkward)
         except ImportError:
             log.debug("%s: hepinfer.features cannot be imported; builder %r not checked", spec.name, spec.builder)
             return
-    from hepinfer.features.registry import check_builder
+    from hepinfer.features.builders import check_builder
 
     fn = resolve_builder(spec)
     declared = {t.name: t.shape for t in spec.inputs}

@@ -50,7 +50,7 @@ class Model:
             fn = self.builder
         except ConfigError:
             return None
-        from hepinfer.features.registry import fields_of
+        from hepinfer.features.builders import fields_of
 
         return fields_of(fn, self.spec.builder_params)
 
@@ -68,7 +68,7 @@ class Model:
     def touch_inputs(self, jets, constituents) -> dict[str, np.ndarray]:
         """On typetracers: touch the builder's columns and return empty arrays of the inputs' shapes."""
         from hepinfer.features.base import placeholder
-        from hepinfer.features.registry import touch_columns
+        from hepinfer.features.builders import touch_columns
 
         touch_columns(self.builder, self.spec.builder_params, jets, constituents)
         inputs = self.spec.inputs
