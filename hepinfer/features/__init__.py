@@ -30,7 +30,7 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
-    "BUILDERS": "registry",
+    "BUILDERS": "builders",
     "IMAGE_CHANNELS": "images",
     "image": "images",
     "jet_images": "images",
