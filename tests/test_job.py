@@ -164,8 +164,7 @@ def test_dask_on_an_existing_scheduler(server, job_settings, tmp_path):
     with local_cluster(2) as cluster:
         settings = job_settings(
             models=("bdt",),
-            mode="remote",
-            url=server.url,
+            config=InferenceConfig(mode="remote", url=server.url),
             executor="dask",
             cluster=cluster.scheduler_address,
             chunksize=50,
