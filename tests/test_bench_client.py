@@ -63,7 +63,7 @@ def test_null_server_answers_zeros_with_the_spec_shapes():
     with hepinfer.serve(["particlenet", "bdt"], engine="null") as server:
         for model, rows in (("particlenet", 300), ("bdt", 50)):
             spec = get_spec(model)
-            with TritonRuntime(model, server.url) as runtime:
+            with TritonRuntime(spec, server.url) as runtime:
                 out = runtime.infer(toy_inputs(model, rows, seed=1))
             assert set(out) == set(spec.output_names)
             for t in spec.outputs:

@@ -266,9 +266,10 @@ def _serve_and_ask(repo: dict) -> None:
 
     with hepinfer.serve(repo["models"], repository=repo["path"]) as server:
         for name in repo["models"]:
-            with TritonRuntime(name, url=server.url) as rt:
-                got = rt.infer(toy_inputs(name, 5, seed=3))
-            for out in get_spec(name).output_names:
+            spec = get_spec(name)
+            with TritonRuntime(spec, url=server.url) as rt:
+                got = rt.infer(toy_inputs(spec, 5, seed=3))
+            for out in spec.output_names:
                 assert got[out].shape[0] == 5
 
 

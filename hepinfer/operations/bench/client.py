@@ -34,7 +34,16 @@ from pathlib import Path
 import numpy as np
 
 from hepinfer.logs import get_logger
-from hepinfer.operations.bench.client_steps import BUILDERS, STEPS, Chunk, best_of, branches_read, one_core, step_call
+from hepinfer.operations.bench.client_steps import (
+    BUILDERS,
+    STEPS,
+    Chunk,
+    best_of,
+    branches_read,
+    one_core,
+    step_call,
+    step_models,
+)
 from hepinfer.operations.bench.study import Option, Point, Study
 
 log = get_logger(__name__)
@@ -121,8 +130,9 @@ def prepare(p):
     copies = max(1, math.ceil(need / max(1, int(per_copy.sum()))))
     p.sample = str(repeated_sample(demo, copies))
     p.cumulative = np.cumsum(np.tile(per_copy, copies))  # selected jets in events [0, i]
+    p.step_models = step_models()
     with _quiet():
-        p.branches = branches_read(p.sample)
+        p.branches = branches_read(p.sample, p.step_models)
 
 
 def events_for(p, jets: int) -> int:

@@ -16,6 +16,13 @@ SENT = "particlenet"  # the model whose whole call to the server is timed too ("
 STEPS = ("read", "select", *BUILDERS, *(f"request {m}" for m in BUILDERS.values()), f"round trip {SENT}", "fill")
 
 
+def step_models() -> dict:
+    """{name: resolved Model} of the models the steps name (looked up once, by the study's ``prepare``)."""
+    from hepinfer.models.resolved import resolve
+
+    return {m: resolve(m) for m in dict.fromkeys(BUILDERS.values())}
+
+
 # -- one core --------------------------------------------------------------------------------------
 def _set_affinity(cpus) -> None:
     for tid in os.listdir("/proc/self/task"):
@@ -66,17 +73,15 @@ def read(path: str, events: int, branches=None, access_log=None):
     return factory.events()
 
 
-def branches_read(path: str, events: int = 50) -> frozenset[str]:
-    """The branches the steps read (selection, every builder, the soft-drop mass histogram), from
-    coffea's access log of a few events: what ``read`` loads."""
+def branches_read(path: str, models: dict, events: int = 50) -> frozenset[str]:
+    """The branches the steps read (selection, every builder of ``models``: :func:`step_models`, the
+    soft-drop mass histogram), from coffea's access log of a few events: what ``read`` loads."""
     import awkward as ak
-
-    from hepinfer.models.resolved import resolve
 
     log: list = []
     jets, cons = select(read(path, events, access_log=log))
-    for model in BUILDERS.values():
-        resolve(model).build_inputs(jets, cons)
+    for model in models.values():
+        model.build_inputs(jets, cons)
     ak.flatten(jets.msoftdrop)
     return frozenset(a.branch for a in log)
 
@@ -149,10 +154,9 @@ class Chunk:
     def events_read(self):
         return self.get("events", lambda: read(self.path, self.events, self.branches))
 
-    def inputs(self, model: str) -> dict:
-        from hepinfer.models.resolved import resolve
-
-        return self.get(model, lambda: resolve(model).build_inputs(*self.selected))
+    def inputs(self, model) -> dict:
+        """The inputs of ``model`` (a resolved Model) for the selected jets."""
+        return self.get(model.name, lambda: model.build_inputs(*self.selected))
 
 
 def step_call(run, chunk: Chunk, step: str):
@@ -163,17 +167,16 @@ def step_call(run, chunk: Chunk, step: str):
         events = chunk.events_read
         return lambda: select(events)
     jets, cons = chunk.selected
+    models = run.params.step_models
     if step in BUILDERS:
-        from hepinfer.models.resolved import resolve
-
-        model = resolve(BUILDERS[step])
+        model = models[BUILDERS[step]]
         return lambda: model.build_inputs(jets, cons)
     if step.startswith(("request ", "round trip ")):
         from hepinfer.features.common import finite_inputs
         from hepinfer.runtime.triton import TritonRuntime
 
-        model, url = step.split()[-1], run.server.url
-        runtime = run.keep(("runtime", model, url), lambda: TritonRuntime(model, url))
+        model, url = models[step.split()[-1]], run.server.url
+        runtime = run.keep(("runtime", model.name, url), lambda: TritonRuntime(model.spec, url))
         inputs = chunk.inputs(model)
         if step.startswith("request "):
             return lambda: request(runtime, inputs)

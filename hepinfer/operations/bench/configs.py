@@ -7,7 +7,6 @@ workers with small chunks do.  Each configuration is a fresh server serving that
 from __future__ import annotations
 
 from hepinfer.figures import bar_chart
-from hepinfer.models import get_spec
 from hepinfer.operations.bench.study import Point, Study
 
 CONFIGS = {  # name: (instances, dynamic batching)
@@ -20,16 +19,17 @@ COLUMNS = ("model", "config", "batch", "concurrency", "rows_per_s", "p50_ms", "p
 
 
 def points(p):
-    for m in [get_spec(m).name for m in p.models]:
+    for m in p.models:
         for name, (instances, dynamic) in CONFIGS.items():
             server = dict(
-                models=[m], instances=instances, dynamic_batching=dynamic, max_queue_delay_us=p.max_queue_delay_us
+                models=[m.name], instances=instances, dynamic_batching=dynamic, max_queue_delay_us=p.max_queue_delay_us
             )
-            yield Point({"model": m, "config": name, "batch": p.batch, "concurrency": p.concurrency}, server)
+            row = {"model": m.name, "config": name, "batch": p.batch, "concurrency": p.concurrency}
+            yield Point(row, server, m)
 
 
 def measure(run, point):
-    m = point.row["model"]
+    m = point.model
     return run.loop(run.scorer(m), run.inputs(m, run.params.batch, seed=1), run.params.concurrency)
 
 

@@ -101,7 +101,7 @@ class Fleets:
             p, autoscaled = self.p, setup == "autoscaled"
             settings = bench_autoscaler(p.threshold)  # the fixed fleet reads the same metric, never scales
             self.fleet = Fleet(
-                [p.model],
+                [p.model.name],
                 replicas=1,
                 min_replicas=1,
                 max_replicas=p.max_replicas if autoscaled else 1,
@@ -117,9 +117,9 @@ class Fleets:
         self.fleet, self.setup = None, None
 
 
-def load_worker(url: str, model: str, batch: int, threads: int, start_at: float, duration_s: float) -> dict:
+def load_worker(url: str, model, batch: int, threads: int, start_at: float, duration_s: float) -> dict:
     """In a Dask worker: ``threads`` closed loops of Scorer calls from ``start_at`` (Unix time) for
-    ``duration_s``; returns each call's (end time, latency s) and the failures."""
+    ``duration_s``; returns each call's (end time, latency s) and the failures.  ``model``: its ModelSpec."""
     from hepinfer.models.toy import toy_inputs
     from hepinfer.scorer import Scorer
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from hepinfer.errors import ConfigError
 from hepinfer.figures import throughput_and_ratios
-from hepinfer.models import get_spec
 from hepinfer.operations.bench.study import Option, Point, Study
 
 PRECISION_CHOICES = ("fp32", "fp16", "bf16")
@@ -69,22 +68,21 @@ def yes_no(text: str) -> bool:
         raise ValueError(text) from None
 
 
-def is_network(model: str) -> bool:
-    """Whether the torch engine runs ``model`` (hepinfer's networks)."""
+def is_network(spec) -> bool:
+    """Whether the torch engine runs the model of ``spec`` (hepinfer's networks)."""
     from hepinfer.models.architectures.torch_export import NETWORKS
 
-    spec = get_spec(model)
     return spec.name in NETWORKS and spec.engine == "onnxruntime" and spec.artefact_file is None
 
 
 def prepare(p):
     """The device (``cuda:0`` when torch sees CUDA, else ``cpu``), the precisions it supports, the
-    served precision (fp16 on a GPU, fp32 on the CPU) and the models' names."""
+    served precision (fp16 on a GPU, fp32 on the CPU) and the models, each once."""
     import torch
 
     from hepinfer.serving.repository import check_engine_choice
 
-    p.models = tuple(dict.fromkeys(get_spec(m).name for m in p.models))
+    p.models = tuple({m.name: m for m in p.models}.values())
     p.compiled = True if p.compiled is None else bool(p.compiled)
     p.device = p.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
     p.on_gpu = p.device != "cpu"
@@ -120,22 +118,22 @@ def _row(model, part, engine, device, precision="fp32", compiled=False, instance
 
 def points(p):
     """Server-less points first (one CPU core, direct), then one server per configuration."""
-    nets = [m for m in p.models if is_network(m)]
-    served_engine = {m: "torch" if m in nets else get_spec(m).engine for m in p.models}
-    served_device = {m: p.device if m in nets else "cpu" for m in p.models}
-    served_precision = {m: p.served_precision if m in nets else "fp32" for m in p.models}
+    nets = {m.name for m in p.models if is_network(m)}
+    served_engine = {m.name: "torch" if m.name in nets else m.engine for m in p.models}
+    served_device = {m.name: p.device if m.name in nets else "cpu" for m in p.models}
+    served_precision = {m.name: p.served_precision if m.name in nets else "fp32" for m in p.models}
     for m in p.models:
         for b in p.batches:
-            yield Point(_row(m, "one CPU core", get_spec(m).engine, "cpu", batch=b))
-    for m in nets:
+            yield Point(_row(m.name, "one CPU core", m.engine, "cpu", batch=b), model=m)
+    for m in [m for m in p.models if m.name in nets]:
         variants = [(x, False) for x in p.precisions] + ([(p.served_precision, True)] if p.compiled else [])
         for precision, compiled in variants:
             for b in p.batches:
-                yield Point(_row(m, "direct", "torch", p.device, precision, compiled, batch=b))
+                yield Point(_row(m.name, "direct", "torch", p.device, precision, compiled, batch=b), model=m)
 
     def server(instances, batching):
         options = dict(
-            models=list(p.models),
+            models=[m.name for m in p.models],
             engine="torch",
             device=p.device,
             precision=p.served_precision,
@@ -148,8 +146,9 @@ def points(p):
         return options
 
     def served(m, part, instances, batching, b, c):
-        row = _row(m, part, served_engine[m], served_device[m], served_precision[m], False, instances, batching, b, c)
-        return Point(row, server(instances, batching == "on"))
+        n = m.name
+        row = _row(n, part, served_engine[n], served_device[n], served_precision[n], False, instances, batching, b, c)
+        return Point(row, server(instances, batching == "on"), m)
 
     big, many = max(p.batches), max(p.concurrency)
     for m in p.models:
@@ -170,14 +169,13 @@ def points(p):
 class _Direct:
     """A torch engine of this process, its device's cached memory freed when it is closed."""
 
-    def __init__(self, model: str, device: str, precision: str, compiled: bool):
+    def __init__(self, spec, device: str, precision: str, compiled: bool):
         from hepinfer.models.architectures.torch_export import build_torch
         from hepinfer.runtime.engines import TorchEngine
 
-        spec = get_spec(model)
         shapes = {n: spec.input(n).shape for n in spec.input_names}
         self.engine = TorchEngine(
-            str(build_torch(model)),  # derived from the ONNX artefact the first time
+            str(build_torch(spec)),  # derived from the ONNX artefact the first time
             spec.input_names,
             spec.output_names,
             threads=1,
@@ -194,7 +192,7 @@ class _Direct:
             torch.cuda.empty_cache()
 
 
-def _memory_mb(run, row) -> float:
+def _memory_mb(run, row, spec) -> float:
     """Memory per row (MB) of the row's engine, device and precision, from the sizing module
     (measured once in the server environment, then read from the model's memory.json)."""
     from hepinfer.serving.memory_budget import memory_use
@@ -208,33 +206,33 @@ def _memory_mb(run, row) -> float:
         options = RepositoryOptions(
             models=(row["model"],), engine="torch", device=row["device"], precision=row["precision"], threads=1
         )
-        return memory_use(row["model"], options).per_row_bytes / 1e6
+        return memory_use(spec, options).per_row_bytes / 1e6
 
     return run.keep(key, measured, with_server=False)
 
 
 def measure(run, point):
     r = point.row
-    m, b, c = r["model"], r["batch"], r["concurrency"]
+    m, b, c = point.model, r["batch"], r["concurrency"]
     one_core = run.keep(("one CPU core",), dict, with_server=False)  # model -> best rows/s
     x = run.inputs(m, b, seed=b)
     extra = {}
     if r["part"] == "one CPU core":
         result = run.loop(run.scorer(m, mode="local", threads=1), x, 1)
-        one_core[m] = max(one_core.get(m, 0.0), result["rows_per_s"])
+        one_core[m.name] = max(one_core.get(m.name, 0.0), result["rows_per_s"])
     elif r["part"] == "direct":
-        key = ("direct", m, r["device"], r["precision"], r["compiled"])
+        key = ("direct", m.name, r["device"], r["precision"], r["compiled"])
         direct = run.keep(key, lambda: _Direct(m, r["device"], r["precision"], r["compiled"])).engine
         result = run.loop(direct.run, x, 1)
         extra["compile_s"] = direct.compile_seconds if r["compiled"] else ""
     else:
         result = run.loop(run.scorer(m, timeout_s=600.0, max_request_bytes=64 * 2**20), x, c)
-    core = one_core.get(m)
+    core = one_core.get(m.name)
     return {
         **result,
         **extra,
         "vs_one_core": result["rows_per_s"] / core if core and r["part"] != "one CPU core" else "",
-        "mem_per_row_mb": _memory_mb(run, r),
+        "mem_per_row_mb": _memory_mb(run, r, m),
     }
 
 

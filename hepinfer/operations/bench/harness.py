@@ -126,21 +126,21 @@ class Run:
             self._kept[key] = (make(), with_server)
         return self._kept[key][0]
 
-    def scorer(self, model: str, mode: str = "remote", **settings):
-        """A Scorer of ``model``: remote ones talk to the current server; ``settings`` are
-        :class:`~hepinfer.config.InferenceConfig` fields."""
+    def scorer(self, model, mode: str = "remote", **settings):
+        """A Scorer of ``model`` (a ModelSpec): remote ones talk to the current server; ``settings``
+        are :class:`~hepinfer.config.InferenceConfig` fields."""
         from hepinfer.scorer import Scorer
 
         remote = mode != "local"
         url = self.server.url if remote else None
-        key = ("scorer", model, mode, url, tuple(sorted(settings.items())))
+        key = ("scorer", model.name, mode, url, tuple(sorted(settings.items())))
         return self.keep(key, lambda: Scorer(model, mode=mode, url=url, **settings), with_server=remote)
 
-    def inputs(self, model: str, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-        """Toy inputs of ``model`` (:func:`hepinfer.models.toy.toy_inputs`), ``batch`` rows."""
+    def inputs(self, model, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+        """Toy inputs of ``model`` (a ModelSpec; :func:`hepinfer.models.toy.toy_inputs`), ``batch`` rows."""
         from hepinfer.models.toy import toy_inputs
 
-        key = (model, batch, seed)
+        key = (model.name, batch, seed)
         if key not in self._inputs:
             self._inputs[key] = toy_inputs(model, batch, seed=seed)
         return self._inputs[key]
@@ -240,7 +240,7 @@ def write(s: Study, rows: list[dict], p: Params, out_dir) -> list[Path]:
         w = csv.DictWriter(f, fieldnames=list(s.columns), extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    (out_dir / f"{stem}.md").write_text(f"## {s.title.format(**vars(p))}\n\n{table(s, rows)}\n")
+    (out_dir / f"{stem}.md").write_text(f"## {s.heading(p)}\n\n{table(s, rows)}\n")
     written = [out_dir / f"{stem}.csv", out_dir / f"{stem}.md"]
     if s.plot is not None:
         s.plot(rows, out_dir / f"{stem}.png", p)

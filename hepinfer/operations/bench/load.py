@@ -42,7 +42,7 @@ COLUMNS = (
 )
 
 
-def _client(url: str, model: str, batch: int, seconds: float, seed: int, start, queue) -> None:
+def _client(url: str, model, batch: int, seconds: float, seed: int, start, queue) -> None:
     from hepinfer.config import InferenceConfig
     from hepinfer.models.toy import toy_inputs
     from hepinfer.scorer import Scorer
@@ -78,8 +78,8 @@ def prepare(p):
 
 
 def points(p):
-    row = {"model": p.model, "batch": p.batch, "clients": p.clients, "seconds": p.seconds}
-    yield Point(row, None if p.url else dict(models=[p.model]))
+    row = {"model": p.model.name, "batch": p.batch, "clients": p.clients, "seconds": p.seconds}
+    yield Point(row, None if p.url else dict(models=[p.model.name]), p.model)
 
 
 def measure(run, point):
@@ -155,6 +155,6 @@ STUDY = Study(
     output="load_{model}",
     title="Load: {clients} clients x {seconds:g} s, {model} batch {batch}",
     plot=lambda rows, path, p: latency_histogram(
-        rows[0]["latencies_ms"], path, f"{p.model} batch {p.batch}, {p.clients} clients x {p.seconds:g} s"
+        rows[0]["latencies_ms"], path, f"{p.model.name} batch {p.batch}, {p.clients} clients x {p.seconds:g} s"
     ),
 )

@@ -7,24 +7,23 @@ one-core ceiling.  Toy inputs (:mod:`hepinfer.models.toy`): the engines' cost do
 from __future__ import annotations
 
 from hepinfer.figures import line_chart
-from hepinfer.models import get_spec
 from hepinfer.operations.bench.study import Point, Study, cores
 
 COLUMNS = ("model", "path", "batch", "concurrency", "rows_per_s", "p50_ms", "p99_ms", "calls")
 
 
 def points(p):
-    models = [get_spec(m).name for m in p.models]
-    server = dict(models=models, instances=cores())
-    for m in models:
-        for b in [b for b in p.batches if b <= get_spec(m).max_batch_size]:
-            yield Point({"model": m, "path": "local (1 thread)", "batch": b, "concurrency": 1}, server)
+    server = dict(models=[m.name for m in p.models], instances=cores())
+    for m in p.models:
+        for b in [b for b in p.batches if b <= m.max_batch_size]:
+            yield Point({"model": m.name, "path": "local (1 thread)", "batch": b, "concurrency": 1}, server, m)
             for c in p.concurrency:
-                yield Point({"model": m, "path": f"triton ({cores()} instances)", "batch": b, "concurrency": c}, server)
+                row = {"model": m.name, "path": f"triton ({cores()} instances)", "batch": b, "concurrency": c}
+                yield Point(row, server, m)
 
 
 def measure(run, point):
-    m, b, c = point.row["model"], point.row["batch"], point.row["concurrency"]
+    m, b, c = point.model, point.row["batch"], point.row["concurrency"]
     local = point.row["path"].startswith("local")
     return run.loop(run.scorer(m, mode="local", threads=1) if local else run.scorer(m), run.inputs(m, b, seed=b), c)
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from hepinfer.figures import bar_chart
 from hepinfer.logs import get_logger
-from hepinfer.models import SPECS, get_spec
+from hepinfer.models import SPECS
 from hepinfer.operations.bench.study import Option, Point, Study
 
 log = get_logger(__name__)
@@ -61,17 +61,18 @@ COLUMNS = (
 )
 
 
-def event_chunks(files, model: str, jets_per_chunk: int):
+def event_chunks(files, spec, jets_per_chunk: int):
     """(events, model inputs of its selected jets) for runs of consecutive events holding at least
-    ``jets_per_chunk`` jets of the model's domain."""
+    ``jets_per_chunk`` jets of the domain of the model of ``spec`` (its ModelSpec)."""
     import awkward as ak
 
     from hepinfer.analysis.selection import selection_for
     from hepinfer.features.common import link_constituents
     from hepinfer.ml.training.dataset import read_events
-    from hepinfer.models.resolved import resolve
+    from hepinfer.models.resolved import Model
 
-    selection = selection_for([get_spec(model).domain])
+    model = Model(spec)
+    selection = selection_for([spec.domain])
     for path in files:
         events = read_events(path)
         jets, cons = events.FatJet, link_constituents(events)
@@ -84,7 +85,7 @@ def event_chunks(files, model: str, jets_per_chunk: int):
             if stop > len(ends):
                 break
             j, c, m = jets[start:stop], cons[start:stop], sel[start:stop]
-            yield stop - start, resolve(model).build_inputs(j[m], c[m])
+            yield stop - start, model.build_inputs(j[m], c[m])
             start = stop
 
 
@@ -116,10 +117,9 @@ def prepare(p):
         raise ConfigError(f"--jets-per-chunk must be >= 1, got {p.jets_per_chunk}")
     if not p.coffea_batches or min(p.coffea_batches) < 1:
         raise ConfigError(f"--coffea-batches must be batch sizes >= 1, got {p.coffea_batches}")
-    p.model = get_spec(p.model).name
     p.chunks = list(event_chunks(p.files or demo_files(400), p.model, p.jets_per_chunk))[: p.max_chunks]
     if not p.chunks:
-        raise ConfigError(f"no file holds {p.jets_per_chunk} jets of {p.model}'s domain: no chunk to compare")
+        raise ConfigError(f"no file holds {p.jets_per_chunk} jets of {p.model.name}'s domain: no chunk to compare")
 
 
 def _timed(sides: dict, chunks, repeats: int) -> tuple[dict, dict]:
@@ -139,12 +139,12 @@ def _timed(sides: dict, chunks, repeats: int) -> tuple[dict, dict]:
 def measure(run, point):
     from hepinfer.runtime.triton import TritonRuntime
 
-    p, spec = run.params, get_spec(run.params.model)
+    p, spec = run.params, point.model
     out = spec.output_names[0]
     with TritonRuntime(spec, run.server.url) as runtime:
         default = coffea_default_batch(runtime.model_info()[1])
         requests = [math.ceil(len(next(iter(x.values()))) / runtime.rows_per_request(x)) for _, x in p.chunks]
-    ours = run.scorer(spec.name)
+    ours = run.scorer(spec)
     batches = sorted({default, *p.coffea_batches})
     peers = {b: _coffea_wrapper(run.server.url, spec.name, b) for b in batches}
     sides = {"hepinfer": lambda x: ours(x)[out]}
@@ -253,7 +253,11 @@ STUDY = Study(
     },
     prepare=prepare,
     points=lambda p: [
-        Point({"model": p.model, "server_instances": p.instances}, dict(models=[p.model], instances=p.instances))
+        Point(
+            {"model": p.model.name, "server_instances": p.instances},
+            dict(models=[p.model.name], instances=p.instances),
+            p.model,
+        )
     ],
     measure=measure,
     output="peer",

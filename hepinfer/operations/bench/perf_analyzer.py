@@ -35,7 +35,6 @@ from hepinfer import paths
 from hepinfer.errors import HepinferError
 from hepinfer.figures import bar_chart
 from hepinfer.logs import get_logger
-from hepinfer.models import get_spec
 from hepinfer.operations.bench.study import Point, Study, cores
 
 log = get_logger(__name__)
@@ -177,21 +176,20 @@ def prepare(p):
 
 
 def points(p):
-    models = [get_spec(m).name for m in p.models]
-    server = dict(models=models, instances=cores())
-    for m in models:
-        for b in [b for b in p.batches if b <= get_spec(m).max_batch_size]:
+    server = dict(models=[m.name for m in p.models], instances=cores())
+    for m in p.models:
+        for b in [b for b in p.batches if b <= m.max_batch_size]:
             for c in p.concurrency:
                 for tool in ("perf_analyzer", "hepinfer"):
-                    yield Point({"model": m, "tool": tool, "batch": b, "concurrency": c}, server)
+                    yield Point({"model": m.name, "tool": tool, "batch": b, "concurrency": c}, server, m)
 
 
 def measure(run, point):
-    m, b, c = point.row["model"], point.row["batch"], point.row["concurrency"]
+    m, b, c = point.model, point.row["batch"], point.row["concurrency"]
     if point.row["tool"] == "perf_analyzer":
         address = run.server.url.split("://", 1)[1]
         return perf_analyzer(
-            run.params.binary, address, m, b, c, int(run.params.duration_s * 1000), run.params.requests
+            run.params.binary, address, m.name, b, c, int(run.params.duration_s * 1000), run.params.requests
         )
     return run.loop(run.scorer(m), run.inputs(m, b, seed=b), c)
 

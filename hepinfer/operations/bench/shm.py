@@ -20,7 +20,6 @@ import uuid
 import numpy as np
 
 from hepinfer.figures import bar_chart
-from hepinfer.models import get_spec
 from hepinfer.operations.bench.study import Point, Study
 
 COLUMNS = ("model", "transport", "batch", "request_mb", "rows_per_s", "p50_ms", "p99_ms", "calls")
@@ -82,18 +81,18 @@ class SharedMemoryCaller:
 
 
 def points(p):
-    models = [get_spec(m).name for m in p.models]
-    for m in models:
+    models = [m.name for m in p.models]
+    for m in p.models:
         for transport in ("grpc", "system shm"):
-            row = {"model": m, "transport": transport, "batch": get_spec(m).max_batch_size}
-            yield Point(row, dict(models=models, instances=1))
+            row = {"model": m.name, "transport": transport, "batch": m.max_batch_size}
+            yield Point(row, dict(models=models, instances=1), m)
 
 
 def measure(run, point):
-    m, b = point.row["model"], point.row["batch"]
+    m, b = point.model, point.row["batch"]
     x = run.inputs(m, b, seed=3)
     grpc = run.scorer(m, max_request_bytes=64 * 2**20)
-    shm = run.keep(("shm", m), lambda: _checked(run.server, grpc, x))
+    shm = run.keep(("shm", m.name), lambda: _checked(run.server, grpc, x))
     call = grpc if point.row["transport"] == "grpc" else shm
     return {"request_mb": sum(a.nbytes for a in x.values()) / 2**20, **run.loop(call, x, 1)}
 

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 from typing import Any
 
 Params = SimpleNamespace  # a study's parameters, as attributes (``p.models``, ``p.duration_s``)
+MODEL_PARAMS = ("model", "models")  # the parameters that name models: resolved into ModelSpecs
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,19 @@ class Option:
 class Point:
     """One measurement.  ``row``: the columns that name it (``measure`` adds the measured ones);
     ``server``: keyword arguments of :func:`hepinfer.serving.server.serve` for the embedded server it
-    needs (``models`` included), or None for none."""
+    needs (``models`` included, by name), or None for none; ``model``: the
+    :class:`~hepinfer.models.spec.ModelSpec` it measures, if any (the row names it)."""
 
     row: dict
     server: dict | None = None
+    model: Any = None
 
 
 @dataclass(frozen=True)
 class Study:
     """A benchmark study.  ``output`` (the stem of the CSV / markdown / PNG files) and ``title`` are
-    format strings over the parameters (``"load_{model}"``).  Callables get the parameters ``p``:
+    format strings over the parameters (``"load_{model}"``: a model by its name).  Callables get the
+    parameters ``p``, where ``p.model`` / ``p.models`` hold :class:`~hepinfer.models.spec.ModelSpec` s:
 
     * ``points(p)`` -> the :class:`Point` s, in order;
     * ``measure(run, point)`` -> the measured columns of one row (``run``: :class:`.harness.Run`);
@@ -83,16 +87,46 @@ class Study:
     headers: dict[str, str] = field(default_factory=dict)
 
     def resolve(self, quick: bool = False, **given) -> Params:
-        """The parameters of one run: the defaults, then the quick overrides, then ``given``."""
+        """The parameters of one run: the defaults, then the quick overrides, then ``given``; the
+        models they name (``model``, ``models``) looked up once, as ModelSpecs."""
         unknown = sorted(set(given) - set(self.params))
         if unknown:
             from hepinfer.errors import ConfigError
 
             raise ConfigError(f"bench {self.name}: unknown parameter(s) {', '.join(unknown)}")
-        return Params(**{**self.params, **(self.quick if quick else {}), **given})
+        p = {**self.params, **(self.quick if quick else {}), **given}
+        return Params(**{k: _specs(v, many=k == "models") if k in MODEL_PARAMS else v for k, v in p.items()})
 
     def stem(self, p: Params) -> str:
-        return self.output.format(**vars(p))
+        return self.output.format(**named(p))
+
+    def heading(self, p: Params) -> str:
+        return self.title.format(**named(p))
+
+
+def _specs(models, many: bool):
+    """A model's name (or ModelSpec) as its ModelSpec, a tuple of them when ``many``; None as None."""
+    from hepinfer.models.resolved import resolve
+
+    if models is None:
+        return None
+    if many:
+        return tuple(resolve(m).spec for m in ((models,) if isinstance(models, str) else models))
+    return resolve(models).spec
+
+
+def named(p: Params) -> dict:
+    """The parameters with each ModelSpec as its name (for format strings)."""
+    from hepinfer.models.spec import ModelSpec
+
+    def name(v):
+        if isinstance(v, ModelSpec):
+            return v.name
+        if isinstance(v, tuple) and v and all(isinstance(m, ModelSpec) for m in v):
+            return tuple(m.name for m in v)
+        return v
+
+    return {k: name(v) for k, v in vars(p).items()}
 
 
 def cores() -> int:

@@ -27,7 +27,7 @@ def prepare(p):
 
 
 def points(p):
-    server = dict(models=p.models, instances=cores())
+    server = dict(models=[m.name for m in p.models], instances=cores())
     for n in p.workers:
         for mode in ("local", "remote"):
             yield Point({"workers": n, "mode": mode}, server)

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import datetime
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hepinfer import paths
 from hepinfer.errors import ConfigError, HepinferError
 from hepinfer.logs import get_logger
-from hepinfer.models import get_spec
 from hepinfer.operations.planning.remote import RemoteTarget
 from hepinfer.operations.planning.schema import Profile, ServingConfig
 from hepinfer.operations.planning.search import Search, SearchSpace, best
@@ -41,7 +40,9 @@ QUICK_MODELS = ("particlenet", "bdt")
 
 @dataclass(frozen=True)
 class ProfileSettings:
-    """What ``hepinfer profile`` measures; None means the default (the quick one with ``quick``)."""
+    """What ``hepinfer profile`` measures; None means the default (the quick one with ``quick``).
+    :meth:`resolved` fills the defaults and, for the embedded server, looks the models up once:
+    ``specs`` (a remote server's models are the ones it serves, found by the target's Scorers)."""
 
     models: tuple[str, ...] | None = None
     device: str = "cpu"  # "cpu" | "cuda:N"
@@ -56,13 +57,20 @@ class ProfileSettings:
     max_steps: int | None = None  # configurations per model: 24, quick 5
     colocate: bool = True
     quick: bool = False
+    specs: tuple = field(default=(), repr=False, compare=False)  # the models' ModelSpecs (embedded server)
 
     def resolved(self) -> ProfileSettings:
+        from hepinfer.models.resolved import resolve
+
         q = self.quick
         engine = self.engine or ("torch" if self.device != "cpu" else "default")
+        models = tuple(self.models or (QUICK_MODELS if q else DEFAULT_MODELS))
+        known = {s.name: s for s in self.specs}
+        specs = () if self.url else tuple(known.get(m) or resolve(m).spec for m in models)
         out = replace(
             self,
-            models=tuple(self.models or (QUICK_MODELS if q else DEFAULT_MODELS)),
+            models=tuple(s.name for s in specs) if specs else models,
+            specs=specs,
             engine=engine,
             duration_s=self.duration_s or (1.0 if q else 5.0),
             request_rows=self.request_rows or (16 if q else 64),
@@ -81,8 +89,9 @@ class ProfileSettings:
         return out
 
 
-def search_space(target: Target, start: ServingConfig, s: ProfileSettings) -> SearchSpace:
-    """What the search varies for ``start``'s model on ``target``."""
+def search_space(target: Target, start: ServingConfig, s: ProfileSettings, spec=None) -> SearchSpace:
+    """What the search varies for ``start``'s model (``spec``: its ModelSpec; a remote target needs
+    none) on ``target``."""
     rows = start.request_rows
     if target.kind == "remote":
         return SearchSpace(
@@ -102,15 +111,16 @@ def search_space(target: Target, start: ServingConfig, s: ProfileSettings) -> Se
             second_pass=False,
         )
     precisions = ()
-    if start.engine == "torch" and is_network(start.model):
+    if start.engine == "torch" and is_network(spec):
         precisions = ("fp16", "bf16") if start.device != "cpu" else ("bf16",)  # fp16 on a CPU is emulated
-    return SearchSpace(precisions=precisions, max_batch_sizes=batch_limits(target, start), max_steps=s.max_steps)
+    return SearchSpace(precisions=precisions, max_batch_sizes=batch_limits(target, start, spec), max_steps=s.max_steps)
 
 
-def batch_limits(target: Target, start: ServingConfig) -> tuple[int, ...]:
-    """The model's own max_batch_size, its half, and its double where one instance's largest batch
-    fits the device's memory (host memory on the CPU), from the model's measured memory per row."""
-    own = get_spec(start.model).max_batch_size
+def batch_limits(target: Target, start: ServingConfig, spec) -> tuple[int, ...]:
+    """The model's own max_batch_size (``spec``: its ModelSpec), its half, and its double where one
+    instance's largest batch fits the device's memory (host memory on the CPU), from the model's
+    measured memory per row."""
+    own = spec.max_batch_size
     limits = [own // 2] if own >= 2 else []
     try:
         from hepinfer.serving.memory_budget import format_bytes, memory_use
@@ -119,7 +129,7 @@ def batch_limits(target: Target, start: ServingConfig) -> tuple[int, ...]:
         options = RepositoryOptions(
             models=(start.model,), engine=start.engine, device=start.device, precision=start.precision
         )
-        use = memory_use(start.model, options)
+        use = memory_use(spec, options)
     except HepinferError as err:
         target.problems.append(f"{start.model}: max_batch_size {2 * own} not tried (memory per row unknown: {err})")
         return tuple(limits)
@@ -158,9 +168,10 @@ def profile(settings: ProfileSettings | None = None, target: Target | None = Non
     )
     try:
         bests = []
-        for model in s.models:
+        for model in s.specs or s.models:  # ModelSpecs for the embedded server, names for a remote one
             start = target.start_config(model, s.request_rows, s.concurrency)
-            search = Search(target.measure, s.latency_p99_ms, search_space(target, start, s))
+            spec = model if s.specs else None
+            search = Search(target.measure, s.latency_p99_ms, search_space(target, start, s, spec))
             found.measurements += search.run(start)
             if search.best is not None and search.best.errors == 0:
                 bests.append(search.best.config)

@@ -29,7 +29,6 @@ from hepinfer import paths
 from hepinfer.config import InferenceConfig
 from hepinfer.errors import HepinferError
 from hepinfer.logs import get_logger
-from hepinfer.models import get_spec
 from hepinfer.operations.bench.harness import closed_loop, closed_loops
 from hepinfer.operations.bench.process_memory import process_tree, rss_bytes
 from hepinfer.operations.planning.devices import GpuProbe, detect_hardware
@@ -41,11 +40,10 @@ SAMPLE_S = 0.2
 MAX_REQUEST_BYTES = 256 * 2**20  # one request per call: the client does not split a profiled request
 
 
-def is_network(model: str) -> bool:
-    """Whether the torch engine runs ``model`` (hepinfer's networks)."""
+def is_network(spec) -> bool:
+    """Whether the torch engine runs the model of ``spec`` (its ModelSpec; hepinfer's networks)."""
     from hepinfer.models.architectures.torch_export import NETWORKS
 
-    spec = get_spec(model)
     return spec.name in NETWORKS and spec.engine == "onnxruntime" and spec.artefact_file is None
 
 
@@ -107,7 +105,9 @@ def loops_together(jobs: dict, duration_s: float) -> dict[str, float]:
 
 
 class Target:
-    """What the embedded and the remote target share: scorers, toy inputs and the load."""
+    """What the embedded and the remote target share: scorers, toy inputs and the load.  ``specs``:
+    {name: ModelSpec} of the models given to :meth:`start_config` as ModelSpecs (the embedded
+    target's); a Scorer of a model named otherwise finds it on the server (a remote target's)."""
 
     kind = ""
     url = ""
@@ -120,6 +120,7 @@ class Target:
         self.problems: list[str] = []
         self._scorers: dict = {}
         self._inputs: dict = {}
+        self.specs: dict = {}
 
     def scorer(self, model: str):
         from hepinfer.scorer import Scorer
@@ -134,15 +135,16 @@ class Target:
                 max_request_bytes=MAX_REQUEST_BYTES,
                 headers=self.headers,
             )
-            self._scorers[key] = Scorer(model, config=config)
+            self._scorers[key] = Scorer(self.specs.get(model, model), config=config)
         return self._scorers[key]
 
-    def inputs(self, model: str, rows: int):
+    def inputs(self, spec, rows: int):
+        """Toy inputs of the model of ``spec`` (its ModelSpec), ``rows`` rows."""
         from hepinfer.models.toy import toy_inputs
 
-        if (model, rows) not in self._inputs:
-            self._inputs[model, rows] = toy_inputs(model, rows, seed=rows)
-        return self._inputs[model, rows]
+        if (spec.name, rows) not in self._inputs:
+            self._inputs[spec.name, rows] = toy_inputs(spec, rows, seed=rows)
+        return self._inputs[spec.name, rows]
 
     def _close_scorers(self) -> None:
         for scorer in self._scorers.values():
@@ -171,7 +173,7 @@ class Target:
         from hepinfer.serving.triton_metrics import difference
 
         scorer = self.scorer(config.model)
-        x = self.inputs(scorer.spec.name, config.request_rows)
+        x = self.inputs(scorer.spec, config.request_rows)
         before = self._metrics()
         with Sampler(self.memory, self.utilisation) as sampler:
             result = closed_loop(scorer, x, config.concurrency, self.duration_s)
@@ -204,7 +206,10 @@ class Target:
         """Each model alone (the others served but idle) and all at once, in their ``configs``."""
         self._serve(configs)
         alone = {c.model: self._load(c).throughput for c in configs}
-        jobs = {c.model: (self.scorer(c.model), self.inputs(c.model, c.request_rows), c.concurrency) for c in configs}
+        jobs = {}
+        for c in configs:
+            scorer = self.scorer(c.model)
+            jobs[c.model] = (scorer, self.inputs(scorer.spec, c.request_rows), c.concurrency)
         together = loops_together(jobs, self.duration_s)
         return Interference(models=tuple(alone), alone=alone, together=together)
 
@@ -234,10 +239,12 @@ class EmbeddedTarget(Target):
         self.workdir = Path(tempfile.mkdtemp(prefix="profile-", dir=paths.runs_dir()))
         self._repositories = 0
 
-    def start_config(self, model: str, request_rows: int, concurrency: int) -> ServingConfig:
-        """The search's start for ``model``: the networks on the target's engine and device, other
-        models on their own engine on the CPU (or the null engine, which answers zeros for all)."""
-        network, spec = is_network(model), get_spec(model)
+    def start_config(self, spec, request_rows: int, concurrency: int) -> ServingConfig:
+        """The search's start for the model of ``spec`` (its ModelSpec): the networks on the target's
+        engine and device, other models on their own engine on the CPU (or the null engine, which
+        answers zeros for all)."""
+        network = is_network(spec)
+        self.specs[spec.name] = spec
         return ServingConfig(
             model=spec.name,
             max_batch_size=spec.max_batch_size,
