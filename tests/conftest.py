@@ -178,7 +178,7 @@ def shipped_artefacts():
     from hepinfer.models.architectures import build
     from hepinfer.models.catalogue import shipped
 
-    return {name: build(name) for name in SPECS if shipped(name) is not None}
+    return {name: build(spec) for name, spec in SPECS.items() if shipped(spec) is not None}
 
 
 @pytest.fixture(scope="session")

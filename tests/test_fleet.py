@@ -25,6 +25,7 @@ import pytest
 import hepinfer
 from hepinfer import InferenceConfig
 from hepinfer.errors import ConfigError, HepinferError, ServerError, ServerUnavailable
+from hepinfer.models import get_spec
 
 
 def _missing() -> list[str]:
@@ -130,8 +131,8 @@ def test_two_replicas_serve_the_local_scores(fleet, inputs):
     from hepinfer.runtime.local import LocalRuntime
     from hepinfer.runtime.triton import TritonRuntime
 
-    local = LocalRuntime(MODEL).infer(inputs)
-    with TritonRuntime(MODEL, url=fleet.url) as remote:
+    local = LocalRuntime(get_spec(MODEL)).infer(inputs)
+    with TritonRuntime(get_spec(MODEL), url=fleet.url) as remote:
         for _ in range(10):
             out = remote.infer(inputs)
             for name, expected in local.items():
@@ -278,7 +279,7 @@ def test_saturated_front_refuses_new_sessions_only(fleet, inputs):
             np.testing.assert_array_equal(session(inputs)["output__0"], expected)
         from hepinfer.runtime.triton import TritonRuntime
 
-        with TritonRuntime(MODEL, url=fleet.url) as fresh:  # a new connection that starts with an inference
+        with TritonRuntime(get_spec(MODEL), url=fleet.url) as fresh:  # a new connection that starts with an inference
             np.testing.assert_array_equal(fresh.infer(inputs)["output__0"], expected)
         assert _intercepted(fleet) == before + 1  # no inference, metadata or readiness call was refused
         newcomer = hepinfer.Scorer(MODEL, mode="remote", url=fleet.url, retries=0)  # opens its session first

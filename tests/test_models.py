@@ -15,14 +15,14 @@ from hepinfer.runtime.local import LocalRuntime
 
 @pytest.fixture(scope="module")
 def particlenet(artefacts):
-    return LocalRuntime("particlenet")
+    return LocalRuntime(get_spec("particlenet"))
 
 
 def test_manifests_record_onnx_agreement(artefacts):
     for model in ("particlenet", "resnet50"):
-        info = json.loads(manifest_path(model).read_text())
+        info = json.loads(manifest_path(get_spec(model)).read_text())
         assert info["onnx_vs_torch_max_abs_diff"] < 1e-4
-        assert info["sha256"] and info["bytes"] == artefact_path(model).stat().st_size
+        assert info["sha256"] and info["bytes"] == artefact_path(get_spec(model)).stat().st_size
 
 
 def test_particlenet_torch_vs_onnxruntime(artefacts):
@@ -52,7 +52,8 @@ def test_particlenet_torch_vs_onnxruntime(artefacts):
             opset_version=17,
             dynamo=False,
         )
-        got = LocalRuntime("particlenet", artefact=path).infer(toy_inputs("particlenet", 33, seed=4))["softmax"]
+        runtime = LocalRuntime(get_spec("particlenet"), artefact=path)
+        got = runtime.infer(toy_inputs("particlenet", 33, seed=4))["softmax"]
     with torch.no_grad():
         want = net(*[torch.from_numpy(toy_inputs("particlenet", 33, seed=4)[n]) for n in names]).numpy()
     assert np.abs(got - want).max() < 1e-4
@@ -86,15 +87,16 @@ def test_scores_are_probabilities_and_depend_on_input(artefacts, pfnano_events):
     fat = pfnano_events.FatJet
     n = int(sum(len(j) for j in fat))
     for model in ("particlenet", "resnet50", "bdt"):
-        rt = LocalRuntime(model)
-        out = next(iter(rt.infer(resolve(model).build_inputs(fat, fat.constituents.pf)).values()))
+        resolved = resolve(model)
+        rt = LocalRuntime(resolved)
+        out = next(iter(rt.infer(resolved.build_inputs(fat, fat.constituents.pf)).values()))
         assert out.shape == (n, 2) and out.dtype == np.float32
         assert np.allclose(out.sum(axis=1), 1.0, atol=1e-5)
         assert out[:, 1].std() > 1e-3, f"{model}: scores do not depend on the input"
 
 
 def test_empty_batch_and_engine_shared_per_process(artefacts):
-    a, b = LocalRuntime("bdt"), LocalRuntime("bdt")
+    a, b = LocalRuntime(get_spec("bdt")), LocalRuntime(get_spec("bdt"))
     empty = {"input__0": np.zeros((0, 20), np.float32)}
     assert a.infer(empty)["output__0"].shape == (0, 2)
     assert a._engine() is b._engine()
@@ -105,9 +107,20 @@ def test_empty_batch_and_engine_shared_per_process(artefacts):
 def test_missing_artefact_says_how_to_build(tmp_path):
     from hepinfer import ArtefactMissing
 
-    rt = LocalRuntime("bdt", artefact=tmp_path / "none.json")
+    rt = LocalRuntime(get_spec("bdt"), artefact=tmp_path / "none.json")
     with pytest.raises(ArtefactMissing, match="hepinfer models build"):
         rt.infer(toy_inputs("bdt", 2))
+
+
+def test_inward_code_refuses_a_name():
+    """Below the edges (the Scorer, the command line, the settings) a model travels resolved: a
+    runtime or a catalogue function handed a bare name says so, naming it."""
+    from hepinfer.models.catalogue import is_untrained
+
+    with pytest.raises(TypeError, match="got 'bdt': resolve a model's name"):
+        LocalRuntime("bdt")
+    with pytest.raises(TypeError, match="got 'resnet50'"):
+        is_untrained("resnet50")
 
 
 @pytest.mark.build  # torch, and the build-time network code
@@ -141,13 +154,13 @@ def test_local_scoring_without_a_prepared_home(model, tmp_path, monkeypatch):
     monkeypatch.setenv("HEPINFER_HOME", str(empty))
     scorer = Scorer(model, mode="local")
     got = scorer(x)
-    assert scorer.local.artefact == shipped(model) and not any(empty.iterdir())
+    assert scorer.local.artefact == shipped(scorer.spec) and not any(empty.iterdir())
     # auto mode without a server falls back there too
     auto = Scorer(model, mode="auto", url="grpc://127.0.0.1:1", probe_timeout_s=0.5)
     assert auto.score(x)[1] == "local"
     monkeypatch.setenv("HEPINFER_HOME", str(tmp_path / "cache"))
     cached = Scorer(model, mode="local")
-    assert install_shipped(model) == cached.local.artefact  # the cache's own file, once it has one
+    assert install_shipped(cached.spec) == cached.local.artefact  # the cache's own file, once it has one
     want = cached(x)
     for name in want:
         np.testing.assert_array_equal(got[name], want[name])

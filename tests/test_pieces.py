@@ -10,6 +10,7 @@ import pytest
 
 import hepinfer
 from hepinfer import InferenceConfig, Scorer
+from hepinfer.models import get_spec
 from hepinfer.models.toy import toy_inputs
 from hepinfer.runtime import split_rows
 from hepinfer.runtime.pieces import (
@@ -137,7 +138,7 @@ def _statistics(server, model, rows=0):
 def test_the_server_declaration_sizes_the_requests(declared_server):
     from hepinfer.runtime.triton import TritonRuntime
 
-    runtime = TritonRuntime("bdt", declared_server.url)
+    runtime = TritonRuntime(get_spec("bdt"), declared_server.url)
     meta = runtime.metadata()
     assert meta["instances"] == 2 and meta["preferred_batch_sizes"] == (512,)
     rows = 3000  # far below the max batch (4096), 240 kB: one request without the preferred size

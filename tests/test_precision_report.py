@@ -140,7 +140,8 @@ def test_reads_what_the_default_server_runs(server):
 
     pn = served_engine(server.url, "particlenet")
     assert (pn.engine, pn.device, pn.precision, pn.compiled, pn.reduced) == ("onnxruntime", "cpu", "fp32", False, False)
-    with TritonRuntime("particlenet", server.url) as rt:  # a runtime of one model reads another's on its connection
+    # a runtime of one model reads another's on its connection
+    with TritonRuntime(get_spec("particlenet"), server.url) as rt:
         assert served_engine(rt, "bdt").engine == "xgboost" and rt.model_name == "particlenet"
 
 

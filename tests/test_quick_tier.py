@@ -52,9 +52,10 @@ def test_runs_the_generator(tmp_path):
 
 def test_builds_a_network(tmp_path, monkeypatch):
     monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
+    from hepinfer.models import get_spec
     from hepinfer.models.architectures import build
 
-    build("resnet50", force=True)
+    build(get_spec("resnet50"), force=True)
 
 
 def test_imports_torch():

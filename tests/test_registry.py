@@ -348,7 +348,7 @@ def test_user_models_in_a_repository(folder, registered, flavour, tmp_path):
     from hepinfer.models.catalogue import artefact_path, shipped
     from hepinfer.serving.repository import RepositoryOptions, read_config, write_repository
 
-    xgb.Booster(model_file=str(shipped("bdt"))).save_model(str(folder / "other.ubj"))
+    xgb.Booster(model_file=str(shipped(SPECS["bdt"]))).save_model(str(folder / "other.ubj"))
     hepinfer.register_model(_spec(folder))
     registered += ["tiny", "tinybdt"]
     ubj = ModelSpec(
@@ -363,7 +363,7 @@ def test_user_models_in_a_repository(folder, registered, flavour, tmp_path):
     out = write_repository(
         tmp_path / "repo", RepositoryOptions(flavour=flavour, models=("tiny", ubj), link_artefacts=False)
     )
-    assert SPECS.source_of("tinybdt") == "python" and artefact_path("tinybdt") == folder / "other.ubj"
+    assert SPECS.source_of("tinybdt") == "python" and artefact_path(SPECS["tinybdt"]) == folder / "other.ubj"
     tiny, booster = read_config(out / "tiny" / "config.pbtxt"), read_config(out / "tinybdt" / "config.pbtxt")
     assert tiny.output[0].label_filename == "labels.txt" and tiny.max_batch_size == 64
     assert (out / "tinybdt" / "labels.txt").read_text() == "background\nsignal\n"

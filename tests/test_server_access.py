@@ -15,6 +15,7 @@ from hepinfer.analysis.job.access import (
 )
 from hepinfer.analysis.job.summary import where_scored_line
 from hepinfer.errors import ServerUnavailable
+from hepinfer.models import get_spec
 from hepinfer.runtime.triton import TritonRuntime
 
 
@@ -62,12 +63,13 @@ def test_the_token_is_named_never_carried(monkeypatch):
 
 def test_grpc_requests_carry_tritons_copy_of_the_token(monkeypatch):
     monkeypatch.setenv("HEPINFER_TOKEN", "abc")
-    grpc = TritonRuntime("bdt", config=InferenceConfig(mode="remote", url="grpc://h:1"))
-    http = TritonRuntime("bdt", config=InferenceConfig(mode="remote", url="http://h:1"))
+    grpc = TritonRuntime(get_spec("bdt"), config=InferenceConfig(mode="remote", url="grpc://h:1"))
+    http = TritonRuntime(get_spec("bdt"), config=InferenceConfig(mode="remote", url="http://h:1"))
     assert grpc.request_headers() == {"authorization": "Bearer abc", "triton-grpc-protocol-authorization": "Bearer abc"}
     assert http.request_headers() == {"authorization": "Bearer abc"}
     monkeypatch.delenv("HEPINFER_TOKEN")
-    assert TritonRuntime("bdt", config=InferenceConfig(mode="remote", token_discovery=False)).request_headers() is None
+    quiet = TritonRuntime(get_spec("bdt"), config=InferenceConfig(mode="remote", token_discovery=False))
+    assert quiet.request_headers() is None
 
 
 def test_the_server_checks_the_token_itself(shipped_artefacts):

@@ -108,9 +108,9 @@ def test_plan_refuses_a_budget_that_does_not_hold_one_row_and_names_the_models()
 
 def test_a_gpu_budget_covers_the_networks_only():
     options = RepositoryOptions(models=("particlenet", "resnet50", "bdt"), engine="torch", device="cuda:0")
-    assert budget_models(options) == ("particlenet", "resnet50")
+    assert tuple(spec.name for spec in budget_models(options)) == ("particlenet", "resnet50")
     on_cpu = RepositoryOptions(models=("particlenet", "bdt"), engine="torch", device="cpu")
-    assert budget_models(on_cpu) == ("particlenet", "bdt")
+    assert budget_models(on_cpu) == (get_spec("particlenet"), get_spec("bdt"))
     with pytest.raises(ConfigError, match="embedded"):
         size_options(RepositoryOptions(flavour="production", models=("bdt",)), 10**9)
 
@@ -128,40 +128,41 @@ def test_particlenet_memory_per_row_measured_on_cpu_then_cached(artefacts):
     """The torch engine's ParticleNet in fp32 on CPU: megabytes of resident memory per jet (the
     EdgeConv neighbour features), far above its inputs; the second call reads memory.json."""
     options = _options()
-    cache = memory_path("particlenet")
+    cache = memory_path(get_spec("particlenet"))
     cache.parent.mkdir(parents=True, exist_ok=True)
     stale = {"artefact": "model.pt2", "sha256": "0" * 64, "per_row_bytes": 1, "fixed_bytes": 1}
     other = {"artefact": "model.onnx", "sha256": "1" * 64, "per_row_bytes": 2, "fixed_bytes": 2}
     seeded = {"torch/cpu/fp32/threads=1/" + "0" * 64: stale, "onnx/cpu/fp32/threads=1/" + "1" * 64: other}
     cache.write_text(json.dumps({"model": "particlenet", "entries": seeded}))
-    measured = memory_use("particlenet", options, refresh=True)
+    measured = memory_use(get_spec("particlenet"), options, refresh=True)
     io_row = sum(t.row_bytes for t in get_spec("particlenet").inputs + get_spec("particlenet").outputs)
     assert not measured.cached and measured.measure == "peak_resident_memory"
     assert measured.engine == "torch" and measured.device == "cpu" and measured.precision == "fp32"
     assert 1 * MB < measured.per_row_bytes < 50 * MB and measured.per_row_bytes > 50 * io_row
     assert measured.fixed_bytes > 50 * MB  # the process: interpreter, torch, the program
     t0 = time.perf_counter()
-    again = memory_use("particlenet", options)
+    again = memory_use(get_spec("particlenet"), options)
     assert again.cached and time.perf_counter() - t0 < 5
     assert again == measured
-    entries = json.loads(memory_path("particlenet").read_text())["entries"]
+    entries = json.loads(memory_path(get_spec("particlenet")).read_text())["entries"]
     # the figures of a replaced model.pt2 are dropped; another artefact's figures are kept
     (key,) = [k for k in entries if k.startswith("torch/cpu/fp32/threads=1/")]
     assert "0" * 64 not in key and entries.pop("onnx/cpu/fp32/threads=1/" + "1" * 64) == other
     cache.write_text(json.dumps({"model": "particlenet", "entries": entries}))  # the seeded entry goes
     assert entries[key]["artefact"] == "model.pt2" and len(entries[key]["sha256"]) == 64
     # the BDT as served (xgboost): a different engine, its own entry in its own file
-    bdt = memory_use("bdt", _options(models=("bdt",)))
+    bdt = memory_use(get_spec("bdt"), _options(models=("bdt",)))
     assert bdt.engine == "xgboost" and bdt.per_row_bytes > 0
-    assert any(k.startswith("xgboost/cpu/fp32/") for k in json.loads(memory_path("bdt").read_text())["entries"])
+    bdt_entries = json.loads(memory_path(get_spec("bdt")).read_text())["entries"]
+    assert any(k.startswith("xgboost/cpu/fp32/") for k in bdt_entries)
 
 
 @pytest.mark.slow
 @pytest.mark.build
 def test_sized_options_written_into_the_repository(artefacts, tmp_path):
     options = _options(models=("particlenet", "bdt"))
-    net = memory_use("particlenet", options)
-    bdt = memory_use("bdt", options)
+    net = memory_use(get_spec("particlenet"), options)
+    bdt = memory_use(get_spec("bdt"), options)
     budget = net.fixed_bytes + bdt.fixed_bytes + 100 * (net.per_row_bytes + bdt.per_row_bytes)
     sized = sized_options(options, budget)
     assert sized.max_batch_size["particlenet"] == 64  # 100 rows fit, cap 256
@@ -189,22 +190,22 @@ def test_served_within_a_budget_splits_large_requests(artefacts):
     from hepinfer.runtime.local import LocalRuntime
     from hepinfer.runtime.triton import TritonRuntime
 
-    use = memory_use("particlenet", _options())
+    use = memory_use(get_spec("particlenet"), _options())
     budget = use.fixed_bytes + 40 * use.per_row_bytes
     with hepinfer.serve(["particlenet"], memory_budget=budget, **TORCH_CPU) as server:
-        runtime = TritonRuntime("particlenet", url=server.url)
+        runtime = TritonRuntime(get_spec("particlenet"), url=server.url)
         assert runtime.metadata()["max_batch_size"] == 32
         x = toy_inputs("particlenet", 100, seed=8)
         got = runtime.infer(x)
-    np.testing.assert_allclose(got["softmax"], LocalRuntime("particlenet").infer(x)["softmax"], atol=1e-5)
+    np.testing.assert_allclose(got["softmax"], LocalRuntime(get_spec("particlenet")).infer(x)["softmax"], atol=1e-5)
 
 
 @pytest.mark.gpu
 @pytest.mark.build
 def test_particlenet_memory_per_row_measured_on_cuda(artefacts):
     """On a GPU: allocated CUDA memory per jet, fp16 about half of fp32."""
-    fp32 = memory_use("particlenet", _options(device="cuda:0"), refresh=True)
-    fp16 = memory_use("particlenet", _options(device="cuda:0", precision="fp16"), refresh=True)
+    fp32 = memory_use(get_spec("particlenet"), _options(device="cuda:0"), refresh=True)
+    fp16 = memory_use(get_spec("particlenet"), _options(device="cuda:0", precision="fp16"), refresh=True)
     assert fp32.measure == "cuda_max_memory_allocated" and fp32.device == "cuda:0"
     assert 1 * MB < fp32.per_row_bytes < 50 * MB
     assert 0.3 < fp16.per_row_bytes / fp32.per_row_bytes < 0.7

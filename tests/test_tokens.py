@@ -10,6 +10,7 @@ import pytest
 from hepinfer import ConfigError, InferenceConfig, Scorer, Session
 from hepinfer import tokens as tokens_module
 from hepinfer.coffea import JetTagger
+from hepinfer.models import get_spec
 
 UID = os.getuid()
 
@@ -147,7 +148,7 @@ def test_the_header_reaches_the_triton_client(places):
         def close(self):
             pass
 
-    runtime = TritonRuntime("bdt", config=config.replace(mode="remote", retries=0))
+    runtime = TritonRuntime(get_spec("bdt"), config=config.replace(mode="remote", retries=0))
     client = runtime._clients.get("client", Recorder)
     assert runtime.is_ready()
     runtime._meta = {

@@ -26,13 +26,13 @@ def _engine(name: str, **options):
 
     spec = get_spec(name)
     shapes = {t.name: t.shape for t in spec.inputs}
-    return TorchEngine(str(build_torch(name)), spec.input_names, spec.output_names, input_shapes=shapes, **options)
+    return TorchEngine(str(build_torch(spec)), spec.input_names, spec.output_names, input_shapes=shapes, **options)
 
 
 def _local(name: str, x: dict) -> dict:
     from hepinfer.runtime.local import LocalRuntime
 
-    return LocalRuntime(name).infer(x)
+    return LocalRuntime(get_spec(name)).infer(x)
 
 
 @pytest.mark.build
@@ -47,7 +47,7 @@ def test_torch_program_agrees_with_onnxruntime(artefacts, name):
     for out in get_spec(name).output_names:
         assert got[out].dtype == np.float32 and got[out].shape == want[out].shape
         assert np.abs(got[out] - want[out]).max() <= AGREE[name]
-    assert manifest(name)["torch"]["onnx_vs_torch_max_abs_diff"] <= AGREE[name]
+    assert manifest(get_spec(name))["torch"]["onnx_vs_torch_max_abs_diff"] <= AGREE[name]
 
 
 @pytest.mark.build
@@ -59,7 +59,7 @@ def test_exported_program_fixes_no_device_or_dtype(artefacts, name):
 
     from hepinfer.models.architectures.torch_export import build_torch
 
-    program = torch.export.load(str(build_torch(name)))
+    program = torch.export.load(str(build_torch(get_spec(name))))
     fixed = [
         (str(node.target), {k: v for k, v in node.kwargs.items() if k in ("device", "dtype")})
         for node in program.graph.nodes
@@ -122,14 +122,15 @@ def test_onnx_weights_of_another_network_are_refused(artefacts, tmp_path):
     with pytest.raises(
         HepinferError, match=r"particlenet: .*resnet50.*(does not match the network|fewer \w+ layers than the network)"
     ):
-        load_onnx_weights(network("particlenet"), artefact_path("resnet50"), "particlenet")
+        particlenet = get_spec("particlenet")
+        load_onnx_weights(network(particlenet), artefact_path(get_spec("resnet50")), particlenet)
 
 
 def test_torch_engine_only_for_the_networks():
     from hepinfer.models.architectures.torch_export import build_torch
 
     with pytest.raises(ConfigError, match="served by its own engine"):
-        build_torch("bdt")
+        build_torch(get_spec("bdt"))
 
 
 # -- repository configs -----------------------------------------------------------------------
@@ -211,12 +212,12 @@ def test_served_torch_fp32_equals_local(artefacts):
         assert server.serving == {"engine": "torch", "device": "cpu", "precision": "fp32", "compiled": False}
         for name in ("particlenet", "bdt"):
             x = toy_inputs(name, 300, seed=31)
-            got = TritonRuntime(name, url=server.url).infer(x)
+            got = TritonRuntime(get_spec(name), url=server.url).infer(x)
             want = _local(name, x)
             for out in get_spec(name).output_names:
                 assert np.abs(got[out] - want[out]).max() <= 1e-5
         batches = [toy_inputs("particlenet", n, seed=n) for n in (3, 17, 40, 1, 9, 25)]
-        runtime = TritonRuntime("particlenet", url=server.url)
+        runtime = TritonRuntime(get_spec("particlenet"), url=server.url)
         with ThreadPoolExecutor(6) as pool:
             answers = list(pool.map(runtime.infer, batches))
         for x, got in zip(batches, answers):
@@ -258,5 +259,5 @@ def test_served_on_cuda_fp32_equals_local(artefacts):
 
     with hepinfer.serve(["particlenet", "bdt"], engine="torch", device="cuda:0") as server:
         x = toy_inputs("particlenet", 200, seed=3)
-        got = TritonRuntime("particlenet", url=server.url).infer(x)
+        got = TritonRuntime(get_spec("particlenet"), url=server.url).infer(x)
         np.testing.assert_allclose(got["softmax"], _local("particlenet", x)["softmax"], atol=1e-5)

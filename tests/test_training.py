@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from hepinfer.ml.training import roc as metrics
 from hepinfer.models import architectures as build_mod
-from hepinfer.models import catalogue
+from hepinfer.models import catalogue, get_spec
 
 
 def _pairwise_auc(labels, scores):
@@ -180,7 +180,7 @@ def test_train_network_exports_what_it_trained(generated, tmp_path):
     )
     assert result["training"]["onnx_vs_torch_max_abs_diff"] < 1e-4
     assert len(result["training"]["epochs"]) == 1
-    rt = LocalRuntime("particlenet", artefact=tmp_path / "pn" / "model.onnx")
+    rt = LocalRuntime(get_spec("particlenet"), artefact=tmp_path / "pn" / "model.onnx")
     from hepinfer.models.toy import toy_inputs
 
     assert rt.infer(toy_inputs("particlenet", 3))["softmax"].shape == (3, 2)
@@ -190,7 +190,7 @@ def test_train_network_exports_what_it_trained(generated, tmp_path):
 def test_shipped_artefacts_are_trained_and_intact(model):
     import hashlib
 
-    path = build_mod.shipped(model)
+    path = build_mod.shipped(get_spec(model))
     if path is None:
         pytest.fail(f"no trained {model} shipped in hepinfer/models/trained")
     manifest = json.loads((path.parent / "manifest.json").read_text())
@@ -202,27 +202,28 @@ def test_shipped_artefacts_are_trained_and_intact(model):
 
 def test_build_installs_shipped_but_keeps_own_training(tmp_path, monkeypatch):
     monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
-    build_mod.build("bdt")
+    bdt = get_spec("bdt")
+    build_mod.build(bdt)
     assert (
-        catalogue.is_trained("bdt")
-        and catalogue.manifest("bdt")["sha256"]
-        == json.loads((catalogue.shipped("bdt").parent / "manifest.json").read_text())["sha256"]
+        catalogue.is_trained(bdt)
+        and catalogue.manifest(bdt)["sha256"]
+        == json.loads((catalogue.shipped(bdt).parent / "manifest.json").read_text())["sha256"]
     )
     # a user's own training (weights trained, another sha) is never replaced
-    own = dict(catalogue.manifest("bdt"), sha256="0" * 64, source="hepinfer train")
-    catalogue.manifest_path("bdt").write_text(json.dumps(own))
-    build_mod.build("bdt")
-    assert catalogue.manifest("bdt")["sha256"] == "0" * 64
+    own = dict(catalogue.manifest(bdt), sha256="0" * 64, source="hepinfer train")
+    catalogue.manifest_path(bdt).write_text(json.dumps(own))
+    build_mod.build(bdt)
+    assert catalogue.manifest(bdt)["sha256"] == "0" * 64
     # random weights in the cache are replaced by the shipped ones
-    catalogue.manifest_path("bdt").write_text(json.dumps(dict(own, weights="random")))
-    build_mod.build("bdt")
-    assert catalogue.is_trained("bdt") and catalogue.manifest("bdt")["sha256"] != "0" * 64
+    catalogue.manifest_path(bdt).write_text(json.dumps(dict(own, weights="random")))
+    build_mod.build(bdt)
+    assert catalogue.is_trained(bdt) and catalogue.manifest(bdt)["sha256"] != "0" * 64
     # an artefact shipped earlier (its hash listed under the shipped manifest's "supersedes") is
     # replaced, whatever source its manifest names
-    superseded = catalogue.shipped_manifest("bdt")["supersedes"][0]
-    catalogue.manifest_path("bdt").write_text(json.dumps(dict(own, sha256=superseded)))
-    build_mod.build("bdt")
-    assert catalogue.manifest("bdt")["sha256"] == catalogue.shipped_manifest("bdt")["sha256"]
+    superseded = catalogue.shipped_manifest(bdt)["supersedes"][0]
+    catalogue.manifest_path(bdt).write_text(json.dumps(dict(own, sha256=superseded)))
+    build_mod.build(bdt)
+    assert catalogue.manifest(bdt)["sha256"] == catalogue.shipped_manifest(bdt)["sha256"]
 
 
 def test_retraining_into_the_package_folder_lists_the_hash_it_replaces(tmp_path, monkeypatch):
@@ -251,10 +252,11 @@ def test_untrained_networks_are_labelled(tmp_path, monkeypatch):
     from hepinfer.ml.demo import Comparison, format_table
 
     monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
-    catalogue.manifest_path("resnet50").parent.mkdir(parents=True)
-    catalogue.manifest_path("resnet50").write_text(json.dumps({"weights": "random"}))
-    assert not catalogue.is_trained("resnet50")
-    assert "UNTRAINED" in catalogue.weights_note("resnet50")
+    resnet50 = get_spec("resnet50")
+    catalogue.manifest_path(resnet50).parent.mkdir(parents=True)
+    catalogue.manifest_path(resnet50).write_text(json.dumps({"weights": "random"}))
+    assert not catalogue.is_trained(resnet50)
+    assert "UNTRAINED" in catalogue.weights_note(resnet50)
     table = format_table([Comparison("resnet50", 10, 1.0, 1.0, 0.0, "UNTRAINED", 0.5)])
     assert "| resnet50 | UNTRAINED |" in table and "scores come from an UNTRAINED network" in table
 

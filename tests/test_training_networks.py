@@ -21,7 +21,7 @@ def test_compact_resnet_is_small_and_reads_resnet50s_images():
 
     spec, big = get_spec("resnet"), get_spec("resnet50")
     assert spec.inputs == big.inputs and spec.outputs == big.outputs and spec.classes == big.classes
-    net = network("resnet").eval()
+    net = network(get_spec("resnet")).eval()
     blocks = [m for m in net.modules() if isinstance(m, BasicBlock)]
     assert len(blocks) == sum(spec.extra["blocks"])
     params = sum(p.numel() for p in net.parameters())
@@ -77,7 +77,7 @@ def test_train_compact_resnet_exports_card_and_learning_curve(generated, tmp_pat
     assert set(result["working_points"]) == {"top@1%", "top@10%", "top@eff30%", "top@eff50%"}
     card = (folder / "model_card.md").read_text()
     assert "| epoch | train loss | validation loss |" in card and "![learning curve](learning_curve.png)" in card
-    rt = LocalRuntime("resnet", artefact=folder / "model.onnx")
+    rt = LocalRuntime(get_spec("resnet"), artefact=folder / "model.onnx")
     from hepinfer.models.toy import toy_inputs
 
     assert rt.infer(toy_inputs("resnet", 3))["softmax"].shape == (3, 2)
@@ -92,9 +92,9 @@ def test_training_resnet50_into_the_cache_removes_the_untrained_label(generated,
     from hepinfer.ml.training import TrainSettings, train
 
     monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))
-    catalogue.manifest_path("resnet50").parent.mkdir(parents=True)
-    catalogue.manifest_path("resnet50").write_text(json.dumps({"weights": "random"}))
-    assert "UNTRAINED" in catalogue.weights_note("resnet50")
+    catalogue.manifest_path(get_spec("resnet50")).parent.mkdir(parents=True)
+    catalogue.manifest_path(get_spec("resnet50")).write_text(json.dumps({"weights": "random"}))
+    assert "UNTRAINED" in catalogue.weights_note(get_spec("resnet50"))
     assert ("resnet50 (UNTRAINED)", "resnet50") in model_choices()
     console()
     train(
@@ -107,13 +107,13 @@ def test_training_resnet50_into_the_cache_removes_the_untrained_label(generated,
     printed = capsys.readouterr().out
     assert "resnet50: 18 training jets; about " in printed and " x 1 batches x 1 epochs)" in printed
     assert printed.index("about ") < printed.index("resnet50 epoch 1/1")
-    assert catalogue.is_trained("resnet50") and catalogue.weights_note("resnet50") == "trained"
+    assert catalogue.is_trained(get_spec("resnet50")) and catalogue.weights_note(get_spec("resnet50")) == "trained"
     assert ("resnet50", "resnet50") in model_choices()
-    folder = catalogue.artefact_path("resnet50").parent
+    folder = catalogue.artefact_path(get_spec("resnet50")).parent
     assert (folder / "model_card.md").exists() and (folder / "learning_curve.png").exists()
-    artefact = catalogue.artefact_path("resnet50").read_bytes()
-    assert catalogue.manifest("resnet50")["sha256"] == hashlib.sha256(artefact).hexdigest()
-    assert np.isfinite(catalogue.manifest("resnet50")["training"]["seconds_per_batch"])
+    artefact = catalogue.artefact_path(get_spec("resnet50")).read_bytes()
+    assert catalogue.manifest(get_spec("resnet50"))["sha256"] == hashlib.sha256(artefact).hexdigest()
+    assert np.isfinite(catalogue.manifest(get_spec("resnet50"))["training"]["seconds_per_batch"])
 
 
 @pytest.mark.slow
@@ -127,8 +127,9 @@ def test_estimate_only_times_batches_and_writes_nothing(generated, tmp_path, mon
     result = train("resnet", sample, settings=settings, max_jets=40)
     assert result["estimate"].endswith("x 3 epochs)") and " x 5 batches " in result["estimate"]
     assert result["training"]["seconds_per_batch"] > 0
-    assert not catalogue.artefact_path("resnet").exists() and not catalogue.manifest_path("resnet").exists()
-    assert not catalogue.artefact_path("resnet").parent.exists()
+    resnet = get_spec("resnet")
+    assert not catalogue.artefact_path(resnet).exists() and not catalogue.manifest_path(resnet).exists()
+    assert not catalogue.artefact_path(resnet).parent.exists()
     with pytest.raises(ConfigError, match="bdt: a time estimate is for the networks"):
         train("bdt", sample, settings=settings, bdt_settings=BDTSettings())
 

@@ -9,7 +9,7 @@ import pytest
 
 import hepinfer
 from hepinfer import InferenceConfig, InputMismatch, ModelNotFound, Scorer, ServerUnavailable
-from hepinfer.models import SPECS
+from hepinfer.models import SPECS, get_spec
 from hepinfer.models.toy import toy_inputs
 from hepinfer.runtime.triton import TritonRuntime
 
@@ -166,7 +166,7 @@ def test_an_unreachable_shared_server_is_not_told_to_start_one(free_port):
 @pytest.mark.triton
 def test_model_not_on_server(server):
     port = server.url.rsplit(":", 1)[1]
-    rt = TritonRuntime("bdt", f"grpc://127.0.0.1:{port}", model_name="not_there")
+    rt = TritonRuntime(get_spec("bdt"), f"grpc://127.0.0.1:{port}", model_name="not_there")
     with pytest.raises(ModelNotFound, match="'not_there' .*not ready"):
         rt.infer(toy_inputs("bdt", 3))
 
@@ -175,10 +175,10 @@ def test_model_not_on_server(server):
 def test_server_metadata_mismatch_names_tensor(server):
     # The server's bdt model is asked to score with particlenet's spec view of the inputs: the
     # server metadata check must name the tensor before anything is sent.
-    rt = TritonRuntime("particlenet", server.url, model_name="bdt")
+    rt = TritonRuntime(get_spec("particlenet"), server.url, model_name="bdt")
     with pytest.raises(InputMismatch, match=r"model 'bdt' on .*expects input tensors \['input__0'\]"):
         rt.infer(toy_inputs("particlenet", 2))
-    rt = TritonRuntime("bdt", server.url)
+    rt = TritonRuntime(get_spec("bdt"), server.url)
     x = toy_inputs("bdt", 2)
     with pytest.raises(InputMismatch, match=r"'input__0'.*\(N, 20\).*\(2, 19\)"):
         rt.infer({"input__0": x["input__0"][:, :19]})
@@ -186,7 +186,7 @@ def test_server_metadata_mismatch_names_tensor(server):
 
 @pytest.mark.triton
 def test_clients_per_thread_and_never_pickled(server):
-    rt = TritonRuntime("bdt", server.url)
+    rt = TritonRuntime(get_spec("bdt"), server.url)
     x = toy_inputs("bdt", 64, seed=8)
     want = Scorer("bdt")(x)["output__0"]
     clients, errors = set(), []

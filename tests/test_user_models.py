@@ -51,11 +51,12 @@ def declared(tmp_path_factory, tiny_onnx):
     shipped BDT as UBJ), in HEPINFER_MODELS for the module's tests; yields its folder."""
     import xgboost as xgb
 
+    from hepinfer.models import SPECS
     from hepinfer.models.catalogue import shipped
 
     folder = tmp_path_factory.mktemp("user-models")
     tiny_onnx(folder / "tiny.onnx")
-    xgb.Booster(model_file=str(shipped("bdt"))).save_model(str(folder / "tinybdt.ubj"))
+    xgb.Booster(model_file=str(shipped(SPECS["bdt"]))).save_model(str(folder / "tinybdt.ubj"))
     (folder / "hepinfer_user_builders.py").write_text(BUILDERS)
     bdt = get_spec("bdt")
     (folder / "models.toml").write_text(

@@ -8,7 +8,7 @@ import pytest
 
 from hepinfer import ConfigError
 from hepinfer.ml.training import roc as metrics
-from hepinfer.models import catalogue
+from hepinfer.models import catalogue, get_spec
 from hepinfer.models.resolved import resolve
 
 NAMES = ("top@1%", "top@10%", "top@eff30%", "top@eff50%")
@@ -74,7 +74,7 @@ def home(tmp_path, monkeypatch):
 
 
 def _write_manifest(model, **fields):
-    path = catalogue.manifest_path(model)
+    path = catalogue.manifest_path(get_spec(model))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"model": model, "weights": "trained", **fields}))
 
@@ -96,11 +96,11 @@ def test_working_point_cut_reads_the_manifest_and_names_what_is_missing(home):
 
 @pytest.mark.parametrize("model", ["particlenet", "resnet", "bdt", "bdt_nanoaod"])
 def test_shipped_models_record_their_working_points(model):
-    shipped = catalogue.shipped_manifest(model)
+    shipped = catalogue.shipped_manifest(get_spec(model))
     assert tuple(shipped["working_points"]) == NAMES
     test = shipped["metrics"]["independent test sample"]
     assert test["working_points"] == shipped["working_points"] and test["auc_error"] > 0
-    card = (catalogue.shipped(model).parent / "model_card.md").read_text()
+    card = (catalogue.shipped(get_spec(model)).parent / "model_card.md").read_text()
     assert "| `top@1%` | mistag rate 1% |" in card and "![ROC curve](roc.png)" in card
 
 
@@ -108,7 +108,7 @@ def test_an_older_cached_manifest_of_the_shipped_artefact_reads_the_shipped_work
     """A cache filled before the working points were recorded holds the same artefact (same sha256)
     with a manifest without them: the shipped manifest's are used; the user's own training is not
     given the shipped model's thresholds."""
-    shipped = catalogue.shipped_manifest("bdt")
+    shipped = catalogue.shipped_manifest(get_spec("bdt"))
     _write_manifest("bdt", sha256=shipped["sha256"])
     assert resolve("bdt").working_points() == shipped["working_points"]
     _write_manifest("bdt", sha256="0" * 64, source="hepinfer train")
@@ -171,5 +171,5 @@ def test_only_built_in_networks_without_weights_are_untrained(home, server_only_
     assert not catalogue.is_untrained(elsewhere)
     assert catalogue.weights_note(elsewhere) == "declared by server grpc://example.org:8001"
     _write_manifest("resnet50", weights="random")
-    assert catalogue.is_untrained("resnet50") and "UNTRAINED" in catalogue.weights_note("resnet50")
-    assert not catalogue.is_untrained("resnet") and catalogue.weights_note("resnet") == "trained"
+    assert catalogue.is_untrained(get_spec("resnet50")) and "UNTRAINED" in catalogue.weights_note(get_spec("resnet50"))
+    assert not catalogue.is_untrained(get_spec("resnet")) and catalogue.weights_note(get_spec("resnet")) == "trained"

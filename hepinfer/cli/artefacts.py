@@ -8,12 +8,13 @@ from hepinfer.cli.common import add_engine_options, add_models, model_list
 from hepinfer.serving.repository import FLAVOURS
 
 
-def _to_build(models) -> list[str]:
-    """The models whose artefact hepinfer builds or installs (user models bring their own file, and a
-    model that only a server has, none)."""
-    from hepinfer.models import get_spec
+def _to_build(models) -> list:
+    """The ModelSpecs of the models (names, resolved here) whose artefact hepinfer builds or installs
+    (user models bring their own file, and a model that only a server has, none)."""
+    from hepinfer.models.resolved import resolve
 
-    return [m for m in models if get_spec(m).artefact_file is None and not get_spec(m).remote_only]
+    specs = [resolve(m).spec for m in models]
+    return [spec for spec in specs if spec.artefact_file is None and not spec.remote_only]
 
 
 def cmd_setup(args) -> int:
@@ -26,9 +27,9 @@ def cmd_setup(args) -> int:
     if torch:
         from hepinfer.models.architectures.torch_export import NETWORKS, build_torch
 
-        for name in models:
-            if name in NETWORKS:
-                print(f"{name}: torch engine program {build_torch(name, force=args.force)}")
+        for spec in models:
+            if spec.name in NETWORKS:
+                print(f"{spec.name}: torch engine program {build_torch(spec, force=args.force)}")
     env = ensure_server_env(torch=torch, gpu=args.gpu)
     if torch:
         print(f"server environment {env.root}: torch {env.torch_version} ({env.torch}), {env.cuda_devices} GPU(s) seen")
@@ -104,7 +105,7 @@ def cmd_repo(args) -> int:
         compiled=args.compiled,
     )
     out = write_repository(args.out, opts)
-    print(f"wrote {args.flavour} repository with {', '.join(opts.models)} to {out}")
+    print(f"wrote {args.flavour} repository with {', '.join(spec.name for spec in opts.models)} to {out}")
     return 0
 
 

@@ -59,7 +59,7 @@ def call_overhead_ms(url: str, calls: int = 200) -> float:
     """Median round trip of a one-row BDT request through hepinfer's remote Scorer (ms): the fixed
     cost of one call to the server (client, gRPC, server, python backend; the BDT itself is ~µs)."""
     scorer = Scorer("bdt", config=InferenceConfig(mode="remote", url=url))
-    x = toy_inputs("bdt", 1, seed=0)
+    x = toy_inputs(scorer.spec, 1, seed=0)
     scorer(x)
     times = []
     for _ in range(calls):
@@ -84,7 +84,7 @@ def compare(
 
     resolved = {model.name: model for model in map(resolve, models or SPECS)}
     models = list(resolved)
-    build_all(models)
+    build_all(list(resolved.values()))
     sample = None if toy else demo_sample(events)
     if sample is not None:
         counts = sample.counts()
@@ -103,20 +103,21 @@ def compare(
         for name in models:
             if sample is None:
                 n = jets if name != "resnet50" else min(jets, 500)
-                inputs = toy_inputs(name, n, seed=seed)
+                inputs = toy_inputs(resolved[name], n, seed=seed)
             else:
                 from hepinfer.ml.training import build_chunked
 
                 inputs = build_chunked(resolved[name], sample)
                 n = len(sample)
-            local = Scorer(name, config=InferenceConfig(mode="local", threads=1))
-            remote = stack.enter_context(Scorer(name, config=InferenceConfig(mode="remote", url=url)))
+            spec = resolved[name].spec
+            local = Scorer(spec, config=InferenceConfig(mode="local", threads=1))
+            remote = stack.enter_context(Scorer(spec, config=InferenceConfig(mode="remote", url=url)))
             out_local, t_local = _timed(local, inputs, chunk)
             out_remote, t_remote = _timed(remote, inputs, chunk)
             diff = max(float(np.abs(out_local[k] - out_remote[k]).max()) for k in out_local)
             from hepinfer.models.catalogue import is_untrained
 
-            row = Comparison(name, n, n / t_local, n / t_remote, diff, "UNTRAINED" if is_untrained(name) else "trained")
+            row = Comparison(name, n, n / t_local, n / t_remote, diff, "UNTRAINED" if is_untrained(spec) else "trained")
             if sample is not None:
                 from hepinfer.ml.training.roc import auc
 

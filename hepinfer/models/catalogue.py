@@ -13,6 +13,9 @@ package (``hepinfer/models/trained/``) and installed into the cache by :func:`in
 Local inference reads them straight from the package when the cache has none
 (:func:`local_artefact`), so a worker without the submit host's ``HEPINFER_HOME`` still scores.
 
+Every function takes a model's :class:`~hepinfer.models.spec.ModelSpec` or its resolved
+:class:`~hepinfer.models.resolved.Model`, never a name.
+
 A user model's artefact is its own file (``ModelSpec.artefact_file``): nothing is built, installed
 or written beside it; its manifest is what the declaration says (:func:`manifest`).
 """
@@ -25,9 +28,9 @@ from pathlib import Path
 
 from hepinfer import paths
 from hepinfer.errors import ArtefactMissing
-from hepinfer.models import get_spec
 from hepinfer.models.checks import file_sha256
 from hepinfer.models.registry import BUILTIN
+from hepinfer.models.spec import spec_of
 
 TRAINED_DIR = Path(__file__).resolve().parent / "trained"
 CARD = "model_card.md"
@@ -36,7 +39,7 @@ TORCH_ARTEFACT = "model.pt2"
 
 def artefact_path(model) -> Path:
     """The model file: ``artefact_file`` for a user model, else its place in the cache."""
-    spec = get_spec(model)
+    spec = spec_of(model)
     if spec.artefact_file is not None:
         return Path(spec.artefact_file)
     return paths.artefact_dir(spec.name, spec.version) / spec.artefact
@@ -50,7 +53,7 @@ def torch_artefact_path(model) -> Path:
 
 def is_user_model(model) -> bool:
     """True for a model whose artefact is a file the user declared (not built into the cache)."""
-    return get_spec(model).artefact_file is not None
+    return spec_of(model).artefact_file is not None
 
 
 def manifest_path(model) -> Path:
@@ -66,7 +69,7 @@ def is_built(model) -> bool:
 def manifest(model) -> dict:
     """The manifest of the artefact in the cache ({} when none); for a user model, what its
     declaration says."""
-    spec = get_spec(model)
+    spec = spec_of(model)
     if spec.artefact_file is not None:
         path = Path(spec.artefact_file)
         return {
@@ -89,14 +92,14 @@ def is_trained(model) -> bool:
 def is_untrained(model) -> bool:
     """A built-in model that runs with random weights: neither trained in the cache nor shipped
     trained.  A user's model, or one only a server has, comes with its own weights: never untrained."""
-    spec = get_spec(model)
-    return spec.source == BUILTIN and shipped(spec.name) is None and not is_trained(spec.name)
+    spec = spec_of(model)
+    return spec.source == BUILTIN and shipped(spec) is None and not is_trained(spec)
 
 
 def weights_note(model) -> str:
     """'trained', where a model from elsewhere was declared, or a warning that scores come from an
     untrained network (:func:`is_untrained`)."""
-    spec = get_spec(model)
+    spec = spec_of(model)
     if is_user_model(spec):
         return f"declared by {manifest(spec)['source']}"
     if spec.source != BUILTIN:
@@ -106,7 +109,7 @@ def weights_note(model) -> str:
 
 def shipped(model) -> Path | None:
     """The committed trained artefact of ``model``, if hepinfer ships one."""
-    spec = get_spec(model)
+    spec = spec_of(model)
     if spec.artefact_file is not None or spec.remote_only:
         return None
     path = TRAINED_DIR / spec.name / spec.artefact
@@ -114,21 +117,22 @@ def shipped(model) -> Path | None:
 
 
 def shipped_manifest(model) -> dict:
-    spec = get_spec(model)
+    spec = spec_of(model)
     return json.loads((TRAINED_DIR / spec.name / "manifest.json").read_text())
 
 
 def verified_shipped(model) -> Path:
     """The shipped artefact of ``model``, its sha256 checked against the shipped manifest
     (ArtefactMissing naming the file when it differs: a damaged installation)."""
-    path = shipped(model)
+    spec = spec_of(model)
+    path = shipped(spec)
     if path is None:
-        raise ArtefactMissing(f"model {get_spec(model).name!r}: hepinfer ships no trained artefact for it")
-    want = shipped_manifest(model).get("sha256")
+        raise ArtefactMissing(f"model {spec.name!r}: hepinfer ships no trained artefact for it")
+    want = shipped_manifest(spec).get("sha256")
     actual = file_sha256(str(path))
     if actual != want:
         raise ArtefactMissing(
-            f"model {get_spec(model).name!r}: shipped artefact {path} has sha256 {actual}, its manifest says "
+            f"model {spec.name!r}: shipped artefact {path} has sha256 {actual}, its manifest says "
             f"{want}: the installation is damaged (reinstall hepinfer, or build the cache: `hepinfer models build`)"
         )
     return path
@@ -146,7 +150,7 @@ def local_artefact(model) -> Path:
 
 def install_shipped(model) -> Path:
     """Copy the shipped artefact, its manifest and model card into the cache; return the artefact."""
-    spec = get_spec(model)
+    spec = spec_of(model)
     src = TRAINED_DIR / spec.name
     dst = paths.artefact_dir(spec.name, spec.version)
     dst.mkdir(parents=True, exist_ok=True)

@@ -266,6 +266,19 @@ class ModelSpec:
         return validate_tensors(self.name, self.inputs, inputs)
 
 
+def spec_of(model) -> ModelSpec:
+    """The ModelSpec of ``model``: a ModelSpec, or a resolved model (:class:`hepinfer.models.resolved.Model`,
+    its ``spec``).  A name is resolved where it comes in (:func:`hepinfer.models.resolved.resolve`),
+    not here: TypeError naming it."""
+    spec = getattr(model, "spec", model)
+    if isinstance(spec, ModelSpec):
+        return spec
+    raise TypeError(
+        f"expected a ModelSpec or a resolved Model, got {model!r}: resolve a model's name where it comes in "
+        "(hepinfer.models.resolved.resolve)"
+    )
+
+
 def validate_tensors(model: str, expected: tuple[TensorSpec, ...], inputs: Mapping[str, np.ndarray]) -> int:
     if not isinstance(inputs, Mapping):
         raise InputMismatch(

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from hepinfer.models import JET_IMAGE_MODELS, get_spec
+from hepinfer.models import JET_IMAGE_MODELS
+from hepinfer.models.resolved import resolve
 
 
-def toy_inputs(model: str, n_jets: int, seed: int = 0) -> dict[str, np.ndarray]:
-    spec = get_spec(model)
+def toy_inputs(model, n_jets: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """``n_jets`` rows of inputs of ``model``: a name (resolved here: ``toy_inputs("bdt", 100)``), a
+    ModelSpec or a resolved Model."""
+    spec = resolve(model).spec
     rng = np.random.default_rng(seed)
     if spec.name == "particlenet":
         n_feat = spec.input("features").shape[0]

@@ -47,14 +47,21 @@ def _ipywidgets():
     return ipywidgets
 
 
+def probe_runtime(config, models, timeout_s: float):
+    """A TritonRuntime for the server of ``config`` that asks at most ``timeout_s``, made for the first
+    of ``models`` (names, resolved here; ``bdt`` when none): its connection asks about every model."""
+    from hepinfer.models.resolved import resolve
+    from hepinfer.runtime.triton import TritonRuntime
+
+    return TritonRuntime(resolve(next(iter(models), "bdt")), config=config.replace(timeout_s=timeout_s))
+
+
 def server_status(config, models, timeout_s: float = 1.0, runtime=None) -> dict:
     """Live, ready, which of ``models`` are ready, the round trip of a liveness call (ms), and what
     the server computes each ready model with (``serving``: {model: ServedEngine.as_dict()}), for
     the server of ``config`` (an InferenceConfig: URL, TLS and headers as scoring uses them).
     ``runtime``: a TritonRuntime for that config to reuse (the panel keeps one, so a refresh every
     few seconds does not open a new connection); without one, a temporary one is made and closed."""
-    from hepinfer.runtime.triton import TritonRuntime
-
     status = {
         "url": config.url,
         "live": False,
@@ -66,7 +73,7 @@ def server_status(config, models, timeout_s: float = 1.0, runtime=None) -> dict:
     }
     own = runtime is None
     if own:
-        runtime = TritonRuntime(next(iter(models), "bdt"), config=config.replace(timeout_s=timeout_s))
+        runtime = probe_runtime(config, models, timeout_s)
     kw = {"headers": runtime.request_headers()}
     if runtime.url.protocol == "grpc":
         kw["client_timeout"] = timeout_s
@@ -282,13 +289,8 @@ class Panel:
         timeout_s = min(1.0, config.probe_timeout_s)
         with self._probe_lock:
             if self._probe is None or self._probe[0] != config:
-                from hepinfer.runtime.triton import TritonRuntime
-
                 self._close_probe()
-                self._probe = (
-                    config,
-                    TritonRuntime(next(iter(self.models.value), "bdt"), config=config.replace(timeout_s=timeout_s)),
-                )
+                self._probe = (config, probe_runtime(config, self.models.value, timeout_s))
             status = server_status(config, self.models.value, timeout_s=timeout_s, runtime=self._probe[1])
         self._last_status = status
         self.status.value = status_html(status, self._last_check())

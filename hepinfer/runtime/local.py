@@ -14,9 +14,9 @@ import numpy as np
 
 from hepinfer.caching import ProcessCache
 from hepinfer.errors import ArtefactMissing, ConfigError
-from hepinfer.models import get_spec
 from hepinfer.models.catalogue import local_artefact
 from hepinfer.models.checks import check_sha256
+from hepinfer.models.spec import spec_of
 from hepinfer.runtime import empty_outputs
 from hepinfer.runtime.engines import load_engine
 
@@ -30,8 +30,11 @@ INSTALL_LOCAL = (
 
 
 class LocalRuntime:
+    """``model`` (its ModelSpec or resolved Model; the Scorer resolves a name) evaluated here, from its
+    artefact (``artefact``: another file of the same model)."""
+
     def __init__(self, model, *, threads: int = 1, artefact: str | Path | None = None):
-        self.spec = get_spec(model)
+        self.spec = spec_of(model)
         self.threads = int(threads)
         self._artefact = Path(artefact) if artefact else None
 

@@ -26,8 +26,7 @@ import numpy as np
 from hepinfer.caching import ProcessCache
 from hepinfer.config import InferenceConfig
 from hepinfer.errors import ConfigError, HepinferError, InputMismatch, ModelNotFound, ServerError
-from hepinfer.models import get_spec
-from hepinfer.models.spec import WIRE_TO_NUMPY
+from hepinfer.models.spec import WIRE_TO_NUMPY, spec_of
 from hepinfer.runtime import empty_outputs, split_rows
 from hepinfer.runtime.pieces import model_instances, piece_rows, preferred_batch_sizes
 from hepinfer.runtime.triton_errors import converted
@@ -66,6 +65,10 @@ def _modules(protocol: str):
 
 
 class TritonRuntime:
+    """``model`` (its ModelSpec or resolved Model; the Scorer resolves a name) evaluated by the Triton
+    server at ``url`` (or ``config``'s), served there as ``model_name`` (default: the URL's, else the
+    spec's name)."""
+
     def __init__(
         self,
         model,
@@ -75,7 +78,7 @@ class TritonRuntime:
         model_name: str | None = None,
         model_version: str | None = None,
     ):
-        self.spec = get_spec(model)
+        self.spec = spec_of(model)
         config = config or InferenceConfig(mode="remote")
         if url is not None:
             config = config.replace(url=str(url))

@@ -53,7 +53,7 @@ from pathlib import Path
 from hepinfer import paths
 from hepinfer.errors import ArtefactMissing, ConfigError, ServerError
 from hepinfer.logs import get_logger
-from hepinfer.models import get_spec
+from hepinfer.models.spec import ModelSpec, spec_of
 from hepinfer.serving.repository import ENGINE_MODULE, RepositoryOptions, runs_torch
 
 log = get_logger(__name__)
@@ -211,9 +211,9 @@ def plan_batches(
 
 
 def memory_path(model) -> Path:
-    """``$HEPINFER_HOME/models/<model>/<version>/memory.json`` (also for a user model: the cache,
-    never beside the user's file)."""
-    spec = get_spec(model)
+    """``$HEPINFER_HOME/models/<model>/<version>/memory.json`` of ``model`` (its ModelSpec or resolved
+    Model; also for a user model: the cache, never beside the user's file)."""
+    spec = spec_of(model)
     return paths.artefact_dir(spec.name, spec.version) / MEMORY_FILE
 
 
@@ -226,14 +226,15 @@ def _sha256(path: Path) -> str:
 
 
 def served_artefact(model, options: RepositoryOptions) -> tuple[str, Path, str, str]:
-    """(engine, artefact, device, precision) that serve ``model`` under ``options``."""
+    """(engine, artefact, device, precision) that serve ``model`` (its ModelSpec or resolved Model)
+    under ``options``."""
     from hepinfer.models.catalogue import artefact_path
 
-    spec = get_spec(model)
+    spec = spec_of(model)
     if runs_torch(spec, options):
         from hepinfer.models.architectures.torch_export import build_torch
 
-        return "torch", build_torch(spec.name), options.device, options.precision
+        return "torch", build_torch(spec), options.device, options.precision
     path = artefact_path(spec)
     if not path.exists():
         raise ArtefactMissing(f"model {spec.name!r}: artefact {path} not built yet; run `hepinfer models build`")
@@ -241,10 +242,11 @@ def served_artefact(model, options: RepositoryOptions) -> tuple[str, Path, str, 
 
 
 def memory_use(model, options: RepositoryOptions, environment=None, *, refresh: bool = False) -> MemoryUse:
-    """The memory one instance of ``model`` takes as ``options`` serve it: from memory.json, or
+    """The memory one instance of ``model`` (its ModelSpec or resolved Model) takes as ``options`` serve
+    it: from memory.json, or
     measured in the server environment (``environment``, default :func:`ensure_server_env`) and
     recorded there.  ``refresh`` measures again."""
-    spec = get_spec(model)
+    spec = spec_of(model)
     engine, artefact, device, precision = served_artefact(spec, options)
     sha = _sha256(artefact)
     key = f"{engine}/{device}/{precision}/threads={options.threads}/{sha}"
@@ -341,11 +343,11 @@ def _measure(spec, engine: str, artefact: Path, device: str, precision: str, thr
 # -- the repository ---------------------------------------------------------------------------------
 
 
-def budget_models(options: RepositoryOptions) -> tuple[str, ...]:
+def budget_models(options: RepositoryOptions) -> tuple[ModelSpec, ...]:
     """The models that share the budget: those on the torch engine's GPU, or all when all run on CPU."""
     if options.device == "cpu":
         return tuple(options.models)
-    return tuple(m for m in options.models if runs_torch(get_spec(m), options))
+    return tuple(spec for spec in options.models if runs_torch(spec, options))
 
 
 def size_options(
@@ -357,9 +359,9 @@ def size_options(
         raise ConfigError(f"memory budgets size the embedded server's repository, not the {options.flavour!r} one")
     if budget_bytes is None or budget_bytes <= 0:
         raise ConfigError(f"memory budget must be a positive number of bytes, got {budget_bytes}")
-    names = budget_models(options)
-    uses = [memory_use(m, options, environment) for m in names]
-    caps = {m: int(options.max_batch_size.get(m, get_spec(m).max_batch_size)) for m in names}
+    specs = budget_models(options)
+    uses = [memory_use(spec, options, environment) for spec in specs]
+    caps = {spec.name: int(options.max_batch_size.get(spec.name, spec.max_batch_size)) for spec in specs}
     plans = plan_batches(uses, int(budget_bytes), caps, options.instances, options.device)
     max_batch = {**options.max_batch_size, **{p.model: p.max_batch_size for p in plans}}
     preferred = {**options.preferred_batch_sizes, **{p.model: p.preferred_batch_sizes for p in plans}}

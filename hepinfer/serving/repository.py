@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hepinfer.errors import ArtefactMissing, ConfigError
-from hepinfer.models import SPECS, get_spec
+from hepinfer.models import SPECS
 from hepinfer.models.checks import check_declaration, check_sha256
+from hepinfer.models.resolved import resolve
 from hepinfer.models.spec import ModelSpec
 
 FLAVOURS = ("embedded", "production")
@@ -77,21 +78,22 @@ def runs_torch(spec: ModelSpec, options: RepositoryOptions) -> bool:
     )
 
 
-def served_models(models) -> tuple[str, ...]:
-    """The names of ``models`` (names or ModelSpecs; a ModelSpec not registered yet is registered),
-    each checked for serving: ConfigError for a bad declaration or a model without artefact."""
-    names = []
+def served_models(models) -> tuple[ModelSpec, ...]:
+    """The ModelSpecs of ``models`` (names, resolved here, ModelSpecs or resolved Models; a ModelSpec
+    not registered yet is registered), each checked for serving: ConfigError for a bad declaration or
+    a model without artefact."""
+    specs = []
     for m in models:
-        spec = get_spec(m)
+        spec = resolve(m).spec
         if spec.remote_only:
             raise ConfigError(
                 f"model {spec.name!r} ({spec.source}) has no artefact (only a server has it): it cannot be served here"
             )
-        if isinstance(m, ModelSpec) and SPECS.get(spec.name) != spec:
-            spec = SPECS.register(m, source=m.source or "python")
+        if SPECS.get(spec.name) != spec:
+            spec = SPECS.register(spec, source=spec.source or "python")
         check_declaration(spec)
-        names.append(spec.name)
-    return tuple(names)
+        specs.append(spec)
+    return tuple(specs)
 
 
 def _pb():
@@ -102,10 +104,11 @@ def _pb():
 
 @dataclass(frozen=True)
 class RepositoryOptions:
-    """How the models are served.  The defaults are the embedded server's."""
+    """How the models are served.  The defaults are the embedded server's.  ``models``: names (resolved
+    here, once), ModelSpecs or resolved Models; kept as their checked ModelSpecs."""
 
     flavour: str = "embedded"
-    models: tuple[str, ...] = field(default_factory=lambda: SPECS.servable())  # every model with an artefact
+    models: tuple[ModelSpec, ...] = field(default_factory=lambda: SPECS.servable())  # every model with an artefact
     instances: int = 1  # instance_group count per model
     gpu: bool = False  # production: KIND_GPU instances
     dynamic_batching: bool = True
@@ -237,15 +240,14 @@ def write_repository(out: str | Path, options: RepositoryOptions | None = None) 
 
     options = options or RepositoryOptions()
     out = Path(out)
-    for name in options.models:
-        spec = get_spec(name)
+    for spec in options.models:
         null = options.engine == "null"  # reads no artefact
         src = artefact_path(spec)
         if not null:
             if not src.exists():
                 if spec.artefact_file is not None:
-                    raise ArtefactMissing(f"model {name!r}: artefact file {src} does not exist")
-                raise ArtefactMissing(f"model {name!r}: artefact {src} not built yet; run `hepinfer models build`")
+                    raise ArtefactMissing(f"model {spec.name!r}: artefact file {src} does not exist")
+                raise ArtefactMissing(f"model {spec.name!r}: artefact {src} not built yet; run `hepinfer models build`")
             check_sha256(spec, str(src))
         model_dir = _inside(out, spec.name)
         version_dir = model_dir / str(spec.version)
@@ -259,7 +261,7 @@ def write_repository(out: str | Path, options: RepositoryOptions | None = None) 
         if runs_torch(spec, options):
             from hepinfer.models.architectures.torch_export import build_torch
 
-            src = build_torch(spec.name)  # derived from the ONNX artefact, rebuilt when that changes
+            src = build_torch(spec)  # derived from the ONNX artefact, rebuilt when that changes
             target = version_dir / torch_artefact_path(spec).name
         if options.flavour == "embedded":
             shutil.copyfile(MODEL_PY, version_dir / "model.py")

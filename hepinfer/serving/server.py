@@ -164,7 +164,7 @@ class EmbeddedServer:
         o = self.options
         options = RepositoryOptions(
             flavour="embedded",
-            models=o.models,
+            models=o.specs,  # resolved when the options were made
             instances=o.instances,
             threads=o.threads,
             dynamic_batching=o.dynamic_batching,

@@ -8,14 +8,17 @@ from pathlib import Path
 
 from hepinfer.errors import ConfigError
 from hepinfer.models import SPECS
+from hepinfer.models.spec import ModelSpec
 from hepinfer.serving.foreign import check_repository
 from hepinfer.serving.repository import check_engine_choice, served_models
 
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """What an embedded server serves and how.  ``models``: names or ModelSpecs; None (the default)
-    is every declared model with an artefact, or with ``repository`` every model of that Triton
+    """What an embedded server serves and how.  ``models``: names, ModelSpecs or resolved Models,
+    resolved once here (``models`` keeps their names, ``specs`` the checked ModelSpecs that the
+    repository writer receives); None (the default) is every declared model with an artefact, or with
+    ``repository`` every model of that Triton
     model repository (served as it is: :mod:`hepinfer.serving.foreign`).  ``skip_unservable``
     (``repository`` only): a model of it that cannot be served or fails to load is skipped with a
     warning instead of failing the start; None (the default) is on when ``models`` is None."""
@@ -46,12 +49,15 @@ class ServerOptions:
     tls_key: Path | None = None
     token: str | None = field(default=None, repr=False)  # clients must send it (a bearer token)
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    specs: tuple[ModelSpec, ...] = field(default=(), init=False, repr=False, compare=False)  # without repository
 
     def __post_init__(self) -> None:
         named = self.models is not None
         if self.repository is None:
             # names or ModelSpecs (registered when new); each declaration checked before anything is served
-            object.__setattr__(self, "models", served_models(self.models if named else SPECS.servable()))
+            specs = served_models(self.models if named else SPECS.servable())
+            object.__setattr__(self, "specs", specs)
+            object.__setattr__(self, "models", tuple(spec.name for spec in specs))
         else:
             object.__setattr__(self, "repository", Path(self.repository))
             object.__setattr__(self, "models", check_repository(self.repository, self.models))

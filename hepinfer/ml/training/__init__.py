@@ -125,7 +125,7 @@ def train(
         checkpoint.unlink(missing_ok=True)  # the artefact is written below; never shipped
         example = {k: v[:4] for k, v in inputs.items()}
         check = {k: v[:64] for k, v in inputs.items()}
-        info["onnx_vs_torch_max_abs_diff"] = export_onnx(net, spec.name, tmp, example, check)
+        info["onnx_vs_torch_max_abs_diff"] = export_onnx(net, spec, tmp, example, check)
         info["parameters"] = int(sum(p.numel() for p in net.parameters()))
         used_settings = settings.as_dict()
         curve = plots.network_curve(info)

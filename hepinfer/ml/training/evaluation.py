@@ -121,9 +121,9 @@ def evaluate(
     if artefact is None and mode == "local":
         from hepinfer.models.catalogue import is_untrained, weights_note
 
-        result["weights"] = "untrained" if is_untrained(spec.name) else "trained"
-        if is_untrained(spec.name):
-            log.info(f"{spec.name}: {weights_note(spec.name)}")
+        result["weights"] = "untrained" if is_untrained(spec) else "trained"
+        if is_untrained(spec):
+            log.info(f"{spec.name}: {weights_note(spec)}")
     log.info(roc.describe(spec.name, result))
     return result
 

@@ -156,7 +156,7 @@ def train_network(
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    net = network(spec.name)
+    net = network(spec)
     if settings.init_from:
         start = _load_checkpoint(torch, Path(settings.init_from), spec.name, None)
         net.load_state_dict(start["best"] or start["net"])

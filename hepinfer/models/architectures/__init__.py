@@ -23,7 +23,7 @@ import numpy as np
 
 from hepinfer.errors import ArtefactMissing, HepinferError
 from hepinfer.logs import get_logger
-from hepinfer.models import SPECS, get_spec
+from hepinfer.models import SPECS
 from hepinfer.models.catalogue import (
     artefact_path,
     install_shipped,
@@ -34,6 +34,8 @@ from hepinfer.models.catalogue import (
     shipped,
     weights_note,
 )
+from hepinfer.models.resolved import resolve
+from hepinfer.models.spec import spec_of
 from hepinfer.models.toy import toy_inputs
 
 log = get_logger(__name__)
@@ -49,8 +51,10 @@ def _torch():
     return torch
 
 
-def network(name: str):
-    spec = get_spec(name)
+def network(model):
+    """The torch module of one of hepinfer's networks (``model``: its ModelSpec or resolved Model)."""
+    spec = spec_of(model)
+    name = spec.name
     if name == "particlenet":
         from hepinfer.models.architectures.particlenet import ParticleNet
 
@@ -69,11 +73,10 @@ def network(name: str):
     raise KeyError(name)
 
 
-def _build_network(name: str, out: Path, seed: int) -> dict:
+def _build_network(spec, out: Path, seed: int) -> dict:
     torch = _torch()
-    spec = get_spec(name)
     torch.manual_seed(seed)
-    net = network(name)
+    net = network(spec)
     # Calibrate batch-norm statistics on toy inputs (cumulative average).
     for m in net.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -81,10 +84,10 @@ def _build_network(name: str, out: Path, seed: int) -> dict:
     net.train()
     with torch.no_grad():
         for i in range(4):
-            batch = toy_inputs(name, 64, seed=seed + 1000 + i)
+            batch = toy_inputs(spec, 64, seed=seed + 1000 + i)
             net(*[torch.from_numpy(batch[n]) for n in spec.input_names])
     net.eval()
-    diff = export_onnx(net, name, out, toy_inputs(name, 4, seed=seed), toy_inputs(name, 32, seed=seed + 7))
+    diff = export_onnx(net, spec, out, toy_inputs(spec, 4, seed=seed), toy_inputs(spec, 32, seed=seed + 7))
     import onnxruntime as ort
 
     return {
@@ -95,11 +98,12 @@ def _build_network(name: str, out: Path, seed: int) -> dict:
     }
 
 
-def export_onnx(net, model: str, out: Path, example: dict, check: dict) -> float:
-    """Export ``net`` (eval mode, CPU) to ONNX with a dynamic batch axis; return max ``|ORT - torch|``
-    on ``check`` and raise when it exceeds ONNX_TOLERANCE."""
+def export_onnx(net, model, out: Path, example: dict, check: dict) -> float:
+    """Export ``net`` (eval mode, CPU), the network of ``model`` (its ModelSpec or resolved Model), to
+    ONNX with a dynamic batch axis; return max ``|ORT - torch|`` on ``check`` and raise when it exceeds
+    ONNX_TOLERANCE."""
     torch = _torch()
-    spec = get_spec(model)
+    spec = spec_of(model)
     net = net.eval().cpu()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -122,7 +126,7 @@ def export_onnx(net, model: str, out: Path, example: dict, check: dict) -> float
     want = [want] if isinstance(want, torch.Tensor) else list(want)
     diff = max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want))
     if diff > ONNX_TOLERANCE:
-        raise HepinferError(f"{model}: onnxruntime differs from torch by {diff:.3g} > {ONNX_TOLERANCE}")
+        raise HepinferError(f"{spec.name}: onnxruntime differs from torch by {diff:.3g} > {ONNX_TOLERANCE}")
     return diff
 
 
@@ -148,9 +152,10 @@ def _build_bdt(spec, out: Path, seed: int) -> dict:
     return {"xgboost_version": xgb.__version__, "trees": 100, "max_depth": 4, "training_rows": n}
 
 
-def build(model: str, *, seed: int = 20261122, force: bool = False) -> Path:
-    """Build one model's artefact (skipped when present unless ``force``); return its path."""
-    spec = get_spec(model)
+def build(model, *, seed: int = 20261122, force: bool = False) -> Path:
+    """Build the artefact of ``model`` (its ModelSpec or resolved Model; skipped when present unless
+    ``force``); return its path."""
+    spec = spec_of(model)
     if spec.artefact_file is not None or spec.remote_only:  # a user's file is never written here
         out = artefact_path(spec)
         if spec.remote_only or not out.exists():
@@ -159,16 +164,16 @@ def build(model: str, *, seed: int = 20261122, force: bool = False) -> Path:
                 "is declared, not built by hepinfer: provide the file (or serve it elsewhere)"
             )
         return out
-    out = artefact_path(spec.name)
-    if shipped(spec.name) is not None:
+    out = artefact_path(spec)
+    if shipped(spec) is not None:
         # the shipped trained weights replace random ones, never the user's own training
-        return install_shipped(spec.name) if force or needs_install(spec.name) else out
-    if is_built(spec.name) and not force:
+        return install_shipped(spec) if force or needs_install(spec) else out
+    if is_built(spec) and not force:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name("tmp-" + out.name)  # keep the suffix: xgboost picks the format by it
     t0 = time.perf_counter()
-    info = _build_bdt(spec, tmp, seed) if spec.engine == "xgboost" else _build_network(spec.name, tmp, seed)
+    info = _build_bdt(spec, tmp, seed) if spec.engine == "xgboost" else _build_network(spec, tmp, seed)
     tmp.replace(out)
     info.update(
         model=spec.name,
@@ -181,25 +186,27 @@ def build(model: str, *, seed: int = 20261122, force: bool = False) -> Path:
         bytes=out.stat().st_size,
         build_seconds=round(time.perf_counter() - t0, 2),
     )
-    manifest_path(spec.name).write_text(json.dumps(info, indent=2) + "\n")
+    manifest_path(spec).write_text(json.dumps(info, indent=2) + "\n")
     return out
 
 
 def build_all(models=None, *, force: bool = False, level: int = logging.INFO) -> list[Path]:
-    """Build (or install the shipped artefact of) each of ``models`` (default: all declared); say what
-    was done for each on the ``hepinfer`` logger at ``level`` (``logging.DEBUG``: quietly, as the
-    main job and the benchmarks do)."""
+    """Build (or install the shipped artefact of) each of ``models`` (names, resolved here, ModelSpecs
+    or resolved Models; default: all declared); say what was done for each on the ``hepinfer`` logger
+    at ``level`` (``logging.DEBUG``: quietly, as the main job and the benchmarks do)."""
     built = []
-    for name in models or SPECS:
-        before = manifest(name).get("sha256")
-        if not is_built(name) and shipped(name) is None:
+    specs = [resolve(m).spec for m in models] if models else list(SPECS.values())
+    for spec in specs:
+        name = spec.name
+        before = manifest(spec).get("sha256")
+        if not is_built(spec) and shipped(spec) is None:
             log.log(level, f"{name}: building (no trained weights shipped; `hepinfer train {name}` trains it) ...")
-        build(name, force=force)
-        state = "installed" if manifest(name).get("sha256") != before else "present"
+        build(spec, force=force)
+        state = "installed" if manifest(spec).get("sha256") != before else "present"
         log.log(
             level,
-            f"{name}: {state} at {artefact_path(name)} ({manifest(name).get('bytes', 0) / 1e6:.1f} MB, "
-            f"{weights_note(name)})",
+            f"{name}: {state} at {artefact_path(spec)} ({manifest(spec).get('bytes', 0) / 1e6:.1f} MB, "
+            f"{weights_note(spec)})",
         )
-        built.append(artefact_path(name))
+        built.append(artefact_path(spec))
     return built

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from hepinfer.errors import ArtefactMissing, ConfigError, HepinferError
-from hepinfer.models import get_spec
 from hepinfer.models.catalogue import artefact_path, manifest, manifest_path, torch_artefact_path
+from hepinfer.models.spec import spec_of
 from hepinfer.models.toy import toy_inputs
 
 TORCH_TOLERANCE = 1e-4  # what the build refuses; measured: ParticleNet ~2e-6, ResNet50 ~1e-5
@@ -59,16 +59,17 @@ def _onnx_weights(path: Path) -> dict[str, list]:
     return found
 
 
-def load_onnx_weights(net, onnx_path: Path, model: str) -> None:
-    """Give ``net`` (the torch module of ``model``) the weights of its ONNX file; see the module doc."""
+def load_onnx_weights(net, onnx_path: Path, model) -> None:
+    """Give ``net`` (the torch module of ``model``: its ModelSpec or resolved Model) the weights of
+    its ONNX file; see the module doc."""
     import torch
     from torch import nn
 
-    spec = get_spec(model)
+    spec = spec_of(model)
     order: list = []
     layers = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
     hooks = [m.register_forward_hook(lambda m, i, o: order.append(m)) for m in net.modules() if isinstance(m, layers)]
-    example = toy_inputs(model, 2, seed=0)
+    example = toy_inputs(spec, 2, seed=0)
     with torch.no_grad():
         net.eval()(*[torch.from_numpy(example[n]) for n in spec.input_names])
     for h in hooks:
@@ -80,13 +81,15 @@ def load_onnx_weights(net, onnx_path: Path, model: str) -> None:
         try:
             return next(it)
         except StopIteration:
-            raise HepinferError(f"{model}: {onnx_path} has fewer {what} layers than the network ({module})") from None
+            raise HepinferError(
+                f"{spec.name}: {onnx_path} has fewer {what} layers than the network ({module})"
+            ) from None
 
     def put(param, value, module) -> None:
         if value is None or tuple(param.shape) != tuple(value.shape):
             got = None if value is None else tuple(value.shape)
             want = tuple(param.shape)
-            raise HepinferError(f"{model}: {onnx_path} does not match the network at {module}: {got} for {want}")
+            raise HepinferError(f"{spec.name}: {onnx_path} does not match the network at {module}: {got} for {want}")
         param.copy_(torch.from_numpy(np.array(value)))
 
     folded: set[int] = set()
@@ -115,11 +118,12 @@ def load_onnx_weights(net, onnx_path: Path, model: str) -> None:
                     put(param, value, module)
 
 
-def export_program(net, model: str, out: Path, example: dict) -> None:
-    """``torch.export`` ``net`` with a dynamic batch axis and save it to ``out``."""
+def export_program(net, model, out: Path, example: dict) -> None:
+    """``torch.export`` ``net``, the network of ``model`` (its ModelSpec or resolved Model), with a
+    dynamic batch axis and save it to ``out``."""
     import torch
 
-    spec = get_spec(model)
+    spec = spec_of(model)
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     args = tuple(torch.from_numpy(example[n]) for n in spec.input_names)
     with warnings.catch_warnings():
@@ -128,14 +132,14 @@ def export_program(net, model: str, out: Path, example: dict) -> None:
     torch.export.save(program, str(out))
 
 
-def max_difference(program: Path, onnx_path: Path, model: str, rows: int = 33, seed: int = 11) -> float:
+def max_difference(program: Path, onnx_path: Path, model, rows: int = 33, seed: int = 11) -> float:
     """Largest ``|exported program - onnxruntime|`` over every output on ``rows`` toy rows (the program
     called as the torch engine calls it: the inputs in the spec's order, float32 on the CPU)."""
     import onnxruntime as ort
     import torch
 
-    spec = get_spec(model)
-    x = toy_inputs(model, rows, seed=seed)
+    spec = spec_of(model)
+    x = toy_inputs(spec, rows, seed=seed)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     want = dict(zip(spec.output_names, session.run(list(spec.output_names), {n: x[n] for n in spec.input_names})))
     module = torch.export.load(str(program)).module()
@@ -146,11 +150,12 @@ def max_difference(program: Path, onnx_path: Path, model: str, rows: int = 33, s
     return max(float(np.abs(got[n] - want[n]).max()) for n in spec.output_names)
 
 
-def build_torch(model: str, *, force: bool = False) -> Path:
-    """Write ``model.pt2`` beside the model's ONNX artefact (kept when it matches that file); return it."""
+def build_torch(model, *, force: bool = False) -> Path:
+    """Write ``model.pt2`` beside the ONNX artefact of ``model`` (its ModelSpec or resolved Model; kept
+    when it matches that file); return it."""
     from hepinfer.models.architectures import _torch, network
 
-    spec = get_spec(model)
+    spec = spec_of(model)
     if spec.name not in NETWORKS or spec.engine != "onnxruntime":
         raise ConfigError(
             f"model {spec.name!r}: the torch engine serves hepinfer's networks ({', '.join(NETWORKS)}); "
@@ -165,11 +170,11 @@ def build_torch(model: str, *, force: bool = False) -> Path:
     if not force and out.exists() and info.get("onnx_sha256") == onnx_sha and info.get("sha256") == _sha256(out):
         return out
     torch = _torch()
-    net = network(spec.name)
-    load_onnx_weights(net, onnx_path, spec.name)
+    net = network(spec)
+    load_onnx_weights(net, onnx_path, spec)
     tmp = out.with_name("tmp-" + out.name)
-    export_program(net, spec.name, tmp, toy_inputs(spec.name, 4, seed=3))
-    diff = max_difference(tmp, onnx_path, spec.name)
+    export_program(net, spec, tmp, toy_inputs(spec, 4, seed=3))
+    diff = max_difference(tmp, onnx_path, spec)
     if diff > TORCH_TOLERANCE:
         tmp.unlink()
         raise HepinferError(
