@@ -113,7 +113,7 @@ class TopTagProcessor(_processor_base()):
         # a live Session, else a frozen config: the one given, or the environment's, read here (submit side)
         self.config = config if isinstance(config, Session) else resolve_config(config)
         self.threshold = threshold
-        self.taggers = {m: JetTagger(m, self.config, score=score) for m in self.models}
+        self.taggers = {m.name: JetTagger(m, self.config, score=score) for m in resolved}
         self.domains = {m: tagger.spec.domain for m, tagger in self.taggers.items()}
         self.selection = selection_for(self.domains.values(), pt_min, pt_max, eta_max)
 

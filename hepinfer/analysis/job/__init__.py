@@ -144,9 +144,7 @@ def run_job(
             local_out, local_s = process(settings, executor, config.replace(mode="local"), record_scores=True)
             cut = settings.threshold
             if settings.working_point:  # each model's threshold of that working point
-                from hepinfer.models.resolved import resolve
-
-                cut = {m: resolve(m).working_point_cut(settings.working_point) for m in out["scores"]}
+                cut = {m.name: m.working_point_cut(settings.working_point) for m in settings.resolved}
             check = {
                 **local_check(out, local_out, serving, cut),
                 "wall_s": round(local_s, 3),
@@ -187,7 +185,7 @@ def _usable_inputs(settings: JobSettings) -> tuple[JobSettings, int, dict[str, s
     from hepinfer.analysis.processor import CMS_TAGGERS
 
     auto = settings.models is None
-    models = automatic_models() if auto else settings.models
+    models = settings.candidates  # resolved: the named models, or automatic mode's
     scan = scan_inputs(settings.inputs, models, settings.treename, deep=settings.skip_bad_files, require_all=not auto)
     bad, good = scan.bad, scan.good
     if bad and not settings.skip_bad_files:

@@ -36,9 +36,8 @@ def executor_for(settings: JobSettings, config: InferenceConfig, token: str | No
     from coffea import processor
 
     from hepinfer.analysis.server_reach import check_here
-    from hepinfer.models import get_spec
 
-    specs = [get_spec(m) for m in settings.models]
+    specs = [m.spec for m in settings.resolved]
     check = config.mode != "local"
     # retries=0: coffea would re-run a failed chunk 3 more times (re-reading it); hepinfer's own
     # handling of server faults is at the inference call, where it costs no I/O.
@@ -92,7 +91,7 @@ def process(settings: JobSettings, executor, config: InferenceConfig, progress=N
     )
     fileset = {"input": {"files": {f: settings.treename for f in settings.inputs}}}
     proc = TopTagProcessor(
-        models=settings.models,
+        models=settings.resolved,
         config=config,
         threshold=settings.threshold,
         pt_min=settings.pt_min,

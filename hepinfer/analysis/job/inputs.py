@@ -1,7 +1,9 @@
 """Checks of the input files before any work, and the models they can feed.
 
 Each file must open and hold the tree; a model can run on a file when the file has every branch the
-model reads (:func:`required_branches`).  Models named by the user must run on every file (else the
+model reads (:func:`required_branches`, worked out once per model).  The functions take resolved
+models (:class:`hepinfer.models.resolved.Model`, as the job passes them); a name or a ModelSpec is
+resolved where it comes in.  Models named by the user must run on every file (else the
 error names the file, the model and the branches); in automatic mode (``JobSettings.models=None``)
 :func:`select_models` keeps the models every file can feed and says why it skipped the others.
 
@@ -44,11 +46,11 @@ def required_branches(models, schema: str = "pfnano") -> list[str]:
     not needed (without it the constituents come from the FatJetPFCands link table, not coffea's
     ``FatJet.constituents``), and models that read the FatJet branches alone need no PF candidates."""
     jet_fields, cons_fields, links = set(SELECTION_FIELDS), set(), False
-    for m in models:
+    for m in map(resolve, models):
         jets, cons = model_fields(m)
         jet_fields |= set(jets)
         cons_fields |= set(cons or ())
-        links = links or resolve(m).reads_constituents
+        links = links or m.reads_constituents
     return [
         *STRUCTURE_BRANCHES,
         *(LINK_BRANCHES if links else ()),
@@ -59,19 +61,27 @@ def required_branches(models, schema: str = "pfnano") -> list[str]:
 
 @dataclass
 class InputScan:
-    """What the checks found: events in the good files, the good files with their branch names, and
-    {bad file: InputMismatch}."""
+    """What the checks found: events in the good files, the good files with their branch names,
+    {bad file: InputMismatch}, and {model: the branches it reads} of the models checked."""
 
     events: int = 0
     branches: dict[str, frozenset[str]] = field(default_factory=dict)
     bad: dict[str, InputMismatch] = field(default_factory=dict)
+    needs: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def good(self) -> list[str]:
         return list(self.branches)
 
+    def needed(self, model) -> list[str]:
+        """The branches ``model`` reads (worked out once per model)."""
+        m = resolve(model)
+        if m.name not in self.needs:
+            self.needs[m.name] = required_branches([m])
+        return self.needs[m.name]
+
     def missing(self, model, path) -> list[str]:
-        return [b for b in required_branches([model]) if b not in self.branches[path]]
+        return [b for b in self.needed(model) if b not in self.branches[path]]
 
 
 def check_inputs(files, models, treename: str = "Events", schema: str = "pfnano") -> int:
@@ -97,7 +107,8 @@ def scan_inputs(files, models, treename: str = "Events", deep: bool = False, req
     """Open every file once.  With ``require_all`` a file that lacks a branch of any of ``models`` is
     bad; without, a file is bad only when it cannot be read or none of ``models`` can run on it."""
     scan = InputScan()
-    need, per_model = required_branches(models), {m: required_branches([m]) for m in models}
+    models = tuple(map(resolve, models))
+    need, per_model = required_branches(models), {m.name: scan.needed(m) for m in models}
     for path in files:
         try:
             entries, names = _inspect_file(path, need, treename, deep)
@@ -118,16 +129,18 @@ def scan_inputs(files, models, treename: str = "Events", deep: bool = False, req
     return scan
 
 
-def select_models(scan: InputScan, candidates) -> tuple[tuple[str, ...], dict[str, str]]:
-    """The candidates that every good file can feed, and {skipped model: why}."""
+def select_models(scan: InputScan, candidates) -> tuple[tuple, dict[str, str]]:
+    """The candidates (as given: names or Models) that every good file can feed, and {skipped
+    model's name: why}."""
     chosen, skipped = [], {}
     for m in candidates:
+        model = resolve(m)
         lacking: dict[tuple[str, ...], list[str]] = {}  # the same missing branches -> the files
         for path in scan.good:
-            if missing := scan.missing(m, path):
+            if missing := scan.missing(model, path):
                 lacking.setdefault(tuple(missing), []).append(os.path.basename(path))
         if lacking:
-            skipped[m] = "; ".join(_lack(files, list(missing)) for missing, files in lacking.items())
+            skipped[model.name] = "; ".join(_lack(files, list(missing)) for missing, files in lacking.items())
         else:
             chosen.append(m)
     return tuple(chosen), skipped

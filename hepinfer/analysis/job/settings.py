@@ -11,7 +11,8 @@ from hepinfer.analysis.clusters import HTCondorSettings
 from hepinfer.analysis.selection import check_bounds
 from hepinfer.config import InferenceConfig, env_var
 from hepinfer.errors import ConfigError
-from hepinfer.models import SPECS, get_spec
+from hepinfer.models import SPECS
+from hepinfer.models.resolved import Model, resolve
 
 EXECUTORS = ("iterative", "futures", "dask")
 SCHEMAS = {"pfnano": "PFNanoAODSchema", "nanoaod": "NanoAODSchema"}
@@ -23,7 +24,7 @@ def automatic_models() -> tuple[str, ...]:
     heavyweight architecture for throughput studies, ships none and runs only when named."""
     from hepinfer.models.catalogue import shipped
 
-    return tuple(name for name in SPECS if shipped(name) is not None)
+    return tuple(name for name, spec in SPECS.items() if shipped(spec) is not None)
 
 
 def model_choices() -> list[tuple[str, str]]:
@@ -35,7 +36,7 @@ def model_choices() -> list[tuple[str, str]]:
     names = [name for name in SPECS if name != "resnet"]
     if "resnet" in SPECS:
         names.insert(names.index("resnet50") if "resnet50" in names else len(names), "resnet")
-    return [(f"{name} (UNTRAINED)" if is_untrained(name) else name, name) for name in names]
+    return [(f"{name} (UNTRAINED)" if is_untrained(SPECS[name]) else name, name) for name in names]
 
 
 def job_config(
@@ -63,10 +64,12 @@ class JobSettings:
     replaced by the server's); None (the default): when the config came from the environment and no
     URL was given there, else False.
     ``models=None`` (the default) is automatic: every model of :func:`automatic_models` whose inputs
-    all the files hold (the others are listed as skipped, with the reason); named models must run on
-    every file, else the run fails naming file, model and branches.  ``pt_min`` / ``pt_max`` /
-    ``eta_max``: the fat-jet selection's bounds; each one not given comes from the chosen models'
-    validity domains (:func:`hepinfer.analysis.selection.selection_for`)."""
+    all the files hold (the others are listed as skipped, with the reason); named models (names,
+    ModelSpecs or resolved Models; kept as names) must run on every file, else the run fails naming
+    file, model and branches.  ``resolved``: their :class:`~hepinfer.models.resolved.Model` s, looked
+    up once, here (set by the settings, carried by ``dataclasses.replace``); the job reads them.
+    ``pt_min`` / ``pt_max`` / ``eta_max``: the fat-jet selection's bounds; each one not given comes
+    from the chosen models' validity domains (:func:`hepinfer.analysis.selection.selection_for`)."""
 
     inputs: tuple[str, ...]
     models: tuple[str, ...] | None = None
@@ -94,6 +97,7 @@ class JobSettings:
     pipeline: bool = True  # overlap feature building with inference (TopTagProcessor's pipeline)
     skip_bad_files: bool = False  # read every file once first; skip (and list) those that fail
     htcondor: HTCondorSettings = field(default_factory=HTCondorSettings)
+    resolved: tuple[Model, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self):
         if self.config is None:
@@ -107,9 +111,14 @@ class JobSettings:
         if self.embedded_server and self.config.mode == "local":
             raise ConfigError("embedded_server: the embedded server serves mode remote or auto, not local")
         if self.models is not None:
-            object.__setattr__(self, "models", tuple(get_spec(m).name for m in self.models))
+            known = {m.name: m for m in self.resolved}
+            resolved = tuple(known[m] if isinstance(m, str) and m in known else resolve(m) for m in self.models)
+            object.__setattr__(self, "resolved", resolved)
+            object.__setattr__(self, "models", tuple(m.name for m in resolved))
             if not self.models:
                 raise ConfigError("--models: at least one model")
+        else:
+            object.__setattr__(self, "resolved", ())
         if self.executor not in EXECUTORS:
             raise ConfigError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
         if self.schema not in SCHEMAS:
@@ -124,11 +133,15 @@ class JobSettings:
                 raise ConfigError(f"{name}: file {getattr(self, name)} does not exist")
         if not self.inputs:
             raise ConfigError("no input files")
-        if self.working_point is not None and self.models is not None:
-            from hepinfer.models.resolved import resolve
+        if self.working_point is not None:
+            for m in self.resolved:
+                m.working_point_cut(self.working_point)  # a ConfigError names what the model has
 
-            for m in self.models:
-                resolve(m).working_point_cut(self.working_point)  # a ConfigError names what the model has
+    @property
+    def candidates(self) -> tuple[Model, ...]:
+        """The models the run chooses from: ``resolved``, or in automatic mode those of
+        :func:`automatic_models`."""
+        return self.resolved if self.models is not None else tuple(resolve(m) for m in automatic_models())
 
 
 def expand_inputs(patterns) -> tuple[str, ...]:

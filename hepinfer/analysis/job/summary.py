@@ -93,13 +93,13 @@ def make_summary(
     from hepinfer import __version__
     from hepinfer.analysis.cms_compare import rank_correlations
     from hepinfer.analysis.selection import pt_bin_rows, selection_for
-    from hepinfer.models import get_spec
     from hepinfer.models.catalogue import weights_note
 
     cutflow = {k: int(v) for k, v in out["cutflow"].items()}
     inference = {m: {k: int(v) for k, v in c.items()} for m, c in out["inference"].items()}
     models = settings.models
-    domains = {m: get_spec(m).domain for m in models}
+    specs = {m.name: m.spec for m in settings.resolved}
+    domains = {m: specs[m].domain for m in models}
     selection = selection_for(domains.values(), settings.pt_min, settings.pt_max, settings.eta_max)
     hists = out["hists"]
     summary = {
@@ -107,7 +107,7 @@ def make_summary(
         "inputs": list(settings.inputs),
         "skipped_files": skipped,
         "models": {
-            m: {"weights": weights_note(m), "domain": d.describe() if d else "none declared"}
+            m: {"weights": weights_note(specs[m]), "domain": d.describe() if d else "none declared"}
             for m, d in domains.items()
         },
         "models_requested": (choice or {}).get("models_requested", list(models)),
