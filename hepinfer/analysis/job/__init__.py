@@ -121,7 +121,7 @@ def run_job(
     t_setup = time.perf_counter()
     requested = settings.models
     settings, events_in, skipped, choice = _usable_inputs(settings)
-    build_all(settings.models, level=logging.DEBUG)
+    build_all(settings.resolved, level=logging.DEBUG)
     with contextlib.ExitStack() as stack:
         config, access = _inference_server(settings, stack)
         embedded = access is not None

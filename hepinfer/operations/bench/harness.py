@@ -111,10 +111,10 @@ class Run:
             from hepinfer.models.architectures import build_all
             from hepinfer.serving.server import EmbeddedServer
 
-            missing = [m for m in options.models if m not in self._built]
+            missing = [s for s in options.specs if s.name not in self._built]  # resolved by ServerOptions
             if missing:
                 build_all(missing, level=logging.DEBUG)
-                self._built.update(missing)
+                self._built.update(s.name for s in missing)
             self.server = EmbeddedServer(options).start()
             log.info(f"embedded server at {self.server.url} (pid {self.server.pid}): {_describe_server(server)}")
         self._options = options

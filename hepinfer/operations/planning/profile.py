@@ -151,7 +151,7 @@ def make_target(s: ProfileSettings) -> Target:
         return RemoteTarget(s.url, s.duration_s, metrics_url=s.metrics_url, admin_token=s.admin_token)
     from hepinfer.models.architectures import build_all
 
-    build_all(list(s.models), level=logging.DEBUG)
+    build_all(list(s.specs), level=logging.DEBUG)
     return EmbeddedTarget(s.device, s.engine, s.duration_s)
 
 
