@@ -4,10 +4,13 @@ The model artefacts and the server environment live in $HEPINFER_HOME (built by 
 or here on first use).  Integration tests share one real embedded Triton server per session, on
 free loopback ports.
 
-Helpers that several modules use are fixtures here (a test module never imports another one):
-``free_port``, ``rewrite_file``, ``self_signed``, ``coffea_quiet``, ``open_events``,
-``generated_files``, ``job_settings``, ``shipped_artefacts``, ``other_hosts`` (the test bed's hosts),
-``htcondor_pool_up`` and ``shared_dir`` (the HTCondor pool).
+The tests are laid out like the package: ``core/`` (the package's top-level modules), ``analysis/``,
+``ml/``, ``operations/``, ``panel/``, and here the checks of the whole repository (layers, docs,
+notebooks, the quick tier).  Helpers that several folders use are fixtures here (a test module never
+imports another one): ``free_port``, ``rewrite_file``, ``self_signed``, ``coffea_quiet``,
+``open_events``, ``generated_files``, ``job_settings``, ``shipped_artefacts``; a folder's own
+fixtures are in its conftest.py (``analysis/``: the test bed's hosts and the HTCondor pool;
+``core/``: a tiny ONNX model and a server-only model).
 
 The quick tier (``pytest -m quick``): every test that carries none of the markers in
 ``HEAVY_MARKERS`` and uses none of the fixtures in ``HEAVY_FIXTURES`` is marked ``quick`` at
@@ -21,21 +24,14 @@ says so.  The guard sees this process only: a test that runs them in a subproces
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import importlib
 import importlib.abc
 import ipaddress
 import os
-import re
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 import warnings
-from pathlib import Path
 
 import pytest
 
@@ -262,21 +258,6 @@ def job_settings(generated_files):
 
 
 @pytest.fixture()
-def server_only_spec():
-    """A model only a server has (engine "remote"): declared here, its weights on grpc://example.org:8001."""
-    from hepinfer.models import ModelSpec, TensorSpec
-
-    return ModelSpec(
-        name="elsewhere",
-        inputs=(TensorSpec("input__0", "float32", (20,)),),
-        outputs=(TensorSpec("softmax", "float32", (2,)),),
-        max_batch_size=8,
-        engine="remote",
-        source="server grpc://example.org:8001",
-    )
-
-
-@pytest.fixture()
 def free_port():
     """A TCP port free on 127.0.0.1 (nothing listens there)."""
     from hepinfer.serving.ports import free_ports
@@ -362,186 +343,3 @@ def self_signed():
     """``self_signed(directory, addresses=())``: a self-signed certificate for localhost, 127.0.0.1 and
     the IP ``addresses`` (its own CA) and its key, written to ``directory``; returns (cert path, key path)."""
     return _self_signed
-
-
-def _tiny_onnx(path, n_in: int = 20, n_out: int = 2, seed: int = 0):
-    """A linear layer and a softmax: input__0 (N, n_in) -> softmax (N, n_out)."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    weights = [
-        numpy_helper.from_array(rng.normal(0, 0.3, (n_in, n_out)).astype(np.float32), "w"),
-        numpy_helper.from_array(rng.normal(0, 0.1, (n_out,)).astype(np.float32), "b"),
-    ]
-    nodes = [
-        helper.make_node("MatMul", ["input__0", "w"], ["mm"]),
-        helper.make_node("Add", ["mm", "b"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["softmax"], axis=-1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("input__0", TensorProto.FLOAT, ["batch", n_in])],
-        [helper.make_tensor_value_info("softmax", TensorProto.FLOAT, ["batch", n_out])],
-        initializer=weights,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
-
-
-@pytest.fixture(scope="session")
-def tiny_onnx():
-    """``tiny_onnx(path, n_in=20, n_out=2, seed=0)`` writes a small ONNX model (a linear layer and a
-    softmax, input__0 (N, n_in) -> softmax (N, n_out)) and returns its path: a user's model in seconds."""
-    return _tiny_onnx
-
-
-# ---------------------------------------------------------------------------------------------
-# other hosts: the test bed of network namespaces (tools/testbed-hosts)
-
-TESTBED = Path(__file__).resolve().parents[1] / "tools" / "testbed-hosts"
-
-
-@dataclasses.dataclass
-class OtherHosts:
-    """Hosts of a test bed: ``hosts`` {namespace: address}; ``gateway``, this machine as they see it."""
-
-    id: str
-    gateway: str
-    hosts: dict
-    started: list = dataclasses.field(default_factory=list)  # (namespace, Popen) of what popen started
-
-    def popen(self, namespace: str, argv, **kwargs) -> subprocess.Popen:
-        """Start ``argv`` on the host ``namespace`` (same files, users and environment; its own network);
-        it is killed with the host, or with the test bed."""
-        proc = subprocess.Popen(["ip", "netns", "exec", namespace, *map(str, argv)], **kwargs)
-        self.started.append((namespace, proc))
-        return proc
-
-    def pids(self, namespace: str) -> list[int]:
-        out = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True, check=True).stdout
-        return [int(p) for p in out.split()]
-
-    def kill(self, namespace: str) -> list[int]:
-        """SIGKILL every process on the host ``namespace`` (the host is lost); returns their pids."""
-        killed = []
-        for _ in range(50):  # again while a process forked in the meantime is left
-            pids = self.pids(namespace)
-            if not pids:
-                break
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            killed += pids
-            time.sleep(0.1)
-        self.reap(namespace)
-        return killed
-
-    def reap(self, namespace: str | None = None) -> None:
-        """Wait for the processes popen started (on ``namespace``, or on every host), which were killed."""
-        for ns, proc in list(self.started):
-            if namespace in (None, ns):
-                proc.wait(30)
-                self.started.remove((ns, proc))
-
-
-@pytest.fixture(scope="module")
-def other_hosts():
-    """Two hosts of a test bed made for the module (tools/testbed-hosts), removed after it with every
-    process on them; skipped, saying why, without root or iproute2."""
-    if os.geteuid() != 0:
-        pytest.skip("the test bed's hosts are network namespaces: root needed")
-    if shutil.which("ip") is None:
-        pytest.skip("the test bed needs iproute2's ip command")
-    up = subprocess.run([str(TESTBED), "up", "2", "--owner", str(os.getpid())], capture_output=True, text=True)
-    if up.returncode != 0 and "Operation not permitted" in up.stderr:
-        pytest.skip(f"network namespaces are not permitted here: {up.stderr.strip()[-200:]}")
-    assert up.returncode == 0, up.stderr
-    lines = [line.partition("=") for line in up.stdout.splitlines()]
-    values = {k: v for k, _, v in lines if k != "HOST"}
-    bed = OtherHosts(values["TESTBED"], values["GATEWAY"], dict(v.split() for k, _, v in lines if k == "HOST"))
-    try:
-        yield bed
-    finally:
-        down = subprocess.run([str(TESTBED), "down", bed.id], capture_output=True, text=True)
-        bed.reap()
-        assert down.returncode == 0, down.stderr
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert f"hepinfer-{bed.id}-" not in left
-
-
-# ---------------------------------------------------------------------------------------------
-# the HTCondor pool (tools/htcondor-pool)
-
-HTCONDOR_POOL = Path(__file__).resolve().parents[1] / "tools" / "htcondor-pool"
-
-
-def _pool(*args, timeout=600):
-    return subprocess.run([str(HTCONDOR_POOL), *args], capture_output=True, text=True, timeout=timeout)
-
-
-def _root_of(proc: Path) -> str | None:
-    try:
-        return os.readlink(proc / "root")
-    except OSError:
-        return None
-
-
-@contextlib.contextmanager
-def _htcondor_pool(*args):
-    """The pool brought up by ``tools/htcondor-pool up ARGS`` with its bin folder first on PATH, and
-    torn down after: no process of the pool and no mount under its root may remain."""
-    if os.geteuid() != 0:
-        pytest.skip("the HTCondor pool needs root (chroot, mount)")
-    up = _pool("up", *args)
-    assert up.returncode == 0, up.stderr
-    bindir = re.search(r"export PATH=(\S+):\$PATH", up.stdout)[1]
-    old_path = os.environ["PATH"]
-    os.environ["PATH"] = f"{bindir}:{old_path}"
-    try:
-        yield up.stdout
-    finally:
-        os.environ["PATH"] = old_path
-        down = _pool("down")
-        assert down.returncode == 0, down.stderr
-        root = str(Path(bindir).parent / "rootfs") + "/"
-        assert not [line for line in Path("/proc/mounts").read_text().splitlines() if line.split()[1].startswith(root)]
-        assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _root_of(p) == root.rstrip("/")]
-        assert _pool("status").returncode == 3  # "down"
-
-
-@pytest.fixture(scope="session")
-def htcondor_pool_up():
-    """``with htcondor_pool_up(*args) as stdout:`` the HTCondor pool of tools/htcondor-pool, up with
-    ``args`` (``--hosts 2``: its execute nodes on other hosts) for the block; skipped without root."""
-    return _htcondor_pool
-
-
-@pytest.fixture()
-def shared_dir():
-    """A folder HTCondor jobs can use (they run as the pool's unprivileged user): inputs copied there
-    must be world-readable, log folders world-writable."""
-    path = Path(tempfile.mkdtemp(prefix="hepinfer-htcondor-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture()
-def condor_inputs(generated, shared_dir):
-    """(the generated files copied world-readable into ``shared_dir``, a world-writable log folder
-    there): what an HTCondor job of the pool's user reads and writes."""
-    files = []
-    for name in ("ttbar", "qcd"):
-        dst = shared_dir / generated[name].name
-        shutil.copy(generated[name], dst)
-        dst.chmod(0o644)
-        files.append(str(dst))
-    logs = shared_dir / "logs"
-    logs.mkdir()
-    logs.chmod(0o1777)
-    return tuple(files), logs

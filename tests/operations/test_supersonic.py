@@ -14,8 +14,8 @@ import pytest
 from hepinfer.cli import main
 from hepinfer.errors import ConfigError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "supersonic-0.3.1"
-SHIPPED = Path(__file__).resolve().parents[1] / "hepinfer" / "operations" / "fleet" / "supersonic"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "supersonic-0.3.1"
+SHIPPED = Path(__file__).resolve().parents[2] / "hepinfer" / "operations" / "fleet" / "supersonic"
 FILES = ("Chart.yaml", "values.yaml", "values.schema.json", "LICENSE")
 
 

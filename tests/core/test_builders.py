@@ -369,7 +369,7 @@ def test_documented_catalogues_are_the_code_s():
 
     from hepinfer.features import IMAGE_CHANNELS, JET_VARIABLES, PARTICLE_FEATURES
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "guide" / "user-models.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "guide" / "user-models.md").read_text()
     for title, catalogue in (
         ("particles", PARTICLE_FEATURES),
         ("image", IMAGE_CHANNELS),

@@ -23,7 +23,7 @@ from hepinfer.errors import ConfigError
 from hepinfer.features.nanoaod_bdt import JET_FIELDS, nanoaod_bdt_inputs
 from hepinfer.models import TAGGER_DOMAIN, Domain
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "realfiles"
+REAL = Path(__file__).resolve().parents[3] / "shared" / "realfiles"
 # file -> (events, fat jets in the shipped taggers' domain: pT 200-2500 GeV, |eta| < 2.4, CMS tagger stored)
 EXPECTED = {
     "nano_tt_v12.root": (200, 75, "particleNetWithMass_TvsQCD"),

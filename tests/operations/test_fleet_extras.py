@@ -1,6 +1,6 @@
 """What surrounds the serving fleet: the recorded history and its timeline (PNG and HTML), the
 panel's fleet section, and ``hepinfer bench fleet`` against real fleets (HAProxy, Prometheus,
-tritonserver replicas).  The values for SuperSONIC's Helm chart: tests/test_supersonic.py."""
+tritonserver replicas).  The values for SuperSONIC's Helm chart: tests/operations/test_supersonic.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The retry loop's arithmetic (pure code: a clock and a sleep function are passed in so the bounds
-can be checked exactly; the behaviour against the real server is in tests/test_faults.py)."""
+can be checked exactly; the behaviour against the real server is in tests/analysis/test_faults.py)."""
 
 import random
 

@@ -1,4 +1,4 @@
-"""``hepinfer plan``: configurations chosen and placed from recorded profiles (tests/data/profiles, with
+"""``hepinfer plan``: configurations chosen and placed from recorded profiles (tests/operations/data/profiles, with
 synthetic numbers), demands that cannot be met and what would meet them, interference, MIG figures
 labelled modelled, the written repositories parsed back and (marked triton) served."""
 

@@ -19,7 +19,7 @@ from hepinfer import ConfigError, InputMismatch, ServerUnavailable
 from hepinfer.coffea import triton_wrapper
 from hepinfer.models import SPECS, ModelSpec, TensorSpec
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "realfiles" / "nano_tt_v12.root"
+REAL = Path(__file__).resolve().parents[3] / "shared" / "realfiles" / "nano_tt_v12.root"
 MODEL = "bdt_nanoaod"  # the shipped BDT on FatJet branches: what a NanoAOD file without PF candidates feeds
 UNDECLARED = "ml_tools_tagger3"  # served, then unregistered: a model only the server knows
 pytestmark = pytest.mark.skipif(not REAL.is_file(), reason=f"the real CMS file {REAL} is not there")

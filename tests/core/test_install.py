@@ -18,8 +18,9 @@ from packaging.utils import canonicalize_name
 
 from hepinfer.serving import environment
 
-ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT.parent / "shared" / "realfiles"  # as tests/test_real_files.py finds them
+ROOT = Path(__file__).resolve().parents[2]
+EXISTING_ENV = Path(__file__).resolve().parent / "data" / "existing_env"  # a user's script
+REAL = ROOT.parent / "shared" / "realfiles"  # as tests/analysis/test_real_files.py finds them
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 EXTRAS = PROJECT["optional-dependencies"]
 XGBOOST_WHEELS = {"xgboost", "xgboost-cpu"}  # both install the `xgboost` module
@@ -199,7 +200,12 @@ def test_into_an_existing_coffea_environment(tmp_path, server):
     process_env |= {"HEPINFER_HOME": str(home), "PYTHONNOUSERSITE": "1"}
     path = REAL / "nano_tt_v12.root"
     done = subprocess.run(
-        [str(python), str(ROOT / "tests" / "data" / "existing_env" / "score_jets.py"), str(path), server.url],
+        [
+            str(python),
+            str(Path(__file__).resolve().parent / "data" / "existing_env" / "score_jets.py"),
+            str(path),
+            server.url,
+        ],
         env=process_env,
         cwd=tmp_path,
         capture_output=True,

@@ -171,7 +171,7 @@ def test_every_class_comes_from_one_scoring_call(tiny_onnx, tmp_path, open_event
 
     from hepinfer.models import ModelSpec, TensorSpec
 
-    real = Path(__file__).resolve().parents[2] / "shared" / "realfiles" / "nano_tt_v12.root"
+    real = Path(__file__).resolve().parents[3] / "shared" / "realfiles" / "nano_tt_v12.root"
     if not real.is_file():
         pytest.skip(f"the real CMS file {real} is not there")
     classes = ("qcd", "top", "w")
