@@ -4,7 +4,7 @@ declaration of a model a Triton server serves (a TOML file for ``HEPINFER_MODELS
 
 from __future__ import annotations
 
-from hepinfer.cli.common import add_engine_options, add_models, model_list
+from hepinfer.cli.arguments import add_engine_options, add_models, model_list
 from hepinfer.serving.repository import FLAVOURS
 
 

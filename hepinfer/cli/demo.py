@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from hepinfer.cli.common import add_models, model_list
+from hepinfer.cli.arguments import add_models, model_list
 
 
 def cmd_demo(args) -> int:

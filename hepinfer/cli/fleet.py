@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from hepinfer.cli.common import add_engine_options, add_models, model_list
+from hepinfer.cli.arguments import add_engine_options, add_models, model_list
 
 
 def _token(variable: str | None) -> str | None:

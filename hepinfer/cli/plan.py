@@ -4,7 +4,7 @@ code 1 when the demand cannot be met (the plan of what fits is written all the s
 
 from __future__ import annotations
 
-from hepinfer.cli.common import parse_bytes
+from hepinfer.cli.arguments import parse_bytes
 
 
 def cmd_plan(args) -> int:

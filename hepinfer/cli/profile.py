@@ -4,7 +4,7 @@ server on the CPU or a GPU) or on a remote server, and save the profile that ``h
 
 from __future__ import annotations
 
-from hepinfer.cli.common import model_list
+from hepinfer.cli.arguments import model_list
 
 
 def cmd_profile(args) -> int:

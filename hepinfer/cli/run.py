@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from hepinfer.cli.common import model_list
+from hepinfer.cli.arguments import model_list
 from hepinfer.config import MODES
 
 

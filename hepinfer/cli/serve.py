@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from hepinfer.cli.common import add_engine_options, add_models, model_list, parse_bytes
+from hepinfer.cli.arguments import add_engine_options, add_models, model_list, parse_bytes
 
 
 def cmd_serve(args) -> int:

@@ -39,9 +39,9 @@ _WHERE = {
     "jet_variables": "per_jet",
     "PARTICLE_FEATURES": "per_particle",
     "particles": "per_particle",
-    "bdt_inputs": "bdt",
-    "nanoaod_bdt_inputs": "nanoaod_bdt",
-    "particlenet_inputs": "particlenet",
+    "bdt_inputs": "bdt_builder",
+    "nanoaod_bdt_inputs": "nanoaod_bdt_builder",
+    "particlenet_inputs": "particlenet_builder",
     "link_constituents": "common",
 }
 

@@ -21,10 +21,10 @@ from hepinfer.errors import ConfigError
 def builtin_builders() -> dict[str, Callable]:
     """``BUILDERS``: hepinfer's builders by name (imported on first use: they need awkward, a
     ``"package.module:function"`` builder does not)."""
-    from hepinfer.features.bdt import bdt_inputs
+    from hepinfer.features.bdt_builder import bdt_inputs
     from hepinfer.features.images import image, jet_images
-    from hepinfer.features.nanoaod_bdt import nanoaod_bdt_inputs
-    from hepinfer.features.particlenet import particlenet_inputs
+    from hepinfer.features.nanoaod_bdt_builder import nanoaod_bdt_inputs
+    from hepinfer.features.particlenet_builder import particlenet_inputs
     from hepinfer.features.per_jet import jet_variables
     from hepinfer.features.per_particle import particles
 

@@ -9,7 +9,7 @@ in tensor order.  Plain tuples, importable without awkward: the built-in model d
 
 from __future__ import annotations
 
-# Per-particle features of ParticleNet, in the CMS / weaver style (hepinfer.features.particlenet computes them).
+# Per-particle features of ParticleNet, in the CMS / weaver style (hepinfer.features.particlenet_builder computes them).
 PARTICLENET_FEATURES = (
     "log_pt",
     "log_e",

@@ -126,7 +126,7 @@ def link_constituents(events):
         if name not in getattr(events, "fields", ()):
             raise InputMismatch(f"events lack the {name!r} collection needed to link fat-jet constituents")
     fat, cands, link = events.FatJet, events.PFCands, events.FatJetPFCands
-    if isinstance(fat, ak.Array):
+    if array_kind(fat) != DASK:
         return _link(fat, cands, link)
     import dask_awkward as dak  # dask-awkward collections: the same operations, partition by partition
 
@@ -136,7 +136,7 @@ def link_constituents(events):
 def _link(fat, cands, link):
     jet_idx = link.jetIdx
     jet = ak.local_index(fat, axis=1)
-    if not is_typetracer(jet_idx) and len(jet_idx):
+    if array_kind(jet_idx) == EAGER and len(jet_idx):
         if ak.any((jet_idx < 0) | (jet_idx >= ak.num(jet, axis=1))):
             raise InputMismatch("FatJetPFCands_jetIdx points outside the FatJet collection")
     order = ak.argsort(jet_idx, axis=1, stable=True)

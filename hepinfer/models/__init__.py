@@ -105,7 +105,7 @@ SPECS: Registry = Registry(
         ),
         ModelSpec(
             name="bdt_nanoaod",
-            # standard NanoAOD (no PF candidates): FatJet branches only (hepinfer.features.nanoaod_bdt)
+            # standard NanoAOD (no PF candidates): FatJet branches only (hepinfer.features.nanoaod_bdt_builder)
             inputs=(
                 TensorSpec(
                     "input__0",

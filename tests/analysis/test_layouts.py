@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hepinfer import InferenceConfig, InputMismatch
 from hepinfer.analysis.job import JobSettings, check_inputs, inspect_inputs, required_branches, run_job, same_result
 from hepinfer.analysis.job.inputs import InputScan, select_models
-from hepinfer.features.nanoaod_bdt import nanoaod_bdt_inputs
+from hepinfer.features.nanoaod_bdt_builder import nanoaod_bdt_inputs
 from hepinfer.models.resolved import resolve
 
 # (layout, format) -> the models a file of that layout can feed, and those skipped

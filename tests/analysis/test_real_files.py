@@ -20,7 +20,7 @@ from hepinfer.analysis.job.inputs import scan_inputs, select_models
 from hepinfer.analysis.job.settings import automatic_models
 from hepinfer.analysis.selection import selection_for
 from hepinfer.errors import ConfigError
-from hepinfer.features.nanoaod_bdt import JET_FIELDS, nanoaod_bdt_inputs
+from hepinfer.features.nanoaod_bdt_builder import JET_FIELDS, nanoaod_bdt_inputs
 from hepinfer.models import TAGGER_DOMAIN, Domain
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "realfiles"

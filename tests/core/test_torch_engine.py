@@ -185,7 +185,7 @@ def test_engine_choices_checked(options, match):
 
 
 def test_memory_sizes_parsed():
-    from hepinfer.cli.common import parse_bytes
+    from hepinfer.cli.arguments import parse_bytes
 
     assert parse_bytes("40GB") == 40 * 10**9
     assert parse_bytes("512MiB") == 512 * 2**20

@@ -1,4 +1,4 @@
-"""What several commands share: model lists and the few arguments they spell the same way."""
+"""The arguments several commands spell the same way, and their model lists."""
 
 from __future__ import annotations
 
