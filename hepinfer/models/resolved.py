@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
@@ -74,7 +75,37 @@ class Model:
         inputs = self.spec.inputs
         return placeholder({t.name: t.shape for t in inputs}, {t.name: np.dtype(t.numpy_dtype) for t in inputs})
 
-    # ---- the artefact and its manifest
+    # ---- the catalogue entry: the artefact, its manifest and card, the working points they record
+
+    @property
+    def artefact(self) -> Path:
+        """The model file (:func:`~hepinfer.models.catalogue.artefact_path`)."""
+        from hepinfer.models.catalogue import artefact_path
+
+        return artefact_path(self.spec)
+
+    def manifest(self) -> dict:
+        """What the artefact's manifest records ({} when there is none yet)."""
+        from hepinfer.models.catalogue import manifest
+
+        return manifest(self.spec)
+
+    @property
+    def card(self) -> Path | None:
+        """The model card beside the artefact in the cache, else the one hepinfer ships; None when
+        there is none (a user's model, an untrained network)."""
+        from hepinfer.models.catalogue import CARD, shipped
+
+        for folder in (self.artefact.parent, getattr(shipped(self.spec), "parent", None)):
+            if folder is not None and (folder / CARD).is_file():
+                return folder / CARD
+        return None
+
+    def weights_note(self) -> str:
+        """'trained', who declared the model, or the warning that its weights are random."""
+        from hepinfer.models.catalogue import weights_note
+
+        return weights_note(self.spec)
 
     def working_points(self) -> dict:
         """{name: {threshold, ...}}: the working points the model's manifest records ({} when none)."""

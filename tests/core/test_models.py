@@ -123,6 +123,30 @@ def test_inward_code_refuses_a_name():
         is_untrained("resnet50")
 
 
+def test_a_resolved_model_carries_what_hangs_on_it(tmp_path, monkeypatch):
+    """resolve() gives one Model per name: its spec, builder and branches, its catalogue entry (the
+    shipped card, the weights note) and the working points the card's manifest records; a Model is
+    passed through as it is and pickles (it travels to Dask workers inside the job's settings)."""
+    from hepinfer import ModelNotFound
+    from hepinfer.models.resolved import Model, resolve
+
+    monkeypatch.setenv("HEPINFER_HOME", str(tmp_path))  # nothing built: the shipped files only
+    model = resolve("particlenet")
+    assert isinstance(model, Model) and model.spec is get_spec("particlenet") and resolve(model) is model
+    jets, constituents = model.required_fields
+    assert "pt" in jets and constituents and model.reads_constituents
+    assert model.card is not None and model.card.read_text().startswith("#")
+    assert model.weights_note() == "trained"
+    assert model.working_point_cut("top@1%") == model.working_points()["top@1%"]["threshold"]
+    untrained = resolve("resnet50")
+    assert untrained.card is None and untrained.weights_note().startswith("UNTRAINED")
+    assert pickle.loads(pickle.dumps(model)).spec == model.spec
+    assert resolve(get_spec("bdt")).required_fields == (resolve("bdt").required_fields)
+    assert not resolve("bdt_nanoaod").reads_constituents  # standard NanoAOD: the jet fields alone
+    with pytest.raises(ModelNotFound, match="nope"):
+        resolve("nope")
+
+
 @pytest.mark.build  # torch, and the build-time network code
 def test_resnet50_architecture():
     torch = pytest.importorskip("torch")
