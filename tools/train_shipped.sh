@@ -21,7 +21,7 @@ if has particlenet; then  # the time budget decides the epochs on 2 CPU cores
   $hep train particlenet --sample "$S/train/*.root" --test "$S/test/*.root" --epochs 4 --batch-size 64 --lr 3e-3 \
     --seed 1 --device cpu --max-jets 16000 --max-minutes 65 --resume --out $T/particlenet --no-progress
 fi
-if has resnet; then  # the compact ResNet (architecture: COMPACT_RESNET in hepinfer/models/__init__.py)
+if has resnet; then  # the compact ResNet (architecture: COMPACT_RESNET in hepinfer/models/builtin_specs.py)
   $hep train resnet --sample "$S/train/*.root" --test "$S/test/*.root" --epochs 8 --batch-size 128 --lr 2e-3 \
     --augment --seed 1 --device cpu --max-minutes 30 --resume --out $T/resnet --no-progress
 fi

@@ -5,7 +5,7 @@
 model comes from one of these sources (:meth:`Registry.source_of` names it):
 
 ``built-in``
-    the models hepinfer declares (``hepinfer/models/__init__.py``); listed first.
+    the models hepinfer declares (``hepinfer/models/builtin_specs.py``); listed first.
 ``python``
     registered in code: ``hepinfer.register_model(spec)`` (:func:`register`).
 a TOML file's path
@@ -38,6 +38,7 @@ from pathlib import Path
 
 from hepinfer.errors import ConfigError
 from hepinfer.logs import get_logger
+from hepinfer.models.builtin_specs import BUILTIN_SPECS
 from hepinfer.models.checks import check_declaration, declaration_error
 from hepinfer.models.spec import ModelSpec
 
@@ -215,9 +216,11 @@ class Registry(Mapping[str, ModelSpec]):
         self.load_lazy()
 
 
-def _registry() -> Registry:
-    from hepinfer.models import SPECS
+# this process' registry: the built-in models, then the user's (``hepinfer.SPECS``)
+SPECS = Registry(BUILTIN_SPECS)
 
+
+def _registry() -> Registry:
     return SPECS
 
 

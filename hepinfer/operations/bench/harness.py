@@ -192,10 +192,10 @@ def _describe(point: Point, measured: dict) -> str:
 
 
 def get_study(name: str | Study) -> Study:
-    """A registered study by name (:data:`hepinfer.operations.bench.STUDIES`)."""
+    """A registered study by name (:data:`hepinfer.operations.bench.studies.STUDIES`)."""
     if isinstance(name, Study):
         return name
-    from hepinfer.operations.bench import STUDIES
+    from hepinfer.operations.bench.studies import STUDIES
 
     if name not in STUDIES:
         from hepinfer.errors import ConfigError

@@ -8,7 +8,7 @@ lines and, optionally, a check whose failure makes ``hepinfer bench`` exit 1.  T
 rest: artefacts, servers (one kept for as long as consecutive points ask for the same options),
 Scorers, toy inputs, the closed loop, CSV / markdown / PNG files, printing.
 
-A new study is one module with one ``STUDY = Study(...)``, listed in :data:`hepinfer.operations.bench.STUDIES`;
+A new study is one module with one ``STUDY = Study(...)``, listed in :data:`hepinfer.operations.bench.studies.STUDIES`;
 its options appear on ``hepinfer bench`` by themselves.
 """
 
