@@ -129,7 +129,7 @@ def train(
         info["parameters"] = int(sum(p.numel() for p in net.parameters()))
         used_settings = settings.as_dict()
         curve = plots.network_curve(info)
-    source = manifest_source(spec.name, out_dir)
+    source = manifest_source(model, out_dir)
     supersedes = _superseded(out_dir / "manifest.json") if source == "shipped" else []
     tmp.replace(artefact)
     for stale in (plots.ROC, plots.SCORES, plots.PT_BINS):  # figures of an earlier artefact in this folder
