@@ -33,7 +33,7 @@ def test_processor_on_htcondor_workers_matches_local(htcondor_pool, server, job_
         htcondor=condor,
     )
     remote = run_job(settings)
-    local = run_job(replace(settings, mode="local", executor="iterative"))
+    local = run_job(replace(settings, config=settings.config.replace(mode="local"), executor="iterative"))
     assert same_result(
         {"cutflow": remote.summary["cutflow"], "hists": remote.hists},
         {"cutflow": local.summary["cutflow"], "hists": local.hists},
