@@ -53,7 +53,7 @@ def cmd_serve(args) -> int:
                     )
                 ]
             ),
-            *sizing_lines(server),
+            *budget_lines(server),
             server.url,
         ):
             print(line, flush=True)
@@ -74,7 +74,7 @@ def repository_lines(server) -> list[str]:
     ]
 
 
-def sizing_lines(server) -> list[str]:
+def budget_lines(server) -> list[str]:
     """One line per model whose batch limit was sized from the memory budget."""
     if server.options.memory_budget is None:
         return []

@@ -193,8 +193,9 @@ class _Direct:
 
 
 def _memory_mb(run, row, spec) -> float:
-    """Memory per row (MB) of the row's engine, device and precision, from the sizing module
-    (measured once in the server environment, then read from the model's memory.json)."""
+    """Memory per row (MB) of the row's engine, device and precision, from the memory budget
+    (:mod:`hepinfer.serving.memory_budget`: measured once in the server environment, then read from the
+    model's memory.json)."""
     from hepinfer.serving.memory_budget import memory_use
     from hepinfer.serving.repository import RepositoryOptions
 
