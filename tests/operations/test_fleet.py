@@ -433,6 +433,8 @@ def test_settings_are_checked_and_missing_binaries_say_how_to_install(monkeypatc
         FleetOptions.build(MODEL, replicas=5, max_replicas=4)
     with pytest.raises(ConfigError, match="free ports"):
         FleetOptions.build(MODEL, grpc_port=8001)
+    with pytest.raises(ConfigError, match=r"unknown fleet setting\(s\) \['specs'\]"):  # resolved by the replicas
+        FleetOptions.build(MODEL, specs=())
     s = AutoscalerSettings()
     assert (s.threshold, s.window_s, s.ceiling, s.poll_s) == (2.0, 60.0, 3.0, 30.0)  # SuperSONIC's
     assert AutoscalerSettings(metric="queue_time").threshold == 100.0

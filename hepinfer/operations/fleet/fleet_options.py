@@ -65,7 +65,7 @@ class FleetOptions:
         """FleetOptions from keywords: the fleet's own fields, and ServerOptions fields for the replicas
         (``models``, ``engine``, ``device``, ``precision``, ``instances``, ...)."""
         own = {f.name for f in fields(cls)} - {"server"}
-        server_fields = {f.name for f in fields(ServerOptions)}
+        server_fields = {f.name for f in fields(ServerOptions) if f.init}
         unknown = sorted(set(kwargs) - own - server_fields)
         if unknown:
             raise ConfigError(
