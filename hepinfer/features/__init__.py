@@ -13,7 +13,8 @@ straight into the output tensors; sorting, sums and argmax within jets are
 :mod:`~hepinfer.features.segments`.  numpy suffices, no compiled kernel (numba): what each builder
 costs per jet and per call is in the performance guide (``hepinfer bench client``).  Inputs with
 missing values go through each builder's awkward path, the same expressions on awkward arrays;
-:mod:`~hepinfer.features.reference` is the test oracle the tensors equal bit for bit.
+that awkward path (``particles_on_awkward``, ``image_on_awkward``, ``jet_variables_on_awkward``) is
+the test oracle the tensors equal bit for bit.
 
 Three builders are composed by their parameters (``builder_params``): ``particles`` (padded
 per-particle features, :data:`~hepinfer.features.per_particle.PARTICLE_FEATURES`), ``image`` (jet

@@ -12,7 +12,7 @@ keyed on the identity of the two arrays and of their layouts, and dropped when t
 array is garbage-collected, so it holds no memory beyond the caller's own arrays' lifetime.
 
 Inputs the flat path does not take raise :class:`Unsupported`; the builders then take their
-awkward path (the test oracle :mod:`hepinfer.features.reference`), so such inputs give exactly the
+awkward path (``*_on_awkward``, also the tests' oracle), so such inputs give exactly the
 values (or the errors) of the catalogues' expressions on awkward arrays: fields with missing values
 (None), fields that are not one number per particle or jet.
 """

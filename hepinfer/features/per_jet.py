@@ -13,7 +13,7 @@ The BDTs are instances: ``bdt`` = ``jet_variables(variables=BDT_FEATURES)``, ``b
 Each variable is one expression over :class:`JetSummaries`, evaluated on flat numpy arrays
 (:mod:`hepinfer.features.flat`; sums per jet with :func:`~hepinfer.features.segments.segment_sum`,
 the leading constituent with :func:`~hepinfer.features.segments.segment_argmax`).  The same
-expressions on awkward arrays (:mod:`hepinfer.features.reference`) are the reference the values are
+expressions on awkward arrays (:func:`jet_variables_on_awkward`) are the reference the values are
 tested against, bit for bit: the sums add the same numbers in the same order and dtype.
 """
 

@@ -13,7 +13,7 @@ Each feature of the catalogue is one expression over :class:`ParticleQuantities`
 numpy arrays (:mod:`hepinfer.features.flat`): every particle's features computed once in storage
 order, then written straight into the padded tensors at (jet, place in the jet's sorted order);
 particles past ``max_particles`` go to a scratch row that is not returned.  The same expressions on
-awkward arrays (:mod:`hepinfer.features.reference`) are the reference the values are tested
+awkward arrays (:func:`particles_on_awkward`) are the reference the values are tested
 against: numpy applies the same float operations in the same order, so the tensors are bit for bit
 the same.
 """

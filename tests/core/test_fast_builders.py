@@ -1,5 +1,5 @@
 """The flat (numpy) builders give bit for bit the tensors of the awkward reference
-(hepinfer.features.reference): on generated events and on random jagged input with empty events,
+(each builder's awkward path): on generated events and on random jagged input with empty events,
 jets without constituents, jets longer than max_particles, ties and NaN / inf in the sort key,
 float32 and float64 fields, option-typed (NanoEvents-like) layouts; the segment operations match
 awkward's sort, sum and argmax; one Chunk serves every builder called on the same arrays."""
@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 from hepinfer.features import flat, image, jet_variables, particles
 from hepinfer.features.catalogues import BDT_FEATURES, NANOAOD_BDT_FEATURES, PARTICLENET_FEATURES
 from hepinfer.features.common import delta_phi, flat_jets, plain
-from hepinfer.features.images import IMAGE_CHANNELS
-from hepinfer.features.per_jet import JET_VARIABLES
-from hepinfer.features.per_particle import PARTICLE_FEATURES
-from hepinfer.features.reference import image_reference, jet_variables_reference, particles_reference
+from hepinfer.features.images import IMAGE_CHANNELS, image_on_awkward
+from hepinfer.features.per_jet import JET_VARIABLES, jet_variables_on_awkward
+from hepinfer.features.per_particle import PARTICLE_FEATURES, particles_on_awkward
 from hepinfer.features.segments import descending_key, segment_argmax, segment_sum, sort_within
 
-REFERENCE = {particles: particles_reference, image: image_reference, jet_variables: jet_variables_reference}
+# the oracle: each builder's awkward path (the catalogues' expressions with awkward's sort, sums and argmax)
+REFERENCE = {particles: particles_on_awkward, image: image_on_awkward, jet_variables: jet_variables_on_awkward}
 ALL_FEATURES = list(PARTICLE_FEATURES)
 CONFIGS = [  # (builder, parameters)
     (particles, dict(features=PARTICLENET_FEATURES)),
@@ -43,7 +43,7 @@ def _reference(builder, jets, constituents, params):
     p = builder.check_params(**params)
     if builder is jet_variables and not builder.required_fields(**p)[1]:
         jets = plain(jets)
-        return jet_variables_reference(ak.flatten(jets, axis=1) if jets.ndim == 2 else jets, None, **p)
+        return jet_variables_on_awkward(ak.flatten(jets, axis=1) if jets.ndim == 2 else jets, None, **p)
     return REFERENCE[builder](*flat_jets(jets, constituents), **p)
 
 
